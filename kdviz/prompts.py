@@ -1,0 +1,158 @@
+"""Prompt formats (multiple-choice QA, NLI, free-form QA) and their encoding for a given model.
+
+A rendered prompt remembers which characters are the format's own words ("Question:", "A)", ...), and an
+encoded prompt remembers which token positions belong to the prompt text at all, so chat-template and special
+tokens never receive attribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError, UnknownNameError
+from .records import Example
+
+SYSTEM_PROMPT = "Answer the question with the correct choice."  # short on purpose: models' default ones are long
+LETTERS = "ABCDEFGHIJ"
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+FORMATS = ("raw", "qa", "mcqa", "nli")
+MAX_PROMPT_CHARS = 4000  # about 1k tokens: beyond that attribution on a CPU takes minutes
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """Prompt text plus the character spans that the format itself wrote."""
+
+    text: str
+    template_spans: tuple[tuple[int, int], ...] = ()
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.spans: list[tuple[int, int]] = []
+        self.length = 0
+
+    def add(self, text: str, template: bool) -> None:
+        if template and text.strip():
+            self.spans.append((self.length, self.length + len(text)))
+        self.parts.append(text)
+        self.length += len(text)
+
+    def build(self) -> RenderedPrompt:
+        return RenderedPrompt("".join(self.parts), tuple(self.spans))
+
+
+def render(example: Example | str, fmt: str | None = None) -> RenderedPrompt:
+    """Returns the prompt for an example in a format ("raw", "qa", "mcqa", "nli"; default: the example's task).
+
+    Raises:
+        InputError: the text is empty or too long, or the example lacks what the format needs.
+    """
+    if isinstance(example, str):
+        example = Example(id="prompt", task="qa", question=example)
+    fmt = fmt or example.task
+    if fmt not in FORMATS:
+        raise UnknownNameError("prompt format", fmt, FORMATS)
+    if not example.question.strip():
+        raise InputError("the prompt is empty: type a question or pick an example")
+    b = _Builder()
+    if fmt == "raw":
+        b.add(example.question, template=False)
+    elif fmt == "nli":
+        if not example.context:
+            raise InputError("an NLI prompt needs a premise (the example's context)")
+        b.add("Premise: ", True), b.add(example.context, False)
+        b.add("\nHypothesis: ", True), b.add(example.question, False)
+        b.add("\nDoes the premise entail the hypothesis? Choices: entailment, neutral, contradiction\nAnswer:", True)
+    else:
+        if example.context:
+            b.add("Context: ", True), b.add(example.context, False), b.add("\n", True)
+        b.add("Question: ", True), b.add(example.question, False)
+        if fmt == "mcqa":
+            if len(example.choices) < 2:
+                raise InputError("a multiple-choice prompt needs at least two choices")
+            if len(example.choices) > len(LETTERS):
+                raise InputError(f"at most {len(LETTERS)} choices are supported, got {len(example.choices)}")
+            b.add("\nChoices:", True)
+            for letter, choice in zip(LETTERS, example.choices, strict=False):
+                b.add(f"\n{letter})", True), b.add(" ", False), b.add(choice, False)
+        b.add("\nAnswer:", True)
+    rendered = b.build()
+    if len(rendered.text) > MAX_PROMPT_CHARS:
+        raise InputError(f"the prompt has {len(rendered.text)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return rendered
+
+
+def answer_choices(example: Example, fmt: str | None = None) -> tuple[str, ...]:
+    """Returns the candidate answers to score for an example (empty for free-form QA)."""
+    if (fmt or example.task) == "nli":
+        return example.choices or NLI_LABELS
+    return example.choices if (fmt or example.task) == "mcqa" else ()
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    """Token ids of the full model input and where the prompt text's own tokens sit in it."""
+
+    ids: tuple[int, ...]  # everything the model reads before the target (chat template included)
+    content_positions: tuple[int, ...]  # indices into `ids` of the prompt text's tokens
+    content_offsets: tuple[tuple[int, int], ...]  # their character spans in the prompt text
+    target_prefix: str  # what separates the prompt from a target continuation (" " after "Answer:")
+
+
+def encode(loaded, prompt: str) -> EncodedPrompt:
+    """Returns the prompt encoded for `loaded` (a `LoadedModel`), through its chat template when it uses one."""
+    tokenizer = loaded.tokenizer
+    if loaded.chat:
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        try:
+            full = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # some templates (Gemma's) refuse a system turn
+            full = tokenizer.apply_chat_template(messages[1:], tokenize=False, add_generation_prompt=True)
+        start = full.rfind(prompt)
+        add_special, target_prefix = False, ""
+    else:
+        full, start = prompt, 0
+        add_special = True  # BOS for decoder-only models, </s> for T5-style encoders: as they were trained
+        target_prefix = "" if loaded.is_encoder_decoder or prompt[-1:].isspace() else " "
+    if start < 0:
+        raise InputError("the chat template changed the prompt text; load the model with chat=False")
+    ids, spans, special_mask = _tokenize_with_offsets(tokenizer, full, add_special)
+    positions, offsets = [], []
+    end = start + len(prompt)
+    for i, ((a, b), special) in enumerate(zip(spans, special_mask, strict=False)):
+        if special or b <= a or b <= start or a >= end:
+            continue
+        positions.append(i)
+        offsets.append((max(a, start) - start, min(b, end) - start))
+    if not positions:
+        raise InputError("the prompt has no tokens to attribute")
+    return EncodedPrompt(tuple(ids), tuple(positions), tuple(offsets), target_prefix)
+
+
+def _tokenize_with_offsets(tokenizer, text: str, add_special: bool):
+    if tokenizer.is_fast:
+        enc = tokenizer(
+            text, add_special_tokens=add_special, return_offsets_mapping=True, return_special_tokens_mask=True
+        )
+        return list(enc["input_ids"]), enc["offset_mapping"], enc["special_tokens_mask"]
+    # Slow tokenizers have no offset mapping: find each decoded piece in the text, left to right.
+    ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    spans, cursor = [], 0
+    for token_id, is_special in zip(ids, special, strict=False):
+        piece = "" if is_special else tokenizer.decode([token_id]).strip()
+        found = text.find(piece, cursor) if piece else -1
+        spans.append((found, found + len(piece)) if found >= 0 else (cursor, cursor))
+        cursor = found + len(piece) if found >= 0 else cursor
+    return ids, spans, special
+
+
+def encode_target(loaded, encoded: EncodedPrompt, target: str) -> tuple[int, ...]:
+    """Returns the token ids of a target continuation of an encoded prompt."""
+    text = target if target[:1].isspace() else encoded.target_prefix + target
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InputError("the target is empty")
+    return tuple(ids)

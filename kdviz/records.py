@@ -1,0 +1,192 @@
+"""Typed, serialisable records passed between kdviz's stages, and atomic JSONL/JSON persistence for them.
+
+Every record is a frozen dataclass of plain Python values (no tensors), so any stage can be re-run from a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """Mixin: `to_dict()` gives JSON-ready values, `from_dict()` rebuilds an equal record."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become lists, as in the file
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _as_tuple(value: Iterable[Any] | None) -> tuple[Any, ...]:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in (value or ()))
+
+
+@dataclass(frozen=True)
+class Example(Record):
+    """One task instance: multiple-choice QA, NLI or free-form QA.
+
+    `task` is "mcqa" (question + choices), "nli" (`context` = premise, `question` = hypothesis, choices = labels)
+    or "qa" (question, free-text answer). `human_rationale` is a human-marked evidence span, where the data has one.
+    """
+
+    id: str
+    task: str
+    question: str
+    choices: tuple[str, ...] = ()
+    answer: str | None = None
+    context: str | None = None
+    human_rationale: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if self.task not in ("mcqa", "nli", "qa"):
+            raise ValueError(f"task must be mcqa, nli or qa, not {self.task!r}")
+
+
+@dataclass(frozen=True)
+class Generation(Record):
+    """A model's free-text completion of a prompt."""
+
+    model_name: str
+    prompt: str
+    completion: str
+    completion_tokens: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "completion_tokens", tuple(self.completion_tokens))
+
+
+@dataclass(frozen=True)
+class ChoiceScores(Record):
+    """Length-normalised log-likelihood of each answer choice; the prediction is the highest-scoring choice."""
+
+    model_name: str
+    prompt: str
+    choices: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(self.choices))
+        object.__setattr__(self, "scores", tuple(self.scores))
+        if len(self.choices) != len(self.scores) or not self.choices:
+            raise ValueError(f"{len(self.scores)} scores for {len(self.choices)} choices")
+
+    @property
+    def predicted_index(self) -> int:
+        return max(range(len(self.scores)), key=self.scores.__getitem__)
+
+    @property
+    def predicted(self) -> str:
+        return self.choices[self.predicted_index]
+
+
+TARGET_MODES = ("generate", "choice", "gold", "forced")
+
+
+@dataclass(frozen=True)
+class TokenAttribution(Record):
+    """How much each prompt token (and word) contributed to a target completion.
+
+    Token level: `token_scores[t][i]` is the attribution of input token i to output token t
+    (shape [len(output_tokens)][len(input_tokens)]); `seq_scores[i]` attributes the whole target
+    (its summed log-probability) to input token i. Only the prompt's own tokens appear: chat-template
+    and special tokens are excluded. `input_offsets` are character spans into `prompt`.
+
+    Word level (the same scores merged over subword pieces): `words`, `word_offsets`, `word_scores`
+    ([len(words)]), `word_token_scores` ([len(output_tokens)][len(words)]), and `word_is_template`, true
+    for the prompt format's own words ("Question:", "A)", ...).
+    """
+
+    model_name: str
+    method: str
+    prompt: str
+    target: str
+    target_mode: str
+    input_tokens: tuple[str, ...]
+    input_offsets: tuple[tuple[int, int], ...]
+    output_tokens: tuple[str, ...]
+    token_scores: tuple[tuple[float, ...], ...]
+    seq_scores: tuple[float, ...]
+    words: tuple[str, ...] = ()
+    word_offsets: tuple[tuple[int, int], ...] = ()
+    word_scores: tuple[float, ...] = ()
+    word_token_scores: tuple[tuple[float, ...], ...] = ()
+    word_is_template: tuple[bool, ...] = ()
+    example_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "input_tokens",
+            "input_offsets",
+            "output_tokens",
+            "token_scores",
+            "seq_scores",
+            "words",
+            "word_offsets",
+            "word_scores",
+            "word_token_scores",
+            "word_is_template",
+        ):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        n_in, n_out, n_words = len(self.input_tokens), len(self.output_tokens), len(self.words)
+        if self.target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {TARGET_MODES}, not {self.target_mode!r}")
+        if len(self.input_offsets) != n_in or len(self.seq_scores) != n_in:
+            raise ValueError(
+                f"{len(self.seq_scores)} scores / {len(self.input_offsets)} offsets for {n_in} input tokens"
+            )
+        if len(self.token_scores) != n_out or any(len(row) != n_in for row in self.token_scores):
+            raise ValueError(f"token_scores must be [{n_out}][{n_in}] (output x input tokens)")
+        if (len(self.word_offsets), len(self.word_scores), len(self.word_is_template)) != (n_words,) * 3:
+            raise ValueError(f"word_offsets, word_scores and word_is_template must each have {n_words} entries")
+        if len(self.word_token_scores) != (n_out if n_words else 0) or any(
+            len(row) != n_words for row in self.word_token_scores
+        ):
+            raise ValueError(f"word_token_scores must be [{n_out}][{n_words}] (output tokens x words)")
+
+    def top_words(self, k: int = 10, include_template: bool = False) -> list[tuple[str, float]]:
+        """Returns the k highest-scoring words as (word, score), best first."""
+        ranked = sorted(
+            (i for i in range(len(self.words)) if include_template or not self.word_is_template[i]),
+            key=lambda i: -self.word_scores[i],
+        )
+        return [(self.words[i], self.word_scores[i]) for i in ranked[:k]]
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Writes `text` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_jsonl(records: Iterable[Record], path: str | Path) -> Path:
+    """Writes records one JSON object a line, atomically; returns the path."""
+    return write_atomic(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
+
+
+def load_jsonl(path: str | Path, cls: type[R]) -> list[R]:
+    """Reads records of type `cls` written by `save_jsonl`."""
+    with open(path, encoding="utf-8") as handle:
+        return [cls.from_dict(json.loads(line)) for line in handle if line.strip()]

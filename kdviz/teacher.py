@@ -1,0 +1,140 @@
+"""Run a teacher on prompts or dataset examples: pick the target (generated, predicted choice, gold, or given)
+and attribute it to the input. This is the library face of the app's Teacher panel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .attribution import AttributionRequest, attribute_requests, check_method
+from .config import ModelSpec
+from .errors import InputError, UnknownNameError
+from .inference import generate_batch, score_choices_batch
+from .models import LoadedModel, load_model
+from .prompts import answer_choices, render
+from .records import TARGET_MODES, Example, TokenAttribution
+
+Progress = Callable[[int, int], None]
+
+
+def _as_loaded(model: LoadedModel | ModelSpec | str) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def default_target_mode(example: Example, fmt: str | None = None) -> str:
+    """Returns "choice" for examples with answer choices, else "generate"."""
+    return "choice" if answer_choices(example, fmt) else "generate"
+
+
+def build_requests(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    target_mode: str | None = None,
+    fmt: str | None = None,
+    max_new_tokens: int = 24,
+    batch_size: int = 8,
+    on_progress: Progress | None = None,
+) -> list[AttributionRequest]:
+    """Returns an attribution request per example, running the model where the target is its own answer.
+
+    `target_mode`: "choice" (the model's best-scoring choice), "generate" (its free completion) or "gold"
+    (the example's answer); default: "choice" where the example has choices.
+    """
+    if target_mode is not None and target_mode not in TARGET_MODES[:3]:
+        raise UnknownNameError("target mode", target_mode, TARGET_MODES[:3])
+    rendered = [render(ex, fmt) for ex in examples]
+    modes = [target_mode or default_target_mode(ex, fmt) for ex in examples]
+    metas: list[dict] = [{"gold": ex.answer} if ex.answer else {} for ex in examples]
+    targets: list[str | None] = [None] * len(examples)
+    scored = [i for i, ex in enumerate(examples) if answer_choices(ex, fmt)]
+    if scored:  # score choices wherever there are some: the prediction and its correctness are worth keeping
+        for i, cs in zip(
+            scored,
+            score_choices_batch(
+                loaded,
+                [rendered[i].text for i in scored],
+                [answer_choices(examples[i], fmt) for i in scored],
+                batch_size=batch_size * 4,
+                on_progress=on_progress,
+            ),
+            strict=False,
+        ):
+            metas[i].update(choices=list(cs.choices), choice_scores=list(cs.scores), predicted=cs.predicted)
+            if examples[i].answer is not None:
+                metas[i]["correct"] = cs.predicted == examples[i].answer
+            if modes[i] == "choice":
+                targets[i] = cs.predicted
+    for i, mode in enumerate(modes):
+        if mode == "choice" and targets[i] is None:
+            raise InputError(f"example {examples[i].id!r} has no choices; use target mode 'generate' or 'gold'")
+        if mode == "gold":
+            if not examples[i].answer:
+                raise InputError(f"example {examples[i].id!r} has no gold answer to attribute")
+            targets[i] = examples[i].answer
+    to_generate = [i for i, m in enumerate(modes) if m == "generate"]
+    if to_generate:
+        for i, gen in zip(
+            to_generate,
+            generate_batch(
+                loaded, [rendered[i].text for i in to_generate], max_new_tokens=max_new_tokens, batch_size=batch_size
+            ),
+            strict=False,
+        ):
+            if not gen.completion.strip():
+                raise InputError(f"{loaded.name} generated an empty answer; use target mode 'choice' or 'gold'")
+            targets[i] = gen.completion
+            metas[i]["generated"] = gen.completion
+    return [
+        AttributionRequest(r.text, t, m, r.template_spans, ex.id, meta)
+        for ex, r, t, m, meta in zip(examples, rendered, targets, modes, metas, strict=False)
+    ]
+
+
+def attribute(
+    model: LoadedModel | ModelSpec | str,
+    prompt: str | Example,
+    target: str | None = None,
+    method: str = "input_x_gradient",
+    *,
+    target_mode: str | None = None,
+    fmt: str | None = None,
+    steps: int = 20,
+    max_new_tokens: int = 24,
+) -> TokenAttribution:
+    """Returns the attribution of the model's answer (or of `target`, when given) to the prompt's tokens and words.
+
+    Args:
+        model: a loaded model or a spec ("tiny", "embedded-teacher", a hub id, a path).
+        prompt: free text (used as is) or an Example (rendered in its task's format, or `fmt`).
+        target: a forced target string; None lets `target_mode` pick it.
+        method: one of `list_attribution_methods()`.
+    """
+    check_method(method)
+    loaded = _as_loaded(model)
+    example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
+    fmt = fmt or ("raw" if isinstance(prompt, str) else None)
+    if target is not None:
+        rendered = render(example, fmt)
+        request = AttributionRequest(rendered.text, target, "forced", rendered.template_spans, example.id, {})
+    else:
+        (request,) = build_requests(loaded, [example], target_mode, fmt, max_new_tokens=max_new_tokens)
+    return attribute_requests(loaded, [request], method, steps=steps)[0]
+
+
+def attribute_examples(
+    model: LoadedModel | ModelSpec | str,
+    examples: Sequence[Example],
+    method: str = "input_x_gradient",
+    *,
+    target_mode: str | None = None,
+    steps: int = 20,
+    batch_size: int = 4,
+    per_token: bool = True,
+    on_progress: Progress | None = None,
+) -> list[TokenAttribution]:
+    """Returns attributions for many examples, batched; `on_progress(done, total)` follows the attribution."""
+    check_method(method)
+    loaded = _as_loaded(model)
+    requests = build_requests(loaded, examples, target_mode, batch_size=batch_size)
+    return attribute_requests(
+        loaded, requests, method, steps=steps, batch_size=batch_size, per_token=per_token, on_progress=on_progress
+    )

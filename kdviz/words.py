@@ -1,0 +1,54 @@
+"""Merge subword tokens into whitespace-delimited words, by character offsets (works for any tokenizer)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_WORD = re.compile(r"\S+")
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Returns the character spans of the whitespace-delimited words of `text`."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def assign_tokens(token_offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """Returns, per token, the index of the word it overlaps most (-1 for whitespace-only tokens)."""
+    owners, w = [], 0
+    for a, b in token_offsets:
+        best, best_overlap = -1, 0
+        # Tokens and words are both in text order: start from the last matched word.
+        for j in range(max(w - 1, 0), len(spans)):
+            lo, hi = spans[j]
+            if lo >= b:
+                break
+            overlap = min(b, hi) - max(a, lo)
+            if overlap > best_overlap:
+                best, best_overlap = j, overlap
+        owners.append(best)
+        w = best if best >= 0 else w
+    return owners
+
+
+def merge_scores(scores: Sequence[float], owners: Sequence[int], n_words: int) -> list[float]:
+    """Returns per-word sums of token scores (the sum keeps totals, and so IG's completeness, intact)."""
+    merged = [0.0] * n_words
+    for score, owner in zip(scores, owners, strict=False):
+        if owner >= 0:
+            merged[owner] += score
+    return merged
+
+
+def token_groups(owners: Sequence[int], n_words: int) -> list[list[int]]:
+    """Returns, per word, the indices of the tokens it is made of."""
+    groups: list[list[int]] = [[] for _ in range(n_words)]
+    for i, owner in enumerate(owners):
+        if owner >= 0:
+            groups[owner].append(i)
+    return groups
+
+
+def overlaps_any(span: tuple[int, int], others: Sequence[tuple[int, int]]) -> bool:
+    """Returns whether `span` shares at least one character with any span in `others`."""
+    return any(min(span[1], b) > max(span[0], a) for a, b in others)

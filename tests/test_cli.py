@@ -1,0 +1,72 @@
+import json
+
+from kdviz import TokenAttribution, load_jsonl
+from kdviz.cli import main
+from kdviz.data import demo_path
+
+
+def test_attribute_prints_per_token_scores_as_json(capsys):
+    assert (
+        main(["attribute", "--model", "tiny", "--prompt", "Where is milk kept cold?", "--target", "fridge", "--json"])
+        == 0
+    )
+    record = json.loads(capsys.readouterr().out)
+    attr = TokenAttribution.from_dict(record)
+    assert attr.target == "fridge" and attr.target_mode == "forced"
+    assert "".join(attr.input_tokens).replace(" ", "") == "Whereismilkkeptcold?"  # whitespace-only tokens dropped
+    assert len(attr.seq_scores) == len(attr.input_tokens)
+
+
+def test_attribute_text_output_lists_tokens_and_top_words(capsys):
+    args = ["attribute", "--model", "tiny", "--prompt", "Where is milk kept cold?", "--choices", "fridge", "oven"]
+    assert main(args + ["--gold", "fridge", "--method", "saliency", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "target (choice)" in out and "correct:" in out and "top 3 words:" in out
+    assert len(attr_words(out)) == 3 and set(attr_words(out)) <= {
+        "Where",
+        "is",
+        "milk",
+        "kept",
+        "cold?",
+        "fridge",
+        "oven",
+    }
+
+
+def test_dataset_attribution_writes_jsonl(tmp_path, capsys):
+    out = tmp_path / "attrs.jsonl"
+    args = ["attribute", "--model", "tiny", "--data", str(demo_path()), "--limit", "3", "--method", "saliency"]
+    assert main(args + ["--out", str(out)]) == 0
+    attrs = load_jsonl(out, TokenAttribution)
+    assert [a.example_id for a in attrs] == ["demo-001", "demo-002", "demo-003"]
+    assert all(a.target_mode == "choice" for a in attrs)
+
+
+def test_bad_input_exits_2_with_one_line_on_stderr(capsys, tmp_path):
+    cases = [
+        ["attribute", "--model", "tiny", "--prompt", "q", "--method", "magic"],
+        ["attribute", "--model", "no-such/model", "--prompt", "q", "--target", "a"],
+        ["attribute", "--model", "tiny", "--prompt", "  ", "--target", "a"],
+        ["attribute", "--model", "tiny"],
+        ["attribute", "--model", "tiny", "--data", str(tmp_path / "missing.jsonl")],
+        ["frobnicate"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), (argv, err)
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "attribute" in capsys.readouterr().out
+
+
+def test_models_lists_the_offline_specs(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded-teacher" in out and "Qwen2.5-Coder-1.5B-Instruct" in out and "tiny-t5" in out
+
+
+def attr_words(out: str) -> list[str]:
+    return [line.split()[0] for line in out.split("top 3 words:")[1].strip().splitlines()]

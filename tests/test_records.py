@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
+from kdviz.records import write_atomic
+
+
+def test_every_record_round_trips_through_jsonl(tmp_path, tiny):
+    attr = attribute(tiny, Example("e1", "mcqa", "Where is milk kept cold?", ("fridge", "oven"), "fridge"))
+    records = {
+        Example: Example("e1", "mcqa", "q?", ("a", "b"), "a", None, "q"),
+        Generation: Generation("tiny", "q?", "a", ("a",)),
+        ChoiceScores: ChoiceScores("tiny", "q?", ("a", "b"), (-1.0, -2.0)),
+        TokenAttribution: attr,
+    }
+    for cls, record in records.items():
+        path = save_jsonl([record, record], tmp_path / f"{cls.__name__}.jsonl")
+        assert load_jsonl(path, cls) == [record, record]
+        assert cls.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_attribution_record_rejects_mismatched_shapes(tiny):
+    attr = attribute(tiny, "the cat sat", target="mat")
+    data = attr.to_dict()
+    with pytest.raises(ValueError, match="input tokens"):
+        TokenAttribution.from_dict({**data, "seq_scores": data["seq_scores"][:-1]})
+    with pytest.raises(ValueError, match="token_scores"):
+        TokenAttribution.from_dict({**data, "token_scores": data["token_scores"][:-1]})
+    with pytest.raises(ValueError, match="target_mode"):
+        TokenAttribution.from_dict({**data, "target_mode": "psychic"})
+
+
+def test_choice_scores_predicts_the_best_choice():
+    scores = ChoiceScores("m", "p", ("a", "b", "c"), (-3.0, -0.5, -2.0))
+    assert (scores.predicted_index, scores.predicted) == (1, "b")
+    with pytest.raises(ValueError):
+        ChoiceScores("m", "p", ("a", "b"), (-1.0,))
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = write_atomic(tmp_path / "out.jsonl", "old\n")
+
+    class Boom:
+        def to_dict(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_jsonl([Boom()], path)
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]

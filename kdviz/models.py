@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,13 @@ def _load_cached(spec: ModelSpec) -> LoadedModel:
         model, tokenizer = build_tiny(name)
         default_chat = not model.config.is_encoder_decoder
     elif name in embedded.EMBEDDED:
-        model, tokenizer = _load_gguf(embedded.gguf_path(name), cache_key=name)
+        model, tokenizer = _load_gguf(functools.partial(embedded.gguf_path, name), cache_key=name)
         default_chat = embedded.EMBEDDED[name].chat
     elif name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {name!r} does not exist")
-        model, tokenizer = _load_gguf(path, cache_key=_file_key(path))
+        model, tokenizer = _load_gguf(lambda: path, cache_key=_file_key(path))
         default_chat = tokenizer.chat_template is not None
     else:
         model, tokenizer = _load_pretrained(spec)
@@ -123,12 +124,13 @@ def _file_key(path: Path) -> str:
     return f"{path.stem}-{digest}"
 
 
-def _load_gguf(path: Path, cache_key: str):
+def _load_gguf(find_path: Callable[[], Path], cache_key: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = embedded.cache_root() / "models" / cache_key
     if not (cached / "config.json").exists():
+        path = find_path()
         logger.warning("converting %s to safetensors once (takes 0.5-2.5 minutes; cached in %s)", path.name, cached)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -148,6 +150,8 @@ def _load_gguf(path: Path, cache_key: str):
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
         del model
+        if path.parent == embedded.cache_root() / "gguf":  # an assembled copy of installed parts: not needed now
+            path.unlink()
     tokenizer = AutoTokenizer.from_pretrained(cached)
     model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
     return model, tokenizer

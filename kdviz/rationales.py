@@ -1,0 +1,148 @@
+"""Turn a teacher's word attributions into rationales, and measure them against the gold answer and human rationales.
+
+Definitions (used by the Rationales and Compare panels, and in docs):
+- a rationale is a set of prompt words, kept in input order, chosen by top-k or by a threshold;
+- words are compared after normalisation: lower-cased, punctuation stripped from both ends;
+- *gold overlap* (Ballout et al.'s 68% statistic): at least one rationale word occurs among the gold answer's words;
+- *gold word fraction*: the share of rationale words that occur among the gold answer's words;
+- *distractor overlap*: the same as gold overlap, against each wrong choice (a chance baseline for the statistic);
+- *plausibility* (ERASER-style): word-set precision, recall, F1 and IoU of the rationale against the human
+  rationale span (CoS-E's `human_rationale_extractive`).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .prompts import LETTERS
+from .records import TokenAttribution
+
+# A small English stopword list: function words carry no rationale (kept short so content words are never lost).
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from as into onto than then so such this that these those
+    it its is are was were be been being am do does did done have has had having would could should will shall may
+    might must can what which who whom whose where when why how there here you your yours he him his she her hers
+    they them their we us our i me my not no nor very too also just only any some all each""".split()
+)
+_PUNCT = string.punctuation + "“”‘’«»…–—"
+_LETTER_WORDS = frozenset(f"{c}{s}" for c in LETTERS for s in (")", ".", ":", ""))
+
+
+def normalize(word: str) -> str:
+    """Returns the word lower-cased with punctuation stripped from both ends ("" for pure punctuation)."""
+    return word.strip(_PUNCT).lower()
+
+
+def words_of(text: str | None) -> set[str]:
+    """Returns the set of normalised words of a text."""
+    return {w for w in (normalize(t) for t in (text or "").split()) if w}
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """How rationale words are chosen from a word attribution: top-k, or a threshold, after exclusions."""
+
+    top_k: int | None = field(default=5, metadata={"help": "keep the k best words"})
+    mass: float | None = field(default=None, metadata={"help": "keep best words until this share of positive score"})
+    z: float | None = field(default=None, metadata={"help": "keep words scoring above mean + z·std"})
+    exclude_stopwords: bool = True  # function words ("the", "would") say nothing about the answer
+    exclude_punctuation: bool = True  # "?" and "," are often ranked high by gradient methods
+    exclude_choice_letters: bool = True  # "A)", "B" ... label the choices, they are not evidence
+    exclude_template: bool = True  # the prompt format's words ("Question:", "Answer:")
+
+    def __post_init__(self) -> None:
+        given = [v is not None for v in (self.top_k, self.mass, self.z)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of top_k, mass (a fraction) or z (a number of std devs)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if self.mass is not None and not 0 < self.mass <= 1:
+            raise ValueError("mass must be in (0, 1]")
+
+    def describe(self) -> str:
+        rule = f"top-{self.top_k}" if self.top_k else (f"mass>={self.mass}" if self.mass else f"mean+{self.z}std")
+        off = [
+            n
+            for n, on in [
+                ("stopwords", self.exclude_stopwords),
+                ("punctuation", self.exclude_punctuation),
+                ("choice letters", self.exclude_choice_letters),
+                ("template", self.exclude_template),
+            ]
+            if on
+        ]
+        return rule + (f", excluding {', '.join(off)}" if off else "")
+
+
+def candidate_words(attr: TokenAttribution, rule: SelectionRule) -> list[int]:
+    """Returns the indices of the words that may enter a rationale under the rule's exclusions."""
+    keep = []
+    for i, word in enumerate(attr.words):
+        norm = normalize(word)
+        if rule.exclude_template and attr.word_is_template[i]:
+            continue
+        if rule.exclude_punctuation and not norm:
+            continue
+        if rule.exclude_stopwords and norm in STOPWORDS:
+            continue
+        if rule.exclude_choice_letters and word.strip() in _LETTER_WORDS:
+            continue
+        keep.append(i)
+    return keep
+
+
+def select_rationale(attr: TokenAttribution, rule: SelectionRule) -> list[int]:
+    """Returns the indices of the rationale's words, in input order.
+
+    Words are ranked by score (highest first; only positive scores count toward `mass`).
+    """
+    candidates = candidate_words(attr, rule)
+    ranked = sorted(candidates, key=lambda i: -attr.word_scores[i])
+    if rule.top_k is not None:
+        chosen = ranked[: rule.top_k]
+    elif rule.mass is not None:
+        total = sum(max(attr.word_scores[i], 0.0) for i in candidates)
+        chosen, acc = [], 0.0
+        for i in ranked:
+            if attr.word_scores[i] <= 0 or (total and acc >= rule.mass * total):
+                break
+            chosen.append(i)
+            acc += attr.word_scores[i]
+    else:
+        scores = [attr.word_scores[i] for i in candidates]
+        mean = sum(scores) / len(scores) if scores else 0.0
+        std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5 if scores else 0.0
+        chosen = [i for i in ranked if attr.word_scores[i] > mean + rule.z * std]
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Word-set agreement of a rationale with a human rationale."""
+
+    precision: float
+    recall: float
+    f1: float
+    iou: float
+
+
+def plausibility(rationale_words: Sequence[str], human_rationale: str) -> Plausibility:
+    """Returns precision, recall, F1 and IoU of the rationale's words against the human rationale's words."""
+    ours = {w for w in map(normalize, rationale_words) if w}
+    theirs = words_of(human_rationale)
+    both = len(ours & theirs)
+    precision = both / len(ours) if ours else 0.0
+    recall = both / len(theirs) if theirs else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    union = len(ours | theirs)
+    return Plausibility(precision, recall, f1, both / union if union else 0.0)
+
+
+def gold_overlap(rationale_words: Sequence[str], answer: str) -> tuple[bool, float]:
+    """Returns (at least one rationale word is in the answer, the fraction of rationale words in the answer)."""
+    ours = [w for w in map(normalize, rationale_words) if w]
+    answer_words = words_of(answer)
+    hits = sum(w in answer_words for w in ours)
+    return hits > 0, hits / len(ours) if ours else 0.0

@@ -1,0 +1,86 @@
+import pytest
+
+from kdviz import TokenAttribution
+from kdviz.rationales import SelectionRule, gold_overlap, normalize, plausibility, select_rationale
+
+PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
+#          Question: Where would you keep milk cold? Choices: A)   cupboard B)  refrigerator Answer:
+SCORES = [9.0, 0.5, 3.0, 2.0, 0.1, 4.0, 5.0, 8.0, 7.0, 1.0, 6.0, 0.9, -2.0]
+TEMPLATE = [True, False, False, False, False, False, False, True, True, False, True, False, True]
+
+
+def hand_made(scores=SCORES) -> TokenAttribution:
+    words = PROMPT.split()
+    offsets, at = [], 0
+    for w in words:
+        at = PROMPT.index(w, at)
+        offsets.append((at, at + len(w)))
+        at += len(w)
+    return TokenAttribution(
+        model_name="hand",
+        method="input_x_gradient",
+        prompt=PROMPT,
+        target="refrigerator",
+        target_mode="choice",
+        input_tokens=(),
+        input_offsets=(),
+        output_tokens=(),
+        token_scores=(),
+        seq_scores=(),
+        words=tuple(words),
+        word_offsets=tuple(offsets),
+        word_scores=tuple(scores),
+        word_is_template=tuple(TEMPLATE),
+    )
+
+
+def chosen(rule: SelectionRule) -> list[str]:
+    attr = hand_made()
+    return [attr.words[i] for i in select_rationale(attr, rule)]
+
+
+def test_top_k_skips_template_stopwords_and_letters_and_keeps_input_order():
+    # by score: Question:(9,template) Choices:(8,template) A)(7,template) B)(6,template) cold?(5) milk(4)
+    # would(3,stop) you(2,stop) cupboard(1) refrigerator(0.9)
+    assert chosen(SelectionRule(top_k=3)) == ["milk", "cold?", "cupboard"]
+
+
+def test_exclusions_can_be_switched_off():
+    rule = SelectionRule(top_k=3, exclude_template=False, exclude_choice_letters=False)
+    assert chosen(rule) == ["Question:", "Choices:", "B)"]  # "A)" is also the stopword "a"
+    assert chosen(SelectionRule(top_k=3, exclude_stopwords=False)) == ["would", "milk", "cold?"]
+
+
+def test_mass_threshold_keeps_the_best_words_until_the_share_is_reached():
+    # candidates ("where" is a stopword): keep .1, milk 4, cold? 5, cupboard 1, refrigerator .9 (total 11)
+    assert chosen(SelectionRule(top_k=None, mass=0.5)) == ["milk", "cold?"]  # 5 < 5.5 <= 9
+    assert chosen(SelectionRule(top_k=None, mass=1.0)) == ["keep", "milk", "cold?", "cupboard", "refrigerator"]
+
+
+def test_z_threshold_keeps_outliers():
+    # mean 2.2, std 1.93: only cold? (5) is above mean + 1 std; with z=0.5, milk (4 > 3.17) too
+    assert chosen(SelectionRule(top_k=None, z=1.0)) == ["cold?"]
+    assert chosen(SelectionRule(top_k=None, z=0.5)) == ["milk", "cold?"]
+
+
+def test_a_rule_needs_exactly_one_criterion():
+    with pytest.raises(ValueError):
+        SelectionRule(top_k=3, mass=0.5)
+    with pytest.raises(ValueError):
+        SelectionRule(top_k=None)
+    with pytest.raises(ValueError):
+        SelectionRule(top_k=None, mass=1.5)
+
+
+def test_gold_overlap_statistics():
+    assert gold_overlap(["milk", "Refrigerator,"], "refrigerator") == (True, 0.5)
+    assert gold_overlap(["milk", "cold?"], "refrigerator") == (False, 0.0)
+    assert gold_overlap([], "refrigerator") == (False, 0.0)
+    assert normalize("“Cold?”") == "cold"
+
+
+def test_plausibility_against_a_human_rationale():
+    p = plausibility(["milk", "cold?", "cupboard"], "keep milk cold")
+    assert (p.precision, p.recall) == pytest.approx((2 / 3, 2 / 3))
+    assert p.f1 == pytest.approx(2 / 3) and p.iou == pytest.approx(2 / 4)
+    assert plausibility([], "x") == plausibility(["y"], "")

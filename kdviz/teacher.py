@@ -33,18 +33,28 @@ def build_requests(
     max_new_tokens: int = 24,
     batch_size: int = 8,
     on_progress: Progress | None = None,
+    targets: Sequence[str | None] | None = None,
 ) -> list[AttributionRequest]:
     """Returns an attribution request per example, running the model where the target is its own answer.
 
     `target_mode`: "choice" (the model's best-scoring choice), "generate" (its free completion) or "gold"
-    (the example's answer); default: "choice" where the example has choices.
+    (the example's answer); default: "choice" where the example has choices. A non-None entry of `targets`
+    forces that example's target (mode "forced"); its choices are still scored for the record's metadata.
     """
     if target_mode is not None and target_mode not in TARGET_MODES[:3]:
         raise UnknownNameError("target mode", target_mode, TARGET_MODES[:3])
     rendered = [render(ex, fmt) for ex in examples]
-    modes = [target_mode or default_target_mode(ex, fmt) for ex in examples]
+    targets = list(targets) if targets is not None else [None] * len(examples)
+    modes = [
+        "forced" if forced is not None else target_mode or default_target_mode(ex, fmt)
+        for ex, forced in zip(examples, targets, strict=True)
+    ]
+    for ex, mode in zip(examples, modes, strict=True):  # check before any model work
+        if mode == "choice" and not answer_choices(ex, fmt):
+            raise InputError(f"example {ex.id!r} has no choices; use target mode 'generate' or 'gold'")
+        if mode == "gold" and not ex.answer:
+            raise InputError(f"example {ex.id!r} has no gold answer to attribute")
     metas: list[dict] = [{"gold": ex.answer} if ex.answer else {} for ex in examples]
-    targets: list[str | None] = [None] * len(examples)
     scored = [i for i, ex in enumerate(examples) if answer_choices(ex, fmt)]
     if scored:  # score choices wherever there are some: the prediction and its correctness are worth keeping
         for i, cs in zip(
@@ -64,11 +74,7 @@ def build_requests(
             if modes[i] == "choice":
                 targets[i] = cs.predicted
     for i, mode in enumerate(modes):
-        if mode == "choice" and targets[i] is None:
-            raise InputError(f"example {examples[i].id!r} has no choices; use target mode 'generate' or 'gold'")
         if mode == "gold":
-            if not examples[i].answer:
-                raise InputError(f"example {examples[i].id!r} has no gold answer to attribute")
             targets[i] = examples[i].answer
     to_generate = [i for i, m in enumerate(modes) if m == "generate"]
     if to_generate:
@@ -112,11 +118,7 @@ def attribute(
     loaded = _as_loaded(model)
     example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
     fmt = fmt or ("raw" if isinstance(prompt, str) else None)
-    if target is not None:
-        rendered = render(example, fmt)
-        request = AttributionRequest(rendered.text, target, "forced", rendered.template_spans, example.id, {})
-    else:
-        (request,) = build_requests(loaded, [example], target_mode, fmt, max_new_tokens=max_new_tokens)
+    (request,) = build_requests(loaded, [example], target_mode, fmt, max_new_tokens=max_new_tokens, targets=[target])
     return attribute_requests(loaded, [request], method, steps=steps)[0]
 
 

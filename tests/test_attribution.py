@@ -131,6 +131,7 @@ def test_target_modes_pick_prediction_gold_or_generation(tiny):
     assert (gold.target_mode, gold.target) == ("gold", "refrigerator")
     forced = attribute(tiny, MCQ, target="a cold box")
     assert (forced.target_mode, forced.target) == ("forced", "a cold box")
+    assert forced.meta["predicted"] == chosen.meta["predicted"] and forced.meta["gold"] == "refrigerator"
 
 
 def test_generated_target_is_the_models_own_completion(tiny):

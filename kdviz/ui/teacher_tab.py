@@ -1,0 +1,130 @@
+"""Panel 1, Teacher: attribute a teacher's answer to the words of a prompt. Components and wiring only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+import kdviz
+from kdviz.prompts import MAX_PROMPT_CHARS
+
+from . import handlers
+from .handlers import ui_errors
+
+
+@ui_errors
+def attribute(
+    model: str,
+    method: str,
+    target_mode: str,
+    prompt: str,
+    choices: str,
+    gold: str,
+    custom_target: str,
+    fmt: str,
+    steps: int,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
+) -> tuple[str, str, Any, list[list], dict]:
+    note = handlers.model_load_note(model)
+    if note:
+        gr.Info(note)
+    return handlers.run_attribution(
+        model,
+        method,
+        target_mode,
+        prompt,
+        choices,
+        gold,
+        custom_target,
+        fmt,
+        steps,
+        on_progress=lambda fraction, desc: progress(fraction, desc=desc),
+    )
+
+
+@ui_errors
+def pick_example(dataset: str, example_id: str) -> tuple[str, str, str, str, str]:
+    return handlers.example_fields(dataset, example_id)
+
+
+@ui_errors
+def load_dataset(file: str) -> tuple[gr.Dropdown, str]:
+    choices = handlers.load_dataset_examples(file)
+    gr.Info(f"{len(choices)} examples loaded from {Path(file).name}")
+    return gr.Dropdown(choices=choices, value=None), file
+
+
+def render(teacher: str, examples_path: str | Path) -> None:
+    """Adds the Teacher panel's components and events to the enclosing Blocks."""
+    specs = kdviz.list_model_specs()
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            model = gr.Dropdown(
+                specs if teacher in specs else [teacher, *specs],
+                value=teacher,
+                label="Model",
+                allow_custom_value=True,
+                info="a listed spec, or type a hub id, local folder or .gguf file",
+            )
+            method = gr.Dropdown(kdviz.list_attribution_methods(), value="input_x_gradient", label="Method")
+            target_mode = gr.Radio(
+                list(handlers.TARGET_MODES),
+                value="generate",
+                label="Target mode",
+                info="choice: best-scoring choice · generate: free answer · gold: the gold answer · custom: typed",
+            )
+            custom_target = gr.Textbox(label="Custom target", placeholder="attributed when Target mode is custom")
+            fmt = gr.Dropdown(
+                list(handlers.FORMAT_CHOICES),
+                value="auto",
+                label="Format",
+                info="auto: mcqa when choices are given, else the raw prompt",
+            )
+            steps = gr.Slider(1, 100, value=20, step=1, label="Steps (integrated gradients)")
+        with gr.Column(scale=2):
+            dataset = gr.State(str(examples_path))
+            with gr.Row():
+                example = gr.Dropdown(
+                    handlers.load_dataset_examples(examples_path),
+                    value=None,
+                    label="Example",
+                    scale=3,
+                    info=f"from {Path(examples_path).name}; upload a JSONL file to pick from another set",
+                )
+                upload = gr.File(label="Examples file (JSONL)", file_types=[".jsonl"], scale=1, height=120)
+            prompt = gr.Textbox(
+                label="Prompt",
+                lines=3,
+                max_lines=12,
+                placeholder="type a question, or pick an example",
+                info=f"up to {MAX_PROMPT_CHARS} characters; for nli: the premise, a blank line, the hypothesis",
+            )
+            with gr.Row():
+                choices = gr.Textbox(label="Choices (one per line)", lines=5, max_lines=10)
+                gold = gr.Textbox(label="Gold answer", info="one of the choices; optional")
+            run = gr.Button("Attribute", variant="primary")
+    with gr.Row():
+        answer = gr.Markdown(label="Answer", scale=1)
+        highlighted = gr.HTML(label="Word attribution", scale=2, padding=True)
+    with gr.Row():
+        heatmap = gr.Plot(label="Output tokens × input words", scale=3)
+        top_k = gr.Dataframe(
+            headers=handlers.TOP_K_HEADERS,
+            datatype=["number", "str", "number"],
+            label="Top words",
+            interactive=False,
+            scale=1,
+        )
+    with gr.Accordion("Record (TokenAttribution.to_dict())", open=False):
+        record = gr.JSON(label="Record")
+
+    run.click(
+        attribute,
+        [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps],
+        [answer, highlighted, heatmap, top_k, record],
+        api_name="attribute",
+    )
+    example.input(pick_example, [dataset, example], [prompt, choices, gold, fmt, target_mode], api_name="pick_example")
+    upload.upload(load_dataset, upload, [example, dataset], api_name="load_dataset")

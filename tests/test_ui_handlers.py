@@ -1,0 +1,183 @@
+"""The Teacher panel's handlers, called directly on the tiny model: no server, no browser."""
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+
+import kdviz
+from kdviz.data import demo_path
+from kdviz.prompts import MAX_PROMPT_CHARS
+from kdviz.ui import handlers
+
+
+class _WordSpans(HTMLParser):
+    """Collects the text of every `span.kdviz-word` (they do not nest)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "span" and "kdviz-word" in (dict(attrs).get("class") or "").split():
+            self._inside = True
+            self.words.append("")
+
+    def handle_endtag(self, tag):
+        self._inside = self._inside and tag != "span"
+
+    def handle_data(self, data):
+        if self._inside:
+            self.words[-1] += data
+
+
+def word_spans(html: str) -> list[str]:
+    parser = _WordSpans()
+    parser.feed(html)
+    return parser.words
+
+
+def attribute(prompt="the cat sat on the mat", **fields):
+    args = dict(
+        model_spec="tiny",
+        method="input_x_gradient",
+        target_mode="generate",
+        prompt=prompt,
+        choices_text="",
+        gold="",
+        custom_target="",
+        fmt="auto",
+        steps=4,
+    )
+    return handlers.run_attribution(**{**args, **fields})
+
+
+def test_free_prompt_gives_one_span_per_word_and_a_record_that_round_trips():
+    prompt = "Where would you keep milk cold?"
+    answer, html, figure, rows, record = attribute(prompt)
+    assert word_spans(html) == prompt.split()
+    attr = kdviz.TokenAttribution.from_dict(record)
+    assert attr.to_dict() == record
+    assert json.loads(json.dumps(record)) == record
+    assert (attr.prompt, attr.target_mode, attr.method) == (prompt, "generate", "input_x_gradient")
+    assert f"`{attr.target}`" in answer
+    assert figure.data[0].type == "heatmap" and len(figure.data[0].y) == len(attr.output_tokens)
+    assert [row[1] for row in rows] == [word for word, _ in attr.top_words(handlers.TOP_K)]
+
+
+def test_every_method_runs():
+    for method in kdviz.list_attribution_methods():
+        _, html, _, _, record = attribute(method=method, steps=2)
+        assert record["method"] == method and len(word_spans(html)) == 6
+
+
+def test_picked_example_attributes_its_predicted_choice():
+    prompt, choices, gold, fmt, mode = handlers.example_fields(demo_path(), "demo-002")
+    assert prompt.startswith("What tool would a carpenter use")
+    assert choices.splitlines() == ["screwdriver", "hammer", "saw", "ruler", "paintbrush"]
+    assert (gold, fmt, mode) == ("hammer", "mcqa", "choice")
+    answer, html, _, rows, record = attribute(prompt, choices_text=choices, gold=gold, fmt=fmt, target_mode=mode)
+    meta = record["meta"]
+    assert record["target"] == meta["predicted"] in meta["choices"]
+    assert meta["correct"] == (meta["predicted"] == "hammer")
+    assert "**Prediction**" in answer and "| hammer" in answer
+    rendered = kdviz.render(kdviz.load_examples(demo_path())[1]).text
+    assert word_spans(html) == rendered.split()  # the mcqa format's own words are shown too, in grey
+    assert len(rows) == handlers.TOP_K and all(word not in ("Question:", "Answer:") for _, word, _ in rows)
+
+
+def test_gold_and_custom_targets():
+    _, _, _, _, gold = attribute("Where is milk kept?", choices_text="fridge\noven", gold="fridge", target_mode="gold")
+    assert (gold["target"], gold["target_mode"]) == ("fridge", "gold")
+    answer, _, _, _, custom = attribute(target_mode="custom", custom_target="on the mat")
+    assert (custom["target"], custom["target_mode"]) == ("on the mat", "forced")
+    assert "(forced): `on the mat`" in answer
+
+
+def test_nli_example_keeps_premise_and_hypothesis(tmp_path):
+    path = tmp_path / "nli.jsonl"
+    path.write_text(
+        json.dumps({"id": "n1", "premise": "A man plays a guitar.", "hypothesis": "A person makes music.", "label": 0})
+        + "\n"
+    )
+    assert handlers.load_dataset_examples(path) == [("n1: A person makes music.", "n1")]
+    prompt, choices, gold, fmt, mode = handlers.example_fields(path, "n1")
+    assert (prompt, fmt, gold) == ("A man plays a guitar.\n\nA person makes music.", "nli", "entailment")
+    _, html, _, _, record = attribute(prompt, choices_text=choices, gold=gold, fmt=fmt, target_mode="gold")
+    assert record["target"] == "entailment" and "Premise:" in record["prompt"]
+    assert {"man", "guitar.", "music."} <= set(word_spans(html))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(prompt="   "), "the prompt is empty"),
+        (dict(prompt="word " * MAX_PROMPT_CHARS), f"the limit is {MAX_PROMPT_CHARS}"),
+        (dict(method="gradient_magic"), "unknown attribution method 'gradient_magic'; choose one of: attention"),
+        (dict(model_spec="no-such-org/no-such-model"), "could not load model 'no-such-org/no-such-model'"),
+        (dict(model_spec=" "), "choose a model"),
+        (dict(target_mode="best"), "unknown target mode 'best'"),
+        (dict(fmt="yaml"), "unknown prompt format 'yaml'"),
+        (dict(target_mode="choice"), "has no choices; use target mode 'generate' or 'gold'"),
+        (dict(target_mode="gold"), "has no gold answer"),
+        (dict(target_mode="custom"), "type the custom target"),
+        (dict(choices_text="a\nb", gold="c"), "the gold answer 'c' is not one of the choices"),
+        (dict(fmt="nli"), "an NLI prompt needs a premise"),
+    ],
+)
+def test_bad_input_raises_a_clear_kdviz_error(fields, message):
+    with pytest.raises(kdviz.KdvizError) as info:
+        attribute(**fields)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"id": "a", "question": "q?", "choices": ["x", "y"], "answer": "x"}\n{oops\n', "line 2: not valid JSON"),
+        ('{"id": "a", "text": "no question"}\n', "has no 'question' field"),
+        ('["a", "list"]\n', "line 1: expected a JSON object"),
+        ("\n\n", "holds no examples"),
+        ('{"id": "a", "question": "q?"}\n{"id": "a", "question": "r?"}\n', "example id 'a' appears twice"),
+    ],
+)
+def test_malformed_examples_file_gives_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "upload.jsonl"
+    path.write_text(text)
+    with pytest.raises(kdviz.KdvizError) as info:
+        handlers.load_dataset_examples(path)
+    assert message in str(info.value)
+
+
+def test_demo_set_lists_every_example_and_unknown_ids_are_errors():
+    options = handlers.load_dataset_examples(demo_path())
+    assert len(options) == 40 and options[0] == (
+        "demo-001: Where would you keep milk so that it stays cold overnight?",
+        "demo-001",
+    )
+    with pytest.raises(kdviz.InputError, match="no example with id 'demo-999'"):
+        handlers.example_fields(demo_path(), "demo-999")
+
+
+def test_model_load_note_only_for_unconverted_gguf(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path))
+    assert handlers.model_load_note("tiny") is None
+    assert "converting its weights once" in handlers.model_load_note("embedded-teacher")
+
+
+def test_ui_errors_turns_kdviz_errors_into_gradio_errors():
+    import gradio as gr
+
+    wrapped = handlers.ui_errors(handlers.example_fields)
+    with pytest.raises(gr.Error, match="no example with id 'nope'"):
+        wrapped(demo_path(), "nope")
+    with pytest.raises(gr.Error, match="unknown attribution method"):
+        handlers.ui_errors(attribute)(method="nope")
+
+
+def test_importing_kdviz_leaves_gradio_out():
+    code = "import sys, kdviz; assert 'gradio' not in sys.modules, 'import kdviz pulled in gradio'"
+    subprocess.run([sys.executable, "-c", code], check=True)

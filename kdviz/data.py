@@ -1,8 +1,10 @@
-"""Read task examples from files: CommonsenseQA-style multiple choice, NLI and free-form QA, in JSONL."""
+"""Read task examples: CommonsenseQA-style multiple choice, NLI and free-form QA, from JSONL, CSV, Parquet or the hub."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
 from pathlib import Path
 
 from .errors import InputError
@@ -60,21 +62,17 @@ def _choices(raw, index: int) -> list[str]:
         return []
     if isinstance(raw, dict) and "text" in raw:
         return [str(c) for c in raw["text"]]
+    if isinstance(raw, str):  # a CSV cell: a JSON list, or "a | b | c"
+        try:
+            raw = json.loads(raw) if raw.lstrip().startswith("[") else [c.strip() for c in raw.split("|")]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"record {index}: 'choices' is not a valid JSON list ({exc.msg})") from exc
     if isinstance(raw, list):
         return [str(c["text"]) if isinstance(c, dict) else str(c) for c in raw]
     raise InputError(f"record {index}: 'choices' must be a list of strings")
 
 
-def load_examples(path: str | Path, limit: int | None = None) -> list[Example]:
-    """Returns the examples of a JSONL file (one JSON object a line), the first `limit` if given.
-
-    Raises:
-        InputError: missing or empty file, a line that is not JSON, or a record of no known shape.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such data file: {path}")
-    examples: list[Example] = []
+def _rows_jsonl(path: Path):
     with path.open(encoding="utf-8") as handle:
         for n, line in enumerate(handle, 1):
             if not line.strip():
@@ -85,12 +83,94 @@ def load_examples(path: str | Path, limit: int | None = None) -> list[Example]:
                 raise InputError(f"{path.name}, line {n}: not valid JSON ({exc.msg})") from exc
             if not isinstance(row, dict):
                 raise InputError(f"{path.name}, line {n}: expected a JSON object")
-            examples.append(example_from_row(row, n - 1))
-            if limit is not None and len(examples) >= limit:
-                break
+            yield row
+
+
+def _rows_table(path: Path):
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
+        raise InputError(f"{path.name}: cannot be read as {path.suffix[1:].upper()} ({exc})") from exc
+    for row in frame.to_dict(orient="records"):
+        for key, value in row.items():
+            if hasattr(value, "tolist"):  # numpy arrays from Parquet list columns
+                row[key] = value.tolist()
+            elif isinstance(value, float) and value != value:  # NaN: an empty CSV cell
+                row[key] = None
+        yield row
+
+
+def _rows_hub(name: str):
+    try:
+        import datasets
+
+        repo, _, split = name.partition(":")
+        loaded = datasets.load_dataset(repo, split=split or "train")
+    except Exception as exc:
+        offline = "HF_HUB_OFFLINE=1 is set, " if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise InputError(
+            f"could not load dataset {name!r} from the Hugging Face hub ({offline}{type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); use a local JSONL, CSV or Parquet file"
+        ) from exc
+    yield from loaded
+
+
+def load_examples(
+    source: str | Path, limit: int | None = None, columns: dict[str, str] | None = None
+) -> list[Example]:
+    """Returns the examples of a JSONL, CSV or Parquet file, or of a hub dataset ("hf:name[:split]").
+
+    Args:
+        limit: read only the first `limit` examples.
+        columns: maps kdviz's field names to the file's (e.g. {"question": "prompt", "answer": "label"}).
+
+    Raises:
+        InputError: missing, empty or malformed file, a missing column, or a record of no known shape.
+    """
+    text = str(source)
+    if text.startswith("hf:"):
+        rows, name = _rows_hub(text[3:]), text[3:]
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"no such data file: {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".json"):
+            rows = _rows_jsonl(path)
+        elif suffix in (".csv", ".parquet"):
+            rows = _rows_table(path)
+        else:
+            raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
+        name = path.name
+    rename = {theirs: ours for ours, theirs in (columns or {}).items()}
+    examples: list[Example] = []
+    for n, row in enumerate(rows):
+        if rename:
+            missing = [theirs for theirs in rename if theirs not in row]
+            if missing:
+                raise InputError(f"{name}: column {missing[0]!r} (mapped in the column mapping) is missing")
+            row = {rename.get(k, k): v for k, v in row.items()}
+        examples.append(example_from_row(row, n))
+        if limit is not None and len(examples) >= limit:
+            break
     if not examples:
-        raise InputError(f"{path.name} holds no examples")
+        raise InputError(f"{name} holds no examples")
     return examples
+
+
+def split_examples(
+    examples: list[Example], valid_fraction: float, seed: int = 0
+) -> tuple[list[Example], list[Example]]:
+    """Returns (train, validation): a seeded shuffle, `valid_fraction` of the examples held out."""
+    if not 0 < valid_fraction < 1:
+        raise InputError("the validation fraction must be between 0 and 1")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_valid = max(1, round(len(examples) * valid_fraction))
+    held = set(order[:n_valid])
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
 
 def demo_path() -> Path:

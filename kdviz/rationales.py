@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .prompts import LETTERS
-from .records import TokenAttribution
+from .records import RationaleRecord, TokenAttribution
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).
 STOPWORDS = frozenset(
@@ -76,7 +76,7 @@ class SelectionRule:
         return rule + (f", excluding {', '.join(off)}" if off else "")
 
 
-def candidate_words(attr: TokenAttribution, rule: SelectionRule) -> list[int]:
+def candidate_words(attr: TokenAttribution | RationaleRecord, rule: SelectionRule) -> list[int]:
     """Returns the indices of the words that may enter a rationale under the rule's exclusions."""
     keep = []
     for i, word in enumerate(attr.words):
@@ -93,7 +93,7 @@ def candidate_words(attr: TokenAttribution, rule: SelectionRule) -> list[int]:
     return keep
 
 
-def select_rationale(attr: TokenAttribution, rule: SelectionRule) -> list[int]:
+def select_rationale(attr: TokenAttribution | RationaleRecord, rule: SelectionRule) -> list[int]:
     """Returns the indices of the rationale's words, in input order.
 
     Words are ranked by score (highest first; only positive scores count toward `mass`).

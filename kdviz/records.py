@@ -190,3 +190,51 @@ def load_jsonl(path: str | Path, cls: type[R]) -> list[R]:
     """Reads records of type `cls` written by `save_jsonl`."""
     with open(path, encoding="utf-8") as handle:
         return [cls.from_dict(json.loads(line)) for line in handle if line.strip()]
+
+
+STATUSES = ("pending", "accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class RationaleRecord(Record):
+    """One example with the teacher's answer, its word attribution and the selected rationale, ready to curate.
+
+    `rationale` holds indices into `words` (input order); `rationale_text` is what training uses, the selected
+    words joined unless a curator edited it. `provenance` says how it was made (teacher, method, rule, version).
+    """
+
+    example: Example
+    prompt: str
+    target: str
+    target_mode: str
+    predicted: str | None
+    correct: bool | None
+    words: tuple[str, ...]
+    word_offsets: tuple[tuple[int, int], ...]
+    word_scores: tuple[float, ...]
+    word_is_template: tuple[bool, ...]
+    rationale: tuple[int, ...]
+    rationale_text: str
+    status: str = "pending"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.example, dict):
+            object.__setattr__(self, "example", Example.from_dict(self.example))
+        for name in ("words", "word_offsets", "word_scores", "word_is_template", "rationale"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        if not len(self.words) == len(self.word_offsets) == len(self.word_scores) == len(self.word_is_template):
+            raise ValueError("words, word_offsets, word_scores and word_is_template must have the same length")
+        if any(not 0 <= i < len(self.words) for i in self.rationale):
+            raise ValueError("rationale indices must point at words")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @property
+    def id(self) -> str:
+        return self.example.id
+
+    @property
+    def rationale_words(self) -> list[str]:
+        """Returns the rationale as words: the edited text's words (the selected words unless edited)."""
+        return self.rationale_text.split()

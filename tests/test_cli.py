@@ -70,3 +70,28 @@ def test_models_lists_the_offline_specs(capsys):
 
 def attr_words(out: str) -> list[str]:
     return [line.split()[0] for line in out.split("top 3 words:")[1].strip().splitlines()]
+
+
+def test_rationales_then_export(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    args = ["rationales", "--teacher", "tiny", "--data", str(demo_path()), "--limit", "4", "--top-k", "3"]
+    assert main(args + ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["n"] == 4 and 0 <= stats["gold_overlap"] <= 1 and stats["plausibility"]["n"] == 4
+    from kdviz.records import RationaleRecord
+
+    records = load_jsonl(out, RationaleRecord)
+    assert len(records) == 4 and all(len(r.rationale) == 3 for r in records)
+    assert main(["export", "--records", str(out), "--out", str(tmp_path / "exp"), "--all", "--format", "jsonl"]) == 0
+    assert (tmp_path / "exp" / "rationales.jsonl").exists()
+    assert main(["export", "--records", str(out), "--out", str(tmp_path / "exp2")]) == 2  # nothing accepted yet
+    assert "nothing to export" in capsys.readouterr().err
+
+
+def test_rationales_on_a_bad_file_leaves_no_output(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "choices": ["a", "b"], "answer": "a"}\n{"oops"\n')
+    out = tmp_path / "r.jsonl"
+    assert main(["rationales", "--teacher", "tiny", "--data", str(bad), "--out", str(out)]) == 2
+    assert "line 2: not valid JSON" in capsys.readouterr().err
+    assert not out.exists()

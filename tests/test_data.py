@@ -58,3 +58,38 @@ def test_bad_files_get_a_message_naming_the_problem(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such data file"):
         load_examples(tmp_path / "nope.jsonl")
+
+
+def test_csv_and_parquet_with_a_column_mapping(tmp_path):
+    import pandas as pd
+
+    from kdviz.data import split_examples
+
+    frame = pd.DataFrame(
+        {
+            "prompt": ["Where is milk kept cold?", "What do cats chase?"],
+            "options": ['["fridge", "oven"]', "mice | dogs"],
+            "label": ["fridge", "mice"],
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    mapping = {"question": "prompt", "choices": "options", "answer": "label"}
+    csv = load_examples(tmp_path / "d.csv", columns=mapping)
+    assert [e.choices for e in csv] == [("fridge", "oven"), ("mice", "dogs")] and csv[1].answer == "mice"
+    frame.assign(options=[["fridge", "oven"], ["mice", "dogs"]]).to_parquet(tmp_path / "d.parquet")
+    assert load_examples(tmp_path / "d.parquet", columns=mapping) == csv
+    with pytest.raises(InputError, match="column 'question_text'"):
+        load_examples(tmp_path / "d.csv", columns={"question": "question_text"})
+    train, valid = split_examples(csv * 5, 0.2, seed=3)
+    assert len(valid) == 2 and len(train) == 8 and split_examples(csv * 5, 0.2, seed=3) == (train, valid)
+
+
+def test_unsupported_or_unreadable_files_and_offline_hub(tmp_path):
+    (tmp_path / "d.txt").write_text("q")
+    with pytest.raises(InputError, match="unsupported file type"):
+        load_examples(tmp_path / "d.txt")
+    (tmp_path / "d.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match="cannot be read as PARQUET"):
+        load_examples(tmp_path / "d.parquet")
+    with pytest.raises(InputError, match="could not load dataset 'tau/commonsense_qa'.*HF_HUB_OFFLINE"):
+        load_examples("hf:tau/commonsense_qa")

@@ -1,0 +1,173 @@
+"""Build rationale datasets: run the teacher over examples in batches, cache every finished attribution on disk,
+select rationale words, and return records ready to curate.
+
+A rerun, or a run after a crash or a cancel, recomputes nothing that was finished: attributions are appended to a
+JSONL cache keyed by (teacher, method, settings, example) as each batch completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .attribution import attribute_requests, check_method
+from .config import ModelSpec
+from .embedded import cache_root
+from .models import LoadedModel, load_model
+from .rationales import SelectionRule, select_rationale
+from .records import Example, RationaleRecord, TokenAttribution
+from .stats import rationale_stats
+from .teacher import build_requests
+
+Progress = Callable[[int, int], None]
+
+
+def example_key(example: Example) -> str:
+    """Returns a stable hash of an example's content (id included): the cache key within one cache file."""
+    return hashlib.sha1(json.dumps(example.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
+
+
+class AttributionCache:
+    """An append-only JSONL file of attributions for one (teacher, method, settings) combination."""
+
+    def __init__(self, root: str | Path, teacher: str, method: str, settings: dict):
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", teacher)[-60:]
+        digest = hashlib.sha1(json.dumps([teacher, method, settings], sort_keys=True).encode()).hexdigest()[:12]
+        self.path = Path(root) / f"{slug}__{method}__{digest}.jsonl"
+
+    def load(self) -> dict[str, TokenAttribution]:
+        """Returns the cached attributions by example key (a torn last line, from a crash, is skipped)."""
+        found: dict[str, TokenAttribution] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    found[entry["key"]] = TokenAttribution.from_dict(entry["attribution"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+        return found
+
+    def add(self, keys: Sequence[str], attrs: Sequence[TokenAttribution]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for key, attr in zip(keys, attrs, strict=True):
+                handle.write(json.dumps({"key": key, "attribution": attr.to_dict()}, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@dataclass
+class BuildResult:
+    """The records built (in example order), their statistics, and how the run went."""
+
+    records: list[RationaleRecord]
+    stats: dict
+    cancelled: bool
+    from_cache: int
+
+
+def to_record(attr: TokenAttribution, example: Example, rule: SelectionRule, provenance: dict) -> RationaleRecord:
+    """Returns the rationale record for one example's attribution, with the rule's words selected."""
+    chosen = select_rationale(attr, rule)
+    return RationaleRecord(
+        example=example,
+        prompt=attr.prompt,
+        target=attr.target,
+        target_mode=attr.target_mode,
+        predicted=attr.meta.get("predicted", attr.target if attr.target_mode == "generate" else None),
+        correct=attr.meta.get("correct"),
+        words=attr.words,
+        word_offsets=attr.word_offsets,
+        word_scores=attr.word_scores,
+        word_is_template=attr.word_is_template,
+        rationale=tuple(chosen),
+        rationale_text=" ".join(attr.words[i] for i in chosen),
+        provenance=provenance,
+    )
+
+
+def build_rationales(
+    teacher: LoadedModel | ModelSpec | str,
+    examples: Sequence[Example],
+    method: str = "input_x_gradient",
+    rule: SelectionRule | None = None,
+    *,
+    target_mode: str | None = "choice",
+    steps: int = 20,
+    batch_size: int = 4,
+    cache_dir: str | Path | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> BuildResult:
+    """Returns rationale records for the examples, attributing `batch_size` at a time.
+
+    Args:
+        target_mode: what is attributed: "choice" (the teacher's predicted choice, as in Ballout et al.),
+            "gold" or "generate"; None picks "choice" for examples with choices.
+        cache_dir: where finished attributions are kept (default: kdviz's cache folder, "attributions").
+        on_progress: called with (done, total) after each batch, cached examples counted as done.
+        should_stop: polled between batches; when it returns True the build stops and returns what is done,
+            with `cancelled=True` (the finished batches stay cached, so a rerun resumes).
+    """
+    check_method(method)
+    rule = rule or SelectionRule()
+    loaded = teacher if isinstance(teacher, LoadedModel) else load_model(teacher)
+    settings = {"target_mode": target_mode, "steps": steps if method == "integrated_gradients" else None}
+    cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
+    done = cache.load()
+    keys = [example_key(ex) for ex in examples]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    from_cache, cancelled = len(examples) - len(todo), False
+    if on_progress:
+        on_progress(from_cache, len(examples))
+    for start in range(0, len(todo), batch_size):
+        if should_stop and should_stop():
+            cancelled = True
+            break
+        chunk = todo[start : start + batch_size]
+        requests = build_requests(loaded, [examples[i] for i in chunk], target_mode, batch_size=batch_size)
+        attrs = attribute_requests(loaded, requests, method, steps=steps, batch_size=batch_size, per_token=False)
+        cache.add([keys[i] for i in chunk], attrs)
+        done.update(zip((keys[i] for i in chunk), attrs, strict=True))
+        if on_progress:
+            on_progress(from_cache + start + len(chunk), len(examples))
+    from . import __version__
+
+    provenance = {
+        "teacher": loaded.name,
+        "method": method,
+        "target_mode": target_mode,
+        "steps": settings["steps"],
+        "rule": rule.describe(),
+        "rule_config": dataclasses.asdict(rule),
+        "kdviz_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    records = [
+        to_record(done[key], ex, rule, provenance) for ex, key in zip(examples, keys, strict=True) if key in done
+    ]
+    return BuildResult(records, rationale_stats(records), cancelled, from_cache)
+
+
+def reselect(records: Sequence[RationaleRecord], rule: SelectionRule) -> list[RationaleRecord]:
+    """Returns the records with rationales chosen again by another rule (no model needed); statuses reset."""
+    out = []
+    for rec in records:
+        chosen = select_rationale(rec, rule)
+        out.append(
+            dataclasses.replace(
+                rec,
+                rationale=tuple(chosen),
+                rationale_text=" ".join(rec.words[i] for i in chosen),
+                status="pending",
+                provenance={**rec.provenance, "rule": rule.describe(), "rule_config": dataclasses.asdict(rule)},
+            )
+        )
+    return out

@@ -1,0 +1,159 @@
+"""Curate a rationale build: accept, reject, edit and filter records, saved to disk atomically after every change.
+
+A build lives in its own folder (records.jsonl + build.json), so two sessions curating different builds never
+touch the same file; changes to one build from several threads are serialised by a per-folder lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InputError
+from .rationales import SelectionRule, select_rationale
+from .records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
+from .stats import rationale_stats
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def safe_child(root: str | Path, name: str) -> Path:
+    """Returns root/name for a plain folder name; anything that could leave `root` (/, .., ~) is refused."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name or "") or ".." in name:
+        raise InputError(f"{name!r} is not a valid name: use letters, digits, '-', '_' and '.' (no slashes)")
+    root = Path(root).resolve()
+    child = (root / name).resolve()
+    if child.parent != root:
+        raise InputError(f"{name!r} would leave the folder {root}")
+    return child
+
+
+def rationale_share(rec: RationaleRecord) -> float:
+    """Returns the share of the record's positive attribution (template words aside) that its rationale holds."""
+    positive = [max(s, 0.0) if not t else 0.0 for s, t in zip(rec.word_scores, rec.word_is_template, strict=True)]
+    total = sum(positive)
+    return sum(positive[i] for i in rec.rationale) / total if total else 0.0
+
+
+class CurationStore:
+    """The records of one build in `folder`, with the build's description in build.json."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "records.jsonl"
+        if not self.path.exists():
+            raise InputError(f"no rationale build in {self.folder}")
+        with _LOCKS_GUARD:
+            self._lock = _LOCKS.setdefault(self.folder.resolve(), threading.Lock())
+        self.info = (
+            json.loads((self.folder / "build.json").read_text()) if (self.folder / "build.json").exists() else {}
+        )
+
+    @classmethod
+    def create(cls, folder: str | Path, records: Iterable[RationaleRecord], info: dict) -> CurationStore:
+        """Writes a new build (refusing to overwrite one) and returns its store."""
+        folder = Path(folder)
+        if (folder / "records.jsonl").exists():
+            raise InputError(f"a build named {folder.name!r} exists already; choose another name")
+        save_jsonl(records, folder / "records.jsonl")
+        write_atomic(folder / "build.json", json.dumps(info, indent=2, ensure_ascii=False))
+        return cls(folder)
+
+    def records(self) -> list[RationaleRecord]:
+        return load_jsonl(self.path, RationaleRecord)
+
+    def get(self, record_id: str) -> RationaleRecord:
+        for rec in self.records():
+            if rec.id == record_id:
+                return rec
+        raise InputError(f"no record {record_id!r} in this build")
+
+    def _update(self, ids: Iterable[str], change) -> list[RationaleRecord]:
+        wanted = set(ids)
+        with self._lock:  # read-modify-write as one step; the write itself is atomic
+            records = self.records()
+            missing = wanted - {r.id for r in records}
+            if missing:
+                raise InputError(f"no record {sorted(missing)[0]!r} in this build")
+            records = [change(r) if r.id in wanted else r for r in records]
+            save_jsonl(records, self.path)
+        return [r for r in records if r.id in wanted]
+
+    def set_status(self, ids: Iterable[str], status: str) -> list[RationaleRecord]:
+        """Marks records accepted, rejected or pending."""
+        if status not in STATUSES:
+            raise InputError(f"status must be one of {', '.join(STATUSES)}")
+        return self._update(ids, lambda r: dataclasses.replace(r, status=status))
+
+    def toggle_word(self, record_id: str, index: int) -> RationaleRecord:
+        """Adds word `index` to the record's rationale, or removes it; the rationale text follows the words."""
+
+        def change(r: RationaleRecord) -> RationaleRecord:
+            if not 0 <= index < len(r.words):
+                raise InputError(f"word {index} does not exist (the prompt has {len(r.words)} words)")
+            chosen = sorted(set(r.rationale) ^ {index})
+            return dataclasses.replace(r, rationale=tuple(chosen), rationale_text=" ".join(r.words[i] for i in chosen))
+
+        return self._update([record_id], change)[0]
+
+    def set_text(self, record_id: str, text: str) -> RationaleRecord:
+        """Replaces the rationale text used for training (the highlighted words stay as they are)."""
+        return self._update([record_id], lambda r: dataclasses.replace(r, rationale_text=" ".join(text.split())))[0]
+
+    def reset(self, ids: Iterable[str]) -> list[RationaleRecord]:
+        """Puts records back as built: the rule's selection, pending."""
+
+        def change(r: RationaleRecord) -> RationaleRecord:
+            rule = SelectionRule(**r.provenance.get("rule_config", {}))
+            chosen = select_rationale(r, rule)
+            return dataclasses.replace(
+                r, rationale=tuple(chosen), rationale_text=" ".join(r.words[i] for i in chosen), status="pending"
+            )
+
+        return self._update(ids, change)
+
+    def counts(self) -> dict[str, int]:
+        records = self.records()
+        return {s: sum(r.status == s for r in records) for s in STATUSES} | {"total": len(records)}
+
+    def stats(self, accepted_only: bool = False) -> dict:
+        records = [r for r in self.records() if r.status == "accepted" or not accepted_only]
+        return rationale_stats(records)
+
+
+def filter_records(
+    records: Iterable[RationaleRecord],
+    correct: bool | None = None,
+    overlaps_gold: bool | None = None,
+    status: str | None = None,
+    share_range: tuple[float, float] = (0.0, 1.0),
+    text: str = "",
+) -> list[RationaleRecord]:
+    """Returns the records matching every given filter (None means any).
+
+    `share_range` bounds `rationale_share`; `text` is a case-insensitive search in the question and rationale.
+    """
+    from .rationales import gold_overlap
+
+    needle = text.strip().lower()
+    out = []
+    for r in records:
+        if correct is not None and r.correct is not correct:
+            continue
+        if overlaps_gold is not None and (
+            r.example.answer is None or gold_overlap(r.rationale_words, r.example.answer)[0] != overlaps_gold
+        ):
+            continue
+        if status is not None and r.status != status:
+            continue
+        if not share_range[0] <= rationale_share(r) <= share_range[1]:
+            continue
+        if needle and needle not in r.example.question.lower() and needle not in r.rationale_text.lower():
+            continue
+        out.append(r)
+    return out

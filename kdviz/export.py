@@ -1,0 +1,163 @@
+"""Export curated rationale records for training: JSONL, Parquet and a Hugging Face `datasets` folder, with a
+dataset card holding the provenance and the statistics. Every file is written beside and then renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import InputError, UnknownNameError
+from .records import RationaleRecord, write_atomic
+from .stats import rationale_stats
+
+EXPORT_FORMATS = ("jsonl", "parquet", "hf")
+
+
+def training_rows(records: Sequence[RationaleRecord], with_status: bool) -> list[dict]:
+    """Returns flat rows (one per record) with the example, the teacher's answer and the rationale."""
+    rows = []
+    for r in records:
+        row = {
+            "id": r.id,
+            "task": r.example.task,
+            "question": r.example.question,
+            "context": r.example.context,
+            "choices": list(r.example.choices),
+            "answer": r.example.answer,
+            "prompt": r.prompt,
+            "teacher_answer": r.predicted if r.predicted is not None else r.target,
+            "teacher_correct": r.correct,
+            "rationale": r.rationale_text,
+            "rationale_words": [r.words[i] for i in r.rationale],
+            "human_rationale": r.example.human_rationale,
+        }
+        if with_status:
+            row["status"] = r.status
+        rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def dataset_card(records: Sequence[RationaleRecord], info: dict, accepted_only: bool) -> str:
+    """Returns the README.md of an exported dataset: what it is, how it was made, and its statistics."""
+    stats = rationale_stats(records)
+    prov = records[0].provenance if records else {}
+    lines = [
+        "---",
+        "tags: [kdviz, rationales, knowledge-distillation]",
+        "---",
+        "",
+        f"# Rationale dataset: {info.get('name', 'kdviz export')}",
+        "",
+        "Built with kdviz (attribution-guided knowledge distillation, after Ballout et al., 2024): the teacher's "
+        "most-attributed input words are the rationale of each example.",
+        "",
+        "## Provenance",
+        "",
+        f"- source data: {info.get('source', 'n/a')}",
+        f"- teacher: {prov.get('teacher', 'n/a')}; attribution: {prov.get('method', 'n/a')}; "
+        f"attributed target: {prov.get('target_mode', 'n/a')}",
+        f"- selection rule: {prov.get('rule', 'n/a')}",
+        f"- kdviz {prov.get('kdviz_version', '?')}, built {prov.get('created', '?')}",
+        f"- records: {len(records)} ({'accepted only' if accepted_only else 'all, with a status column'})",
+        "",
+        "## Statistics",
+        "",
+        "| statistic | all | teacher correct | teacher wrong |",
+        "|---|---|---|---|",
+    ]
+    by = stats["by_correctness"]
+    for key, label in [
+        ("n", "records"),
+        ("gold_overlap", "gold overlap (≥1 rationale word in the gold answer)"),
+        ("gold_word_fraction", "rationale words in the gold answer"),
+        ("distractor_overlap", "share of wrong choices overlapped (baseline)"),
+    ]:
+        lines.append(f"| {label} | {_fmt(stats[key])} | {_fmt(by['correct'][key])} | {_fmt(by['incorrect'][key])} |")
+    lines.append(f"\nTeacher accuracy: {_fmt(stats['accuracy'])}.")
+    if stats["plausibility"]:
+        p = stats["plausibility"]
+        lines.append(
+            f"Plausibility against human rationales ({p['n']} records): precision {_fmt(p['precision'])}, "
+            f"recall {_fmt(p['recall'])}, F1 {_fmt(p['f1'])}, IoU {_fmt(p['iou'])}."
+        )
+    lines += [
+        "",
+        "Definitions: see `kdviz.rationales` (words lower-cased, punctuation stripped).",
+        "",
+        "## Fields",
+        "",
+        ", ".join(f"`{k}`" for k in training_rows(records[:1], not accepted_only)[0]) if records else "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export_records(
+    records: Sequence[RationaleRecord],
+    out_dir: str | Path,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    accepted_only: bool = True,
+    info: dict | None = None,
+) -> list[Path]:
+    """Writes the records in each format into `out_dir` and returns the paths written.
+
+    Raises:
+        InputError: nothing to export (no accepted record).  UnknownNameError: unknown format.
+    """
+    for fmt in formats:
+        if fmt not in EXPORT_FORMATS:
+            raise UnknownNameError("export format", fmt, EXPORT_FORMATS)
+    chosen = [r for r in records if r.status == "accepted" or not accepted_only]
+    if not chosen:
+        raise InputError("nothing to export: no record is accepted (accept some, or export all with a status)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = training_rows(chosen, with_status=not accepted_only)
+    written = [write_atomic(out / "README.md", dataset_card(chosen, info or {}, accepted_only))]
+    if "jsonl" in formats:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        written.append(write_atomic(out / "rationales.jsonl", text))
+    if "parquet" in formats:
+        import pandas as pd
+
+        tmp = out / ".rationales.parquet.tmp"
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        os.replace(tmp, out / "rationales.parquet")
+        written.append(out / "rationales.parquet")
+    if "hf" in formats:
+        import datasets
+
+        tmp, final = out / ".hf_dataset.tmp", out / "hf_dataset"
+        shutil.rmtree(tmp, ignore_errors=True)
+        datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        written.append(final)
+    return written
+
+
+def push_to_hub(export_dir: str | Path, repo_id: str, private: bool = True) -> str:
+    """Uploads an exported `hf_dataset` folder to the Hugging Face hub; returns the dataset's URL.
+
+    Raises:
+        InputError: no export there, not logged in, or the hub cannot be reached.
+    """
+    import datasets
+    from huggingface_hub import get_token
+
+    folder = Path(export_dir) / "hf_dataset"
+    if not folder.exists():
+        raise InputError(f"no Hugging Face dataset export in {export_dir}: export with the 'hf' format first")
+    if not get_token():
+        raise InputError("not logged in to the Hugging Face hub: run `hf auth login` (or set HF_TOKEN) first")
+    try:
+        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, private=private)
+    except Exception as exc:
+        raise InputError(f"push to {repo_id!r} failed: {str(exc).splitlines()[0][:200]}") from exc
+    return f"https://huggingface.co/datasets/{repo_id}"

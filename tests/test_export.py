@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from kdviz import InputError, UnknownNameError
+from kdviz.builder import build_rationales
+from kdviz.curation import CurationStore
+from kdviz.data import demo_path, load_examples
+from kdviz.export import export_records, push_to_hub
+
+
+@pytest.fixture(scope="module")
+def store(tiny, tmp_path_factory):
+    examples = load_examples(demo_path(), limit=5)
+    records = build_rationales(tiny, examples, "saliency", cache_dir=tmp_path_factory.mktemp("c")).records
+    store = CurationStore.create(tmp_path_factory.mktemp("w") / "b", records, {})
+    store.set_status([r.id for r in records[:2]], "accepted")
+    store.set_status([records[2].id], "rejected")
+    return store
+
+
+def test_accepted_records_round_trip_through_every_format(store, tmp_path):
+    import datasets
+    import pandas as pd
+
+    paths = export_records(store.records(), tmp_path, info={"name": "demo", "source": "cqa_demo.jsonl"})
+    assert sorted(p.name for p in paths) == ["README.md", "hf_dataset", "rationales.jsonl", "rationales.parquet"]
+    rows = [json.loads(line) for line in (tmp_path / "rationales.jsonl").read_text().splitlines()]
+    accepted = [r for r in store.records() if r.status == "accepted"]
+    assert [r["id"] for r in rows] == [r.id for r in accepted] and "status" not in rows[0]
+    assert rows[0]["rationale"] == accepted[0].rationale_text and rows[0]["answer"] == accepted[0].example.answer
+    assert pd.read_parquet(tmp_path / "rationales.parquet")["id"].tolist() == [r.id for r in accepted]
+    assert datasets.load_from_disk(str(tmp_path / "hf_dataset"))["rationale"] == [r.rationale_text for r in accepted]
+    card = (tmp_path / "README.md").read_text()
+    assert "teacher: tiny" in card and "gold overlap" in card and "records: 2 (accepted only)" in card
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_all_records_with_a_status_column(store, tmp_path):
+    export_records(store.records(), tmp_path, ["jsonl"], accepted_only=False)
+    statuses = [json.loads(line)["status"] for line in (tmp_path / "rationales.jsonl").read_text().splitlines()]
+    assert statuses == ["accepted", "accepted", "rejected", "pending", "pending"]
+
+
+def test_nothing_accepted_and_unknown_formats_are_refused(store, tmp_path):
+    pending = [r for r in store.records() if r.status == "pending"]
+    with pytest.raises(InputError, match="nothing to export"):
+        export_records(pending, tmp_path / "x")
+    with pytest.raises(UnknownNameError, match="parquet"):
+        export_records(store.records(), tmp_path / "x", ["xlsx"])
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_push_to_hub_without_login_says_so(store, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    with pytest.raises(InputError, match="export with the 'hf' format"):
+        push_to_hub(tmp_path, "me/data")
+    export_records(store.records(), tmp_path, ["hf"])
+    with pytest.raises(InputError, match="not logged in"):
+        push_to_hub(tmp_path, "me/data")

@@ -54,3 +54,14 @@ def test_cli_attributes_with_the_embedded_teacher(capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["target"] == "refrigerator"  # the teacher really answers
     assert len(record["seq_scores"]) == len(record["input_tokens"]) > 10
+
+
+def test_rationales_from_the_embedded_teacher_on_commonsenseqa(tmp_path, capsys):
+    if not CQA_TRAIN.exists():
+        pytest.skip("shared CommonsenseQA data not present")
+    out = tmp_path / "r.jsonl"
+    args = ["rationales", "--teacher", "embedded-teacher", "--data", str(CQA_TRAIN), "--limit", "3", "--top-k", "5"]
+    assert main(args + ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["n"] == 3 and stats["gold_overlap"] is not None and stats["plausibility"]["n"] == 3
+    assert len(out.read_text().splitlines()) == 3

@@ -52,11 +52,17 @@ def _content(rows: torch.Tensor, b: int, prep: _Prepared) -> torch.Tensor:
     return rows[..., b, list(prep.encoded.content_positions)]
 
 
+# Integrated gradients runs its steps in chunks of about this many tokens (steps x batch x length): all steps at
+# once would hold the activations of steps x batch sequences, e.g. 80 x 85 tokens ~ 40 GB for the 1.5B teacher.
+IG_TOKENS_PER_PASS = 1024
+
+
 def _gradient_method(kind: str) -> MethodFn:
     def run(loaded, batch: Batch, preps: list[_Prepared], steps: int, per_token: bool):
         with torch.enable_grad():
             base = embed(loaded, batch.input_ids).detach()
             bsz = base.shape[0]
+            alphas, weights, content = [1.0], [1.0], None
             if kind == "integrated_gradients":
                 # Gauss-Legendre quadrature, as Captum's IntegratedGradients; the baseline is a zero embedding
                 # at the prompt text's positions, template and target positions keep their real embeddings.
@@ -69,31 +75,41 @@ def _gradient_method(kind: str) -> MethodFn:
                 content = torch.zeros(base.shape[:2] + (1,), device=base.device, dtype=base.dtype)
                 for b, prep in enumerate(preps):
                     content[b, list(prep.encoded.content_positions)] = 1
-                x = torch.cat([base * (1 - content) + content * (a * base) for a in alphas])
-            else:
-                x = base.clone()
-            x.requires_grad_(True)
-            logp, _ = target_logprobs(loaded, batch, inputs_embeds=x)
+            chunk = max(1, IG_TOKENS_PER_PASS // base.shape[:2].numel())
+            n_targets = batch.target_ids.shape[1] if per_token else 0
+            # Per target token (and for the whole target), the gradient summed over steps with quadrature weights.
+            token_grads: list[torch.Tensor] = [torch.zeros_like(base) for _ in range(n_targets)]
+            grad_sum = torch.zeros_like(base)
+            for start in range(0, len(alphas), chunk):
+                a, w = alphas[start : start + chunk], weights[start : start + chunk]
+                if content is None:
+                    x = base.clone()
+                else:
+                    x = torch.cat([base * (1 - content) + content * (s * base) for s in a])
+                x.requires_grad_(True)
+                logp, _ = target_logprobs(loaded, batch, inputs_embeds=x)
+                w_t = torch.tensor(w, device=x.device, dtype=x.dtype)[:, None, None, None]
 
-            def reduce(grad: torch.Tensor) -> torch.Tensor:  # [B', L, D] -> [B, L]
-                if kind == "saliency":
-                    return grad.norm(dim=-1)
-                if kind == "integrated_gradients":
-                    w = torch.tensor(weights, device=grad.device, dtype=grad.dtype)[:, None, None, None]
-                    grad = (grad.view(len(weights), bsz, *grad.shape[1:]) * w).sum(0)
-                return (grad * base).sum(-1).float()
+                def combine(grad: torch.Tensor, w_t: torch.Tensor = w_t) -> torch.Tensor:  # [k*B, L, D] -> [B, L, D]
+                    return (grad.view(len(w_t), bsz, *grad.shape[1:]) * w_t).sum(0)
 
-            targets = range(logp.shape[1]) if per_token else []
-            rows, grad_sum = [], None
-            for t in targets:
-                (grad,) = torch.autograd.grad(logp[:, t].sum(), x, retain_graph=True)
-                rows.append(reduce(grad).detach())
-                grad_sum = grad if grad_sum is None else grad_sum + grad
-            if grad_sum is None:
-                (grad_sum,) = torch.autograd.grad(logp.sum(), x)
+                for t in range(n_targets):
+                    (grad,) = torch.autograd.grad(logp[:, t].sum(), x, retain_graph=t < n_targets - 1)
+                    token_grads[t] += combine(grad)
+                if not n_targets:
+                    (grad,) = torch.autograd.grad(logp.sum(), x)
+                    grad_sum += combine(grad)
+                del x, logp
+            if n_targets:
+                grad_sum = torch.stack(token_grads).sum(0)
+
+            def reduce(grad: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L]
+                return grad.norm(dim=-1) if kind == "saliency" else (grad * base).sum(-1).float()
+
             # The whole target's score: for linear methods the sum of the rows; for saliency the norm of the
             # summed gradient, which is the gradient of the target's total log-probability.
             seq = reduce(grad_sum).detach().float()
+            rows = [reduce(g).detach() for g in token_grads]
             matrix = torch.stack(rows) if rows else torch.zeros((0,) + seq.shape, device=seq.device)
         return [(_content(matrix, b, p)[: len(p.target_ids)], _content(seq, b, p)) for b, p in enumerate(preps)]
 

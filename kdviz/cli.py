@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    p.add_argument(
+        "--workspace", help="folder of rationale builds and exports (default $KDVIZ_WORKSPACE or ./kdviz_workspace)"
+    )
 
     p = sub.add_parser("rationales", help="build a rationale dataset from a teacher's attributions")
     _model_args(p, "--teacher", "embedded-teacher")
@@ -251,7 +254,7 @@ def _models(args) -> int:
 def _app(args) -> int:
     from .ui import launch
 
-    launch(teacher=args.teacher, host=args.host, port=args.port, share=args.share)
+    launch(teacher=args.teacher, host=args.host, port=args.port, share=args.share, workspace=args.workspace)
     return 0
 
 

@@ -60,6 +60,11 @@ class CurationStore:
         folder = Path(folder)
         if (folder / "records.jsonl").exists():
             raise InputError(f"a build named {folder.name!r} exists already; choose another name")
+        records = list(records)
+        ids = [r.id for r in records]
+        if len(set(ids)) != len(ids):  # every change finds its record by id
+            duplicate = next(i for i in ids if ids.count(i) > 1)
+            raise InputError(f"example id {duplicate!r} appears more than once; ids must be unique")
         save_jsonl(records, folder / "records.jsonl")
         write_atomic(folder / "build.json", json.dumps(info, indent=2, ensure_ascii=False))
         return cls(folder)

@@ -78,6 +78,8 @@ def test_names_cannot_escape_the_workspace(tmp_path, records):
     for bad in ["../x", "a/b", "/etc", "..", "", "~root", ".hidden"]:
         with pytest.raises(InputError):
             safe_child(tmp_path, bad)
+    with pytest.raises(InputError, match="appears more than once"):
+        CurationStore.create(tmp_path / "dup", [records[0], records[0]], {})
     CurationStore.create(tmp_path / "b", records, {})
     with pytest.raises(InputError, match="exists already"):
         CurationStore.create(tmp_path / "b", records, {})

@@ -9,36 +9,51 @@ import gradio as gr
 
 from kdviz.data import demo_path
 
-from . import teacher_tab
+from . import rationales_tab, teacher_tab
+from .rationale_handlers import workspace_root
 
 INTRO = """# kdviz: attribution-guided knowledge distillation
 See which words of a prompt a teacher model's answer rests on. **Teacher**: pick an example or type a prompt,
 choose a model, an attribution method and what to attribute (the predicted choice, a free answer, the gold answer
-or your own target), then press **Attribute**. Red words support the target, blue words count against it."""
+or your own target), then press **Attribute**. Red words support the target, blue words count against it.
+**Rationales**: run the teacher over a dataset, keep each example's most-attributed words as its rationale, check
+the statistics, curate the records (click a word to add or remove it) and export them for training."""
 
 
-def build_app(teacher: str = "embedded-teacher", examples_path: str | Path | None = None) -> gr.Blocks:
+def build_app(
+    teacher: str = "embedded-teacher", examples_path: str | Path | None = None, workspace: str | Path | None = None
+) -> gr.Blocks:
     """Returns the workbench app; nothing is loaded until the first click.
 
     Args:
-        teacher: the model spec preselected in the Teacher panel ("embedded-teacher", "tiny", a hub id, a path).
+        teacher: the model spec preselected in the Teacher and Rationales panels ("embedded-teacher", "tiny", ...).
         examples_path: the JSONL file of examples to pick from; default: the bundled CommonsenseQA demo set.
+        workspace: the folder rationale builds are kept in, one subfolder each; default: $KDVIZ_WORKSPACE, else
+            ./kdviz_workspace.
     """
     with gr.Blocks(title="kdviz") as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Teacher"):
                 teacher_tab.render(teacher, examples_path or demo_path())
+            with gr.Tab("Rationales"):
+                rationales_tab.render(teacher, examples_path or demo_path(), workspace_root(workspace))
     return demo
 
 
 def launch(
-    teacher: str = "embedded-teacher", host: str = "127.0.0.1", port: int | None = 7860, share: bool = False, **kw: Any
+    teacher: str = "embedded-teacher",
+    host: str = "127.0.0.1",
+    port: int | None = 7860,
+    share: bool = False,
+    workspace: str | Path | None = None,
+    **kw: Any,
 ) -> gr.Blocks:
     """Builds the app and serves it on http://host:port; returns it (blocks unless `prevent_thread_lock=True`).
 
-    Extra keyword arguments go to `build_app` (examples_path) or to `gr.Blocks.launch`.
+    `workspace` is where rationale builds are kept (see `build_app`); extra keyword arguments go to `build_app`
+    (examples_path) or to `gr.Blocks.launch`.
     """
-    demo = build_app(teacher, kw.pop("examples_path", None))
+    demo = build_app(teacher, kw.pop("examples_path", None), workspace)
     demo.launch(server_name=host, server_port=port, share=share, **kw)
     return demo

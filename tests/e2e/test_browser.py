@@ -1,4 +1,5 @@
-"""The one browser test: the Teacher panel's main path in Debian's Chromium, driven by Playwright (STYLE.md 7.6)."""
+"""The one browser test: the Teacher and Rationales panels' main paths in Debian's Chromium, driven by Playwright
+(STYLE.md 7.6)."""
 
 import shutil
 
@@ -17,13 +18,14 @@ TIMEOUT_MS = 60_000  # a first attribution on a busy 2-core machine can take sev
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's Chromium at {CHROMIUM}")
-def test_teacher_panel_in_a_browser(tmp_path):
+def test_teacher_and_rationales_panels_in_a_browser(tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     from kdviz.ui import build_app
 
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))  # the rationale build's attribution cache
     example = kdviz.load_examples(demo_path())[1]
     example_words = kdviz.render(example).text.split()  # the mcqa format's own words are highlighted too
-    demo = build_app(teacher="tiny")
+    demo = build_app(teacher="tiny", workspace=tmp_path / "workspace")
     try:
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         with sync_api.sync_playwright() as p:
@@ -49,6 +51,26 @@ def test_teacher_panel_in_a_browser(tmp_path):
                 sync_api.expect(page.get_by_text("Prediction")).to_be_visible()
                 sync_api.expect(page.locator(".js-plotly-plot")).to_be_visible()
                 page.screenshot(path=str(tmp_path / "teacher_panel.png"), full_page=True)
+
+                # Rationales: build over 3 demo examples, open one, toggle a word by clicking it, accept it.
+                page.get_by_role("tab", name="Rationales").click()
+                page.get_by_label("Examples (first N)").fill("3")
+                page.get_by_role("button", name="Build", exact=True).click()
+                counts = page.locator("#kdviz-counts")
+                sync_api.expect(counts).to_contain_text("3 records: 3 pending", timeout=TIMEOUT_MS)
+                # a row of the records table (gradio keeps a hidden copy of the table to measure its columns)
+                page.locator("#kdviz-records").get_by_text(example.id, exact=True).locator("visible=true").click()
+                sync_api.expect(page.get_by_label("Record", exact=True)).to_have_value(example.id)
+                record_words = page.locator("#kdviz-record-words span.kdviz-word")
+                sync_api.expect(record_words).to_have_count(len(example_words))
+                rationale = page.get_by_label("Rationale text (used for training)")
+                built = rationale.input_value()
+                record_words.nth(example_words.index("carpenter")).click()  # in or out of the rationale
+                sync_api.expect(rationale).not_to_have_value(built)
+                page.get_by_role("button", name="Accept", exact=True).click()
+                sync_api.expect(counts).to_contain_text("2 pending · 1 accepted · 0 rejected")
+                sync_api.expect(page.locator("#kdviz-records")).to_contain_text("accepted")
+                page.screenshot(path=str(tmp_path / "rationales_panel.png"), full_page=True)
             finally:
                 browser.close()
     finally:

@@ -1,0 +1,147 @@
+"""The Rationales panel's statistics, curation and export sections. Components and wiring only.
+
+Every change goes to disk through `CurationStore` at once, so a restarted app shows the same state; which build a
+browser session curates is that session's `gr.State`, so sessions on different builds never meet.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+import gradio as gr
+
+from kdviz.export import EXPORT_FORMATS
+from kdviz.viz import STATS_COLUMNS
+
+from . import rationale_handlers as rh
+from .handlers import ui_errors
+
+# Clicking a word of the record view fires a select event with the word's position (gradio 6 custom HTML events).
+CLICK_JS = """element.addEventListener('click', (event) => {
+  const word = event.target.closest('.kdviz-word');
+  if (word) trigger('select', {index: Number(word.dataset.index), value: word.textContent});
+});"""
+
+STATS_NOTE = """<small>**gold overlap**: share of records whose rationale holds a word of the gold answer (Ballout et
+al.'s 68%) · **gold word fraction**: rationale words in the gold answer · **distractor overlap**: the same against
+the wrong choices (a chance baseline) · **plausibility**: word overlap with human rationales</small>"""
+
+
+@ui_errors
+def show(workspace: str, build: str, record_id: str | None, *filters: Any) -> tuple:
+    *view, ids = rh.curation_view(workspace, build, *filters)
+    return (*view, gr.Dropdown(choices=ids, value=record_id if record_id in ids else None))
+
+
+def pick_row(evt: gr.SelectData) -> str:
+    return evt.row_value[0]
+
+
+def _changed(shown: rh.RecordView, workspace: str, build: str, record_id: str, filters: tuple) -> tuple:
+    *view, ids = rh.curation_view(workspace, build, *filters)  # the record stays in view even if filtered out
+    return (*shown, *view, gr.Dropdown(choices=ids, value=record_id))
+
+
+@ui_errors
+def toggle(evt: gr.SelectData, workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
+    return _changed(rh.toggle_word(workspace, build, record_id, evt.index), workspace, build, record_id, filters)
+
+
+@ui_errors
+def save_text(workspace: str, build: str, record_id: str, text: str, *filters: Any) -> tuple:
+    return _changed(rh.save_text(workspace, build, record_id, text), workspace, build, record_id, filters)
+
+
+def record_action(action: str):
+    @ui_errors
+    def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
+        return _changed(rh.record_action(workspace, build, record_id, action), workspace, build, record_id, filters)
+
+    return act
+
+
+def bulk_action(action: str):
+    @ui_errors
+    def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
+        gr.Info(rh.bulk_action(workspace, build, action, *filters))
+        return _changed(rh.record_view(workspace, build, record_id), workspace, build, record_id, filters)
+
+    return act
+
+
+@ui_errors
+def export(workspace: str, build: str, name: str, formats: list[str], accepted_only: bool) -> tuple[str, list[str]]:
+    paths = rh.export(workspace, build, name, formats, accepted_only)
+    # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
+    downloads = tempfile.mkdtemp(prefix="kdviz-export-")
+    files = [shutil.copy(p, downloads) for p in paths if p.endswith((".jsonl", ".parquet"))]
+    return "Written:\n" + "\n".join(f"- `{p}`" for p in paths), files
+
+
+def render(ws: gr.State, build: gr.State) -> None:
+    """Adds the statistics, curation and export sections for the session's open build (`build`)."""
+    counts = gr.Markdown("No build open.", elem_id="kdviz-counts")
+    with gr.Accordion("Statistics", open=True):
+        with gr.Row():
+            with gr.Column(scale=1):
+                stats = gr.Dataframe(
+                    headers=STATS_COLUMNS, interactive=False, label="Rationale statistics", column_widths=["28%"]
+                )
+                gr.Markdown(STATS_NOTE)
+            figure = gr.Plot(label="Overlap", scale=1)
+    with gr.Row():
+        correct = gr.Radio(list(rh.YES_NO_ANY), value="any", label="Teacher correct", min_width=160)
+        overlaps = gr.Radio(list(rh.YES_NO_ANY), value="any", label="Overlaps gold", min_width=160)
+        status = gr.Dropdown(list(rh.STATUS_FILTERS), value="any", label="Status", min_width=120)
+        share_min = gr.Number(0.0, label="Share ≥", minimum=0, maximum=1, step=0.05, min_width=90)
+        share_max = gr.Number(1.0, label="Share ≤", minimum=0, maximum=1, step=0.05, min_width=90)
+        search = gr.Textbox("", label="Search", placeholder="question or rationale text", min_width=160)
+    filters = [correct, overlaps, status, share_min, share_max, search]
+    records = gr.Dataframe(
+        headers=rh.RECORD_COLUMNS, interactive=False, wrap=True, max_height=320, label="Records (click a row)",
+        column_widths=["9%", "8%", "8%", "8%", "6%", "37%", "24%"], elem_id="kdviz-records",
+    )  # fmt: skip
+    with gr.Row():
+        with gr.Column(scale=3):
+            record = gr.Dropdown([], value=None, label="Record", allow_custom_value=True)
+            words = gr.HTML(rh.NO_RECORD_HTML, js_on_load=CLICK_JS, elem_id="kdviz-record-words", padding=True)
+            summary = gr.Markdown()
+        with gr.Column(scale=2):
+            text = gr.Textbox(label="Rationale text (used for training)", lines=2)
+            save = gr.Button("Save text", size="sm")
+            with gr.Row():
+                accept = gr.Button("Accept", size="sm", variant="primary")
+                reject = gr.Button("Reject", size="sm", variant="stop")
+                reset = gr.Button("Reset", size="sm")
+            with gr.Row():
+                bulk = [gr.Button(f"{n} filtered", size="sm") for n in ("Accept", "Reject", "Reset")]
+    with gr.Accordion("Export", open=False):
+        with gr.Row():
+            export_name = gr.Textbox("export", label="Export name", info="a folder in <build>/exports")
+            formats = gr.CheckboxGroup(list(EXPORT_FORMATS), value=list(EXPORT_FORMATS), label="Formats")
+            accepted_only = gr.Checkbox(True, label="Accepted records only (else all, with a status column)")
+            run_export = gr.Button("Export", variant="primary")
+        written = gr.Markdown()
+        downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+        with gr.Row():
+            repo = gr.Textbox(label="Hub dataset (owner/name)", info="needs `hf auth login`; pushed private")
+            run_push = gr.Button("Push to Hub")
+        pushed = gr.Markdown()
+
+    view = [counts, stats, figure, records, record]
+    shown = [words, text, summary]
+    state = [ws, build, record]
+    build.change(lambda w, b, *f: show(w, b, None, *f), [ws, build, *filters], view, api_name="show_build")
+    gr.on([f.change for f in filters], show, [*state, *filters], view, api_name="filter")
+    record.change(ui_errors(rh.record_view), state, shown, api_name="show_record")
+    records.select(pick_row, None, record, api_name="pick_row")
+    words.select(toggle, [*state, *filters], shown + view, api_name="toggle_word")
+    save.click(save_text, [*state, text, *filters], shown + view, api_name="save_text")
+    for button, action in zip((accept, reject, reset), rh.ACTIONS, strict=True):
+        button.click(record_action(action), [*state, *filters], shown + view, api_name=action)
+    for button, action in zip(bulk, rh.ACTIONS, strict=True):
+        button.click(bulk_action(action), [*state, *filters], shown + view, api_name=f"{action}_filtered")
+    run_export.click(export, [ws, build, export_name, formats, accepted_only], [written, downloads], api_name="export")
+    run_push.click(ui_errors(rh.push), [ws, build, export_name, repo], pushed, api_name="push_to_hub")

@@ -1,0 +1,256 @@
+"""The Rationales panel: its handlers called directly, then the served app through gradio_client (tiny teacher).
+
+Every build attributes the same demo examples with the same settings, so only the first one runs the model: the
+others read kdviz's attribution cache, pointed at a temporary folder for this module.
+"""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from kdviz.curation import CurationStore
+from kdviz.data import demo_path
+from kdviz.errors import InputError, KdvizError
+from kdviz.ui import launch
+from kdviz.ui import rationale_handlers as rh
+
+ALL = list(rh.EXCLUSIONS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def attribution_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDVIZ_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def build(workspace, name, limit=6, **settings):
+    args = dict(model_spec="tiny", dataset=str(demo_path()), columns="", limit=limit, method="input_x_gradient")
+    args |= dict(target_mode="choice", rule="top-k", rule_value=5, exclude=ALL, batch_size=4, name=name)
+    return rh.build(workspace, **{**args, **settings})
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    return rh.workspace_root(tmp_path / "ws")
+
+
+@pytest.fixture
+def store(workspace):
+    name, _ = build(workspace, "b1")
+    return CurationStore(workspace / name)
+
+
+def test_build_writes_a_build_folder_with_statistics(workspace):
+    seen = []
+    name, message = build(workspace, "first", on_progress=lambda done, total: seen.append((done, total)))
+    assert name == "first" and "6 records" in message and seen[-1] == (6, 6)
+    folder = workspace / "first"
+    assert (folder / "records.jsonl").is_file() and rh.list_builds(workspace) == ["first"]
+    info = json.loads((folder / "build.json").read_text())
+    assert info["source"] == "cqa_demo.jsonl" and info["teacher"] == "tiny" and info["examples"] == 6
+    assert info["cancelled"] is False and info["method"] == "input_x_gradient"
+    assert info["rule"].startswith("top-5, excluding stopwords")
+    counts, stats, figure, rows, ids = rh.curation_view(workspace, "first")
+    assert counts == "**first** · 6 records: 6 pending · 0 accepted · 0 rejected · 6 shown"
+    assert ids == [f"demo-00{i}" for i in range(1, 7)] and [r[0] for r in rows] == ids
+    table = {row[0]: row[1:] for row in stats}
+    assert table["records"][0] == "6" and table["records"][3] == "0"  # all ... accepted
+    assert int(table["records"][1]) + int(table["records"][2]) == 6  # teacher correct + wrong
+    assert {"gold overlap", "gold word fraction", "distractor overlap", "plausibility f1"} <= set(table)
+    assert [trace.type for trace in figure.data] == ["bar"] * 3
+    default, _ = build(workspace, "", limit=2)
+    assert default.startswith("cqa_demo-input_x_gradient-") and rh.list_builds(workspace)[0] == default
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(name="../escape"), "is not a valid name"),
+        (dict(name="b1"), "a build named 'b1' exists already"),
+        (dict(rule="top-k", rule_value=2.5), "give the top-k rule a whole number"),
+        (dict(rule="mass", rule_value=1.5), "mass must be in (0, 1]"),
+        (dict(rule="median"), "unknown selection rule 'median'"),
+        (dict(exclude=["vowels"]), "unknown exclusion 'vowels'"),
+        (dict(method="magic"), "unknown attribution method 'magic'"),
+        (dict(target_mode="forced"), "unknown target mode 'forced'"),
+        (dict(columns="question"), "write kdviz_field=file_column"),
+        (dict(columns="question=prompt"), "column 'prompt' (mapped in the column mapping) is missing"),
+        (dict(limit=0), "must be at least 1"),
+        (dict(model_spec=" "), "choose a teacher model"),
+    ],
+)
+def test_bad_build_settings_are_clear_errors(store, settings, message):
+    with pytest.raises(KdvizError) as info:
+        build(store.folder.parent, **{"name": "other", **settings})
+    assert message in str(info.value)
+
+
+def test_duplicate_example_ids_are_refused_before_any_model_work(workspace, tmp_path):
+    path = tmp_path / "dups.jsonl"
+    path.write_text('{"id": "a", "question": "q?", "choices": ["x", "y"]}\n' * 2)
+    with pytest.raises(InputError, match="dups.jsonl: example ids must be unique"):
+        build(workspace, "dups", dataset=str(path))
+
+
+def test_filters(store):
+    ws, records = store.folder.parent, store.records()
+
+    def ids(*filters):
+        return rh.curation_view(ws, "b1", *filters)[4]
+
+    right, wrong = ids("yes"), ids("no")
+    assert sorted(right + wrong) == [r.id for r in records] and right == [r.id for r in records if r.correct]
+    assert sorted(ids("any", "yes") + ids("any", "no")) == [r.id for r in records]
+    assert ids("any", "any", "accepted") == [] and len(ids("any", "any", "pending")) == 6
+    shares = [row[4] for row in rh.curation_view(ws, "b1")[3]]
+    assert ids("any", "any", "any", min(shares), min(shares)) == [records[shares.index(min(shares))].id]
+    assert ids("any", "any", "any", 0.0, 1.0, "CARPENTER") == ["demo-002"]
+    with pytest.raises(InputError, match="lowest rationale share is above the highest"):
+        ids("any", "any", "any", 0.9, 0.1)
+    with pytest.raises(KdvizError, match="unknown status 'done'"):
+        ids("any", "any", "done")
+
+
+def test_toggling_a_word_edits_the_rationale_and_is_saved(store):
+    ws, rec = store.folder.parent, store.get("demo-001")
+    outside = next(i for i in range(len(rec.words)) if i not in rec.rationale and not rec.word_is_template[i])
+    html, text, summary = rh.toggle_word(ws, "b1", "demo-001", outside)
+    assert rec.words[outside] in text.split() and text != rec.rationale_text
+    assert f'data-index="{outside}"' in html and html.count("kdviz-rationale ") + html.count('kdviz-rationale"') >= 1
+    assert CurationStore(store.folder).get("demo-001").rationale_text == text  # on disk: what a restart reads
+    assert rh.toggle_word(ws, "b1", "demo-001", outside)[1] == rec.rationale_text
+    _, text, _ = rh.save_text(ws, "b1", "demo-001", "  milk   cold ")
+    assert text == "milk cold" == CurationStore(store.folder).get("demo-001").rationale_text
+    with pytest.raises(InputError, match="rationale text is empty"):
+        rh.save_text(ws, "b1", "demo-001", " ")
+    with pytest.raises(InputError, match="word 999 does not exist"):
+        rh.toggle_word(ws, "b1", "demo-001", 999)
+    with pytest.raises(InputError, match="pick a record first"):
+        rh.toggle_word(ws, "b1", "", 0)
+
+
+def test_accept_reject_reset_one_record_and_the_filtered_set(store):
+    ws = store.folder.parent
+    assert "status **accepted**" in rh.record_action(ws, "b1", "demo-001", "accept")[2]
+    rh.record_action(ws, "b1", "demo-002", "reject")
+    as_built = store.get("demo-003").rationale_text
+    rh.toggle_word(ws, "b1", "demo-003", 1)
+    assert store.counts() == {"pending": 4, "accepted": 1, "rejected": 1, "total": 6}
+    assert rh.record_action(ws, "b1", "demo-003", "reset")[1] == as_built
+    assert rh.bulk_action(ws, "b1", "accept", "any", "any", "pending") == "Accepted 4 records."
+    assert store.counts() == {"pending": 0, "accepted": 5, "rejected": 1, "total": 6}
+    assert rh.bulk_action(ws, "b1", "reset", "any", "any", "any", 0, 1, "carpenter") == "Reset 1 record."
+    assert store.get("demo-002").status == "pending"
+    assert "6 records: 1 pending · 5 accepted · 0 rejected" in rh.curation_view(ws, "b1")[0]
+    with pytest.raises(InputError, match="no record passes the filters"):
+        rh.bulk_action(ws, "b1", "accept", "any", "any", "any", 0, 1, "no such words")
+    with pytest.raises(KdvizError, match="unknown action 'approve'"):
+        rh.record_action(ws, "b1", "demo-001", "approve")
+
+
+def test_export_stays_inside_the_workspace(store):
+    ws = store.folder.parent
+    with pytest.raises(InputError, match="nothing to export"):
+        rh.export(ws, "b1", "none", ["jsonl"], accepted_only=True)
+    rh.record_action(ws, "b1", "demo-001", "accept")
+    paths = [Path(p) for p in rh.export(ws, "b1", "v1", ["jsonl", "parquet", "hf"], accepted_only=True)]
+    out = ws / "b1" / "exports" / "v1"
+    assert paths == [out / "README.md", out / "rationales.jsonl", out / "rationales.parquet", out / "hf_dataset"]
+    rows = [json.loads(line) for line in (out / "rationales.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["demo-001"] and "status" not in rows[0]
+    everything = rh.export(ws, "b1", "all", ["jsonl"], accepted_only=False)
+    assert len((ws / "b1" / "exports" / "all" / "rationales.jsonl").read_text().splitlines()) == 6 and everything
+    for bad in ("../x", "..", "/tmp/x", "a/b", ".hidden", ""):
+        with pytest.raises(InputError, match="not a valid name"):
+            rh.export(ws, "b1", bad, ["jsonl"])
+    with pytest.raises(InputError, match="not a valid name"):
+        rh.export(ws, "../b1", "v2", ["jsonl"])
+    with pytest.raises(InputError, match="choose at least one export format"):
+        rh.export(ws, "b1", "v3", [])
+    with pytest.raises(InputError, match="owner/name"):
+        rh.push(ws, "b1", "v1", "not a repo")
+    with pytest.raises(InputError):  # offline in tests: either not logged in or the push fails, clearly
+        rh.push(ws, "b1", "v1", "someone/rationales")
+
+
+def test_cancel_keeps_the_finished_records_and_a_rerun_resumes(workspace):
+    build(workspace, "warm")  # six examples attributed and cached
+    stop = threading.Event()
+    stop.set()  # pressed before the first batch: only the cached examples are in the build
+    name, message = build(workspace, "partial", limit=8, should_stop=stop.is_set)
+    assert name == "partial" and message.startswith("Cancelled. Build **partial**: 6 of 8 examples (6 from the cache)")
+    assert "Build again to resume" in message
+    assert CurationStore(workspace / "partial").counts()["total"] == 6
+    assert json.loads((workspace / "partial" / "build.json").read_text())["cancelled"] is True
+    nothing, message = build(workspace, "empty", method="saliency", should_stop=stop.is_set)
+    assert nothing == "" and "nothing was saved" in message and not (workspace / "empty").exists()
+
+
+def test_import_records_from_the_cli_format(store, tmp_path):
+    ws = store.folder.parent
+    name, message = rh.import_records(ws, store.path, "copy")
+    assert name == "copy" and "6 records imported" in message
+    assert CurationStore(ws / "copy").records() == store.records()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "question": "not a record"}\n')
+    with pytest.raises(InputError, match="bad.jsonl is not a file of rationale records"):
+        rh.import_records(ws, bad)
+
+
+def test_workspace_defaults_to_the_environment_then_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(rh.WORKSPACE_ENV, str(tmp_path / "mine"))
+    assert rh.workspace_root() == tmp_path / "mine" and rh.workspace_root(tmp_path) == tmp_path
+    monkeypatch.delenv(rh.WORKSPACE_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert rh.workspace_root() == tmp_path / "kdviz_workspace" and rh.list_builds(rh.workspace_root()) == []
+
+
+def serve(workspace):
+    return launch(teacher="tiny", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True)
+
+
+def test_api_build_accept_then_restart_sees_the_saved_state(workspace):
+    demo = serve(workspace)
+    try:
+        one, two = Client(demo.local_url, verbose=False), Client(demo.local_url, verbose=False)
+        built, message = one.predict(limit=3, name="api", api_name="/build")
+        assert built["value"] == "api" and "3 records" in message
+        *view, counts, _, _, records, record = one.predict("demo-002", api_name="/accept")
+        assert "status **accepted**" in view[2] and "3 records: 2 pending · 1 accepted · 0 rejected" in counts
+        assert [row[:2] for row in records["data"]][1] == ["demo-002", "accepted"] and record["value"] == "demo-002"
+        two.predict(limit=3, name="other", api_name="/build")  # a second session on its own build
+        two.predict("demo-001", api_name="/reject")
+        counts = one.predict(None, api_name="/filter")[0]
+        assert "1 accepted · 0 rejected" in counts and "**api**" in counts  # session one is still on its build
+        with pytest.raises(AppError, match="a build named 'api' exists already"):
+            one.predict(limit=3, name="api", api_name="/build")
+        with pytest.raises(AppError, match="not a valid name"):
+            one.predict("../out", ["jsonl"], True, api_name="/export")
+        written, files = one.predict("v1", ["jsonl", "parquet"], True, api_name="/export")
+        assert str(workspace / "api" / "exports" / "v1" / "rationales.jsonl") in written
+        assert sorted(Path(f).name for f in files) == ["rationales.jsonl", "rationales.parquet"]
+        jsonl = next(f for f in files if f.endswith(".jsonl"))
+        assert [json.loads(line)["id"] for line in Path(jsonl).read_text().splitlines()] == ["demo-002"]
+        job = two.submit(limit=40, batch_size=1, name="cancelled", api_name="/build")
+        while not job.status().progress_data:  # the build has started: the cached examples are reported
+            time.sleep(0.05)
+        assert two.predict(api_name="/cancel") == "Cancelling after the current batch…"
+        _, message = job.result()
+        assert message.startswith("Cancelled. Build **cancelled**:") and "of 40 examples" in message
+        assert two.predict(api_name="/cancel") == "No build is running."
+    finally:
+        demo.close()
+    demo = serve(workspace)  # the restart: a new app over the same workspace
+    try:
+        client = Client(demo.local_url, verbose=False)
+        assert client.predict("api", api_name="/open_build") == "Opened build **api**."
+        counts, *_, records, _ = client.predict(None, "any", "any", "accepted", api_name="/filter")
+        assert "1 accepted" in counts and [row[0] for row in records["data"]] == ["demo-002"]
+    finally:
+        demo.close()

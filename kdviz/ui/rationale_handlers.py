@@ -40,6 +40,8 @@ EXCLUSIONS = {  # the app's names -> SelectionRule switches
 YES_NO_ANY = ("any", "yes", "no")
 STATUS_FILTERS = ("any", *STATUSES)
 ACTIONS = {"accept": "accepted", "reject": "rejected", "reset": None}  # reset: back to the rule's words, pending
+SHARE_DIGITS = 3
+SHARE_HALF_STEP = 0.5 * 10**-SHARE_DIGITS
 RECORD_COLUMNS = ["id", "status", "teacher correct", "overlaps gold", "share", "question", "rationale"]
 NO_RECORD_HTML = '<div class="kdviz-rationale-view"><i>Pick a record to see its words.</i></div>'
 
@@ -233,7 +235,8 @@ def filtered_records(
         _yes_no(correct),
         _yes_no(overlaps_gold),
         None if status == "any" else status,
-        (low - 1e-9, high + 1e-9),
+        # the table shows shares to SHARE_DIGITS decimals: a bound typed from it must include that row
+        (low - SHARE_HALF_STEP, high + SHARE_HALF_STEP),
         search or "",
     )
 
@@ -250,7 +253,7 @@ def record_rows(records: Sequence[RationaleRecord]) -> list[list]:
             r.status,
             _verdict(r.correct),
             _verdict(gold_overlap(r.rationale_words, r.example.answer)[0] if r.example.answer else None),
-            round(rationale_share(r), 3),
+            round(rationale_share(r), SHARE_DIGITS),
             " ".join(r.example.question.split()),
             r.rationale_text,
         ]

@@ -93,8 +93,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="kdviz and floor batch size (default 4)")
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps, both libraries (default 20)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's own); 1 on a shared machine"
+    )
     args = p.parse_args(argv)
-    if min(args.n, args.ig_n, args.captum_limit, args.batch_size, args.steps) < 1:
+    if min(args.n, args.ig_n, args.captum_limit, args.batch_size, args.steps) < 1 or args.threads < 0:
         p.error("--n, --ig-n, --captum-limit, --batch-size and --steps must be at least 1")
     return args
 
@@ -326,6 +329,8 @@ def load_average() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     wall = time.perf_counter()
     loaded = load_model(args.model)
     load_s = time.perf_counter() - wall

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -23,3 +23,89 @@ class ModelSpec:
             raise ValueError("model_name_or_path is empty")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a fine-tune depends on: a run is reproducible from this record alone (its `config.yaml`)."""
+
+    data: str = field(
+        metadata={"help": "rationale export (folder, .jsonl, .parquet), curated records.jsonl or dataset"}
+    )
+    out: str = field(metadata={"help": "run folder to create (runs/<name>)"})
+    student: str = field(default="embedded-student", metadata={"help": "student model spec"})
+    method: str = field(default="standard", metadata={"help": "standard, teacher_label, rationale_input, ..."})
+    teacher: str | None = field(default=None, metadata={"help": "teacher spec; logit_kd needs it"})
+    max_steps: int = field(default=30, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "examples per step (per device)"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
+    seed: int = field(default=0, metadata={"help": "seeds the split, the data order and the weights' init"})
+    eval_every: int = field(
+        default=10, metadata={"help": "evaluate every N steps (and at the end); 0: only at the end"}
+    )
+    eval_size: int = field(default=50, metadata={"help": "held-out examples for evaluation (at most half the data)"})
+    limit: int | None = field(default=None, metadata={"help": "read only the first N data rows"})
+    max_length: int = field(
+        default=256, metadata={"help": "tokens per training sequence; longer prompts keep their end"}
+    )
+    alpha: float = field(default=0.5, metadata={"help": "weight of the answer loss in multitask and logit_kd"})
+    kd_loss: str = field(default="kl", metadata={"help": "logit_kd divergence: kl (forward KL) or jsd"})
+    temperature: float = field(default=2.0, metadata={"help": "logit_kd softmax temperature"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when present, else cpu), cpu, cuda"})
+    n_samples: int = field(default=4, metadata={"help": "sample predictions kept at each evaluation"})
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_steps >= 1, "max_steps must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.lr > 0, "the learning rate must be positive"),
+            (self.eval_every >= 0, "eval_every must be 0 or more"),
+            (self.eval_size >= 1, "eval_size must be at least 1"),
+            (self.max_length >= 8, "max_length must be at least 8 tokens"),
+            (0.0 <= self.alpha <= 1.0, "alpha must be between 0 and 1"),
+            (self.temperature > 0, "the temperature must be positive"),
+            (self.kd_loss in ("kl", "jsd"), f"kd_loss must be kl or jsd, not {self.kd_loss!r}"),
+            (self.lora_r >= 1, "lora_r must be at least 1"),
+            (self.limit is None or self.limit >= 2, "limit must be at least 2 (training and evaluation rows)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, **overrides) -> TrainConfig:
+        """Returns the config in a YAML text, with `overrides` (non-None values) applied.
+
+        Raises:
+            ValueError: not a mapping, an unknown key, or an invalid value.
+        """
+        import yaml
+
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ValueError("a training config must be a YAML mapping of field: value")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("lr", "weight_decay", "alpha", "temperature"):  # YAML reads "1e-4" as a string
+            if isinstance(data.get(name), str):
+                try:
+                    data[name] = float(data[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name} must be a number, not {data[name]!r}") from exc
+        missing = [k for k in ("data", "out") if not data.get(k)]
+        if missing:
+            raise ValueError(f"the config needs {' and '.join(missing)}")
+        return cls(**data)

@@ -48,7 +48,7 @@ def make_batch(loaded, items: list[Item]) -> Batch:
         target_mask[b, : len(target)] = 1
     decoder_input_ids = None
     if enc_dec:
-        start = loaded.model.config.decoder_start_token_id
+        start = loaded.config.decoder_start_token_id
         start = pad if start is None else start
         decoder_input_ids = torch.cat([torch.full((len(items), 1), start), target_ids[:, :-1]], dim=1)
         decoder_input_ids = decoder_input_ids.to(loaded.device)
@@ -72,11 +72,10 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def target_logprobs(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
-    """Returns (log p(target token) [B, T] with zeros at padding, the model outputs).
+def target_logits(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
+    """Returns (logits [B', T, V] at the target positions, the model outputs): position t predicts target token t.
 
-    `inputs_embeds` [B', L, D] may repeat the batch (B' = k·B, e.g. integrated-gradient steps): the result is
-    then [B', T].
+    `inputs_embeds` [B', L, D] may repeat the batch (B' = k·B, e.g. integrated-gradient steps).
     """
     model = loaded.model
     reps = 1 if inputs_embeds is None else inputs_embeds.shape[0] // batch.input_ids.shape[0]
@@ -89,23 +88,32 @@ def target_logprobs(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = N
         kwargs["input_ids"] = batch.input_ids
     else:
         kwargs["inputs_embeds"] = inputs_embeds
-    target_ids, target_mask = rep(batch.target_ids), rep(batch.target_mask)
     if loaded.is_encoder_decoder:
         out = model(decoder_input_ids=rep(batch.decoder_input_ids), use_cache=False, **kwargs)
-        logits = out.logits
+        return out.logits, out
+    # Only the logits at target positions are needed; with a 150k vocabulary the rest dominate memory.
+    first = min(batch.prompt_lengths) - 1
+    keep = batch.input_ids.shape[1] - first
+    if _accepts_logits_to_keep(model):
+        out = model(logits_to_keep=keep, use_cache=False, **kwargs)
+        logits = out.logits[:, -keep:]
     else:
-        # Only the logits at target positions are needed; with a 150k vocabulary the rest dominate memory.
-        first = min(batch.prompt_lengths) - 1
-        keep = batch.input_ids.shape[1] - first
-        if _accepts_logits_to_keep(model):
-            out = model(logits_to_keep=keep, use_cache=False, **kwargs)
-            logits = out.logits[:, -keep:]
-        else:
-            out = model(use_cache=False, **kwargs)
-            logits = out.logits[:, first:]
-        index = torch.tensor(batch.prompt_lengths, device=logits.device).repeat(reps) - 1 - first
-        index = index[:, None] + torch.arange(target_ids.shape[1], device=logits.device)[None, :]
-        index = index.clamp(max=logits.shape[1] - 1)
-        logits = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
+        out = model(use_cache=False, **kwargs)
+        logits = out.logits[:, first:]
+    index = torch.tensor(batch.prompt_lengths, device=logits.device).repeat(reps) - 1 - first
+    index = index[:, None] + torch.arange(batch.target_ids.shape[1], device=logits.device)[None, :]
+    index = index.clamp(max=logits.shape[1] - 1)
+    return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1])), out
+
+
+def target_logprobs(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
+    """Returns (log p(target token) [B, T] with zeros at padding, the model outputs).
+
+    `inputs_embeds` [B', L, D] may repeat the batch (B' = k·B, e.g. integrated-gradient steps): the result is
+    then [B', T].
+    """
+    logits, out = target_logits(loaded, batch, inputs_embeds, output_attentions)
+    reps = logits.shape[0] // batch.target_ids.shape[0]
+    target_ids, target_mask = batch.target_ids.repeat(reps, 1), batch.target_mask.repeat(reps, 1)
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target_ids[..., None]).squeeze(-1)
     return logp * target_mask, out

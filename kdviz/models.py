@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -40,8 +41,13 @@ class LoadedModel:
         return self.spec.model_name_or_path
 
     @property
+    def config(self):
+        """The model's config, also when training wraps the model (DistributedDataParallel has no `.config`)."""
+        return getattr(self.model, "module", self.model).config
+
+    @property
     def is_encoder_decoder(self) -> bool:
-        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+        return bool(getattr(self.config, "is_encoder_decoder", False))
 
 
 def list_model_specs() -> list[str]:
@@ -79,10 +85,37 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     return _load_cached(ModelSpec(spec) if isinstance(spec, str) else spec)
 
 
+def load_trainable(spec: ModelSpec | str) -> LoadedModel:
+    """Returns a fresh copy of the model in fp32 (training keeps fp32 master weights; autocast does bf16), never
+    the cached instance that the Teacher and Compare panels read, so a fine-tune cannot change their model."""
+    spec = ModelSpec(spec) if isinstance(spec, str) else spec
+    return _load(ModelSpec(**{**spec.__dict__, "dtype": "float32"}))
+
+
 @functools.lru_cache(maxsize=3)  # teacher + student + one more stay resident between UI clicks
 def _load_cached(spec: ModelSpec) -> LoadedModel:
-    name = spec.model_name_or_path.strip()
+    return _load(spec)
+
+
+RUN_CHECKPOINT = "checkpoint"  # a training run folder keeps its model here (see kdviz.runs)
+RUN_META = "kdviz.json"  # written beside a fine-tuned checkpoint: how the student was prompted in training
+
+
+def checkpoint_meta(path: str | Path) -> dict:
+    """Returns the training metadata of a run folder or checkpoint folder ({} for any other model)."""
+    folder = Path(path).expanduser()
+    for candidate in (folder / RUN_CHECKPOINT / RUN_META, folder / RUN_META):
+        if candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    return {}
+
+
+def _load(spec: ModelSpec) -> LoadedModel:
+    requested, name = spec, spec.model_name_or_path.strip()
     device = select_device(spec.device)
+    run_checkpoint = Path(name).expanduser() / RUN_CHECKPOINT
+    if (run_checkpoint / "config.json").is_file():  # a kdviz run folder (runs/<name>) loads its checkpoint
+        spec = ModelSpec(**{**spec.__dict__, "model_name_or_path": str(run_checkpoint)})
     if name in TINY_SPECS:
         model, tokenizer = build_tiny(name)
         default_chat = not model.config.is_encoder_decoder
@@ -98,6 +131,7 @@ def _load_cached(spec: ModelSpec) -> LoadedModel:
     else:
         model, tokenizer = _load_pretrained(spec)
         default_chat = tokenizer.chat_template is not None and not model.config.is_encoder_decoder
+        default_chat = checkpoint_meta(spec.model_name_or_path).get("chat", default_chat)
     if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in for decoder-only models
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.to(device=device, dtype=_dtype(spec, device)).eval()
@@ -105,7 +139,7 @@ def _load_cached(spec: ModelSpec) -> LoadedModel:
     if chat and tokenizer.chat_template is None:
         raise ModelLoadError(f"{name!r} has no chat template; load it with chat=False")
     logger.info("loaded %s on %s (chat template %s)", name, device, "on" if chat else "off")
-    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, device=device, chat=chat)
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=requested, device=device, chat=chat)
 
 
 def is_cached(spec: ModelSpec | str) -> bool:

@@ -1,0 +1,370 @@
+"""Fine-tune a student with one of the distillation methods: the library face of the Train panel.
+
+One loop for every method (see `METHODS`): it tokenises the method's (prompt, target) pairs once, masks the
+prompt out of the loss, and steps AdamW through `accelerate` (bf16 and a fused optimizer on a GPU, plain fp32 on
+a CPU; several GPUs under `accelerate launch -m kdviz train ...`). Each run writes `runs/<name>/` (see
+`kdviz.runs`): its config, a metrics log per step, sample predictions at each evaluation and a safetensors
+checkpoint that `load_model("runs/<name>")` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import losses
+from .config import ModelSpec, TrainConfig
+from .errors import InputError, KdvizError
+from .evaluation import accuracy, is_correct, predict_answers
+from .forward import make_batch, target_logits
+from .models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
+from .prompts import encode, encode_target
+from .records import Record, write_atomic
+from .runs import METRICS, SAMPLES, append_row, create_run, write_status
+from .train_data import METHODS, Method, TrainExample, get_method, load_train_examples, training_pairs, usable
+
+__all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
+
+OnMetrics = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainResult(Record):
+    """How a run ended and its last metrics."""
+
+    run_dir: str
+    status: str  # completed | cancelled
+    steps: int
+    elapsed_s: float
+    final: dict[str, Any] = field(default_factory=dict)
+    teacher_at_test_time: bool = False
+
+
+def split_train_eval(items: Sequence[TrainExample], eval_size: int, seed: int):
+    """Returns (train, eval): a seeded draw of min(eval_size, half the data) held-out examples."""
+    if len(items) < 2:
+        raise InputError(f"training needs at least 2 examples (1 to train, 1 to evaluate); the data has {len(items)}")
+    n_eval = max(1, min(eval_size, len(items) // 2))
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:n_eval])
+    return [t for i, t in enumerate(items) if i not in held], [t for i, t in enumerate(items) if i in held]
+
+
+def check_same_vocabulary(student: LoadedModel, teacher: LoadedModel) -> None:
+    """Raises InputError unless both tokenizers map the same strings to the same ids (logit KD compares them)."""
+    s_vocab, t_vocab = student.tokenizer.get_vocab(), teacher.tokenizer.get_vocab()
+    if s_vocab != t_vocab:
+        differ = len(set(s_vocab.items()) ^ set(t_vocab.items()))
+        raise InputError(
+            f"logit_kd needs teacher and student to share a vocabulary: {teacher.name} has {len(t_vocab)} tokens, "
+            f"{student.name} has {len(s_vocab)} ({differ} entries differ). Use teacher_label, rationale_input or "
+            "multitask instead, or a teacher of the student's family."
+        )
+
+
+def _encode_pairs(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int):
+    """Returns (prompt ids, target ids + eos) per pair; over-long prompts keep their end (the question's cue)."""
+    eos = loaded.tokenizer.eos_token_id
+    items, truncated = [], 0
+    for prompt, target in pairs:
+        encoded = encode(loaded, prompt)
+        target_ids = encode_target(loaded, encoded, target) + ((eos,) if eos is not None else ())
+        target_ids = target_ids[: max_length // 2] if len(target_ids) > max_length // 2 else target_ids
+        room = max_length - len(target_ids)
+        prompt_ids = encoded.ids
+        if len(prompt_ids) > room:
+            prompt_ids, truncated = prompt_ids[-room:], truncated + 1
+        items.append((tuple(prompt_ids), tuple(target_ids)))
+    return items, truncated
+
+
+def _accelerator(device: str):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not distributed:  # a new run in the same process (the app) may pick another device or precision
+        AcceleratorState._reset_state(reset_partial_state=True)
+    resolved = select_device(device)
+    bf16 = resolved.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return Accelerator(cpu=resolved == "cpu", mixed_precision="bf16" if bf16 else "no")
+
+
+def _with_lora(model, config: TrainConfig, enc_dec: bool):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.05,
+        target_modules="all-linear",
+        task_type=TaskType.SEQ_2_SEQ_LM if enc_dec else TaskType.CAUSAL_LM,
+    )
+    return get_peft_model(model, lora)
+
+
+def _schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:  # linear warm-up, then linear decay to zero at max_steps
+        if step < config.warmup_steps:
+            return (step + 1) / (config.warmup_steps + 1)
+        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
+
+    return factor
+
+
+class _Loop:
+    """The state of one run: tokenised data, model, optimizer, teacher (logit_kd) and the run folder."""
+
+    def __init__(self, config: TrainConfig, method: Method, train: list[TrainExample], folder: Path):
+        self.config, self.method, self.train_items, self.folder = config, method, train, folder
+        self.accelerator = _accelerator(config.device)
+        student = load_trainable(ModelSpec(config.student, device="cpu"))
+        model = student.model
+        if config.lora:
+            model = _with_lora(model, config, student.is_encoder_decoder)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        fused = self.accelerator.device.type == "cuda"
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.student = replace(student, model=self.model, device=str(self.accelerator.device))
+        self.teacher = None
+        if method.needs_teacher_model:
+            if not config.teacher:
+                raise InputError("logit_kd needs a teacher model (--teacher)")
+            self.teacher = load_model(config.teacher)
+            check_same_vocabulary(self.student, self.teacher)
+        tasks = training_pairs(train[0], method.name).keys()
+        pairs = [training_pairs(t, method.name) for t in train]
+        self.items, self.truncated = {}, 0
+        for task in tasks:
+            self.items[task], cut = _encode_pairs(self.student, [p[task] for p in pairs], config.max_length)
+            self.truncated += cut
+        if self.teacher is not None:
+            t_items, _ = _encode_pairs(self.teacher, [p["answer"] for p in pairs], config.max_length)
+            # The teacher reads its own rendering of the prompt but scores the student's target tokens.
+            self.teacher_items = [(tp, s[1]) for (tp, _), s in zip(t_items, self.items["answer"], strict=True)]
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.order: list[int] = []
+
+    def next_batch(self) -> list[int]:
+        """Returns this process's indices for the next step: seeded epochs, each a fresh permutation."""
+        world = self.accelerator.num_processes
+        need = self.config.batch_size * world
+        while len(self.order) < need:
+            self.order += torch.randperm(len(self.train_items), generator=self.generator).tolist()
+        chosen, self.order = self.order[:need], self.order[need:]
+        rank = self.accelerator.process_index
+        return chosen[rank * self.config.batch_size : (rank + 1) * self.config.batch_size]
+
+    def losses(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Returns the loss components and their weighted total ("loss") for one batch."""
+        out: dict[str, torch.Tensor] = {}
+        logits_by_task = {}
+        for task, items in self.items.items():
+            batch = make_batch(self.student, [items[i] for i in indices])
+            with self.accelerator.autocast():
+                logits, _ = target_logits(self.student, batch)
+            out[f"loss_{task}"] = losses.masked_cross_entropy(logits, batch.target_ids, batch.target_mask)
+            logits_by_task[task] = (logits, batch)
+        total = out["loss_answer"]
+        if "loss_rationale" in out:
+            total = losses.mix(self.config.alpha, out["loss_answer"], out["loss_rationale"])
+        if self.teacher is not None:
+            logits, batch = logits_by_task["answer"]
+            with torch.no_grad():
+                t_batch = make_batch(self.teacher, [self.teacher_items[i] for i in indices])
+                t_logits, _ = target_logits(self.teacher, t_batch)
+            vocab = min(logits.shape[-1], t_logits.shape[-1])  # embedding rows past the tokenizer are never used
+            out["loss_kd"] = losses.kd_divergence(
+                self.config.kd_loss,
+                logits[..., :vocab],
+                t_logits[..., :vocab].to(logits.device),
+                batch.target_mask,
+                self.config.temperature,
+            )
+            total = losses.mix(self.config.alpha, out["loss_answer"], out["loss_kd"])
+        out["loss"] = total
+        return out
+
+    def step(self, indices: list[int]) -> dict[str, float]:
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
+        parts = self.losses(indices)
+        self.accelerator.backward(parts["loss"])
+        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        row = {k: float(v.detach()) for k, v in parts.items()}
+        if not all(math.isfinite(v) for v in row.values()):
+            raise KdvizError(f"the loss became {row['loss']} (diverged): lower the learning rate ({self.config.lr})")
+        return {**row, "lr": lr}
+
+    def evaluate(self, items: Sequence[TrainExample]) -> tuple[float | None, list[dict]]:
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        try:
+            with torch.no_grad(), self.accelerator.autocast():
+                predicted = predict_answers(replace(self.student, model=model), items, self.method.name)
+        finally:
+            model.train()
+        samples = [
+            {
+                "id": t.example.id,
+                "question": t.example.question,
+                "gold": t.example.answer,
+                "predicted": p,
+                "correct": is_correct(p, t.example.answer),
+            }
+            for t, p in zip(items[: self.config.n_samples], predicted, strict=False)
+        ]
+        return accuracy(predicted, items), samples
+
+    def save(self) -> Path:
+        """Writes the checkpoint (LoRA merged into the weights) and how to prompt it; returns its folder."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.config.lora:
+            model = model.merge_and_unload()
+        final, tmp = self.folder / RUN_CHECKPOINT, self.folder / (RUN_CHECKPOINT + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.student.tokenizer.save_pretrained(tmp)
+        meta = {
+            "method": self.method.name,
+            "student": self.config.student,
+            "chat": self.student.chat,
+            "teacher_at_test_time": self.method.teacher_at_test_time,
+            "teacher": self.config.teacher,
+        }
+        write_atomic(tmp / RUN_META, json.dumps(meta, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def finetune(
+    config: TrainConfig,
+    on_metrics: OnMetrics | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Trains `config.student` on `config.data` with `config.method`; writes the run folder `config.out`.
+
+    `on_metrics` receives every row written to metrics.jsonl ({"kind": "step"|"eval", ...}); `should_stop` is
+    polled before each step: when it returns True the run stops, keeps its checkpoint and is marked cancelled.
+
+    Raises:
+        InputError: bad data or config (nothing is created for a config error).  KdvizError: out of memory or
+        divergence (the partial run is kept and marked failed).
+    """
+    method = get_method(config.method)
+    items = usable(load_train_examples(config.data, config.limit), method)
+    train, held_out = split_train_eval(items, config.eval_size, config.seed)
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    folder = create_run(config.out, config.to_yaml())
+    started = time.time()
+    write_status(folder, status="running", step=0, started_at=started, elapsed_s=0.0)
+    emit = on_metrics or (lambda row: None)
+    step, final = 0, {}
+    try:
+        loop = _Loop(config, method, train, folder)
+        main = loop.accelerator.is_main_process
+        write_status(
+            folder,
+            n_train=len(train),
+            n_eval=len(held_out),
+            truncated=loop.truncated,
+            device=str(loop.accelerator.device),
+            teacher_at_test_time=method.teacher_at_test_time,
+        )
+
+        def log(row: dict) -> None:
+            if main:
+                append_row(folder / METRICS, row)
+                emit(row)
+
+        def evaluate() -> None:
+            if not main:
+                return
+            acc, samples = loop.evaluate(held_out)
+            final["eval_accuracy"] = acc
+            for s in samples:
+                append_row(folder / SAMPLES, {"step": step, **s})
+            log(
+                {
+                    "kind": "eval",
+                    "step": step,
+                    "eval_accuracy": acc,
+                    "eval_n": len(held_out),
+                    "elapsed_s": round(time.time() - started, 3),
+                    "samples": samples,
+                }
+            )
+
+        evaluate()  # step 0: where the student starts
+        train_started = time.time()
+        status = "completed"
+        for step in range(1, config.max_steps + 1):
+            if should_stop is not None and should_stop():
+                status, step = "cancelled", step - 1
+                break
+            row = loop.step(loop.next_batch())
+            per_step = (time.time() - train_started) / step
+            final.update({k: v for k, v in row.items() if k.startswith("loss")})
+            log(
+                {
+                    "kind": "step",
+                    "step": step,
+                    **{k: round(v, 6) if k != "lr" else v for k, v in row.items()},
+                    "elapsed_s": round(time.time() - started, 3),
+                    "eta_s": round(per_step * (config.max_steps - step), 1),
+                    "samples_per_s": round(config.batch_size * loop.accelerator.num_processes / per_step, 3),
+                }
+            )
+            if main:
+                write_status(folder, step=step, elapsed_s=time.time() - started, final=final)
+            if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps:
+                evaluate()
+        loop.accelerator.wait_for_everyone()
+        if main:
+            loop.save()
+            write_status(folder, status=status, step=step, elapsed_s=time.time() - started, final=final)
+    except BaseException as exc:
+        if isinstance(exc, InputError) and step == 0:  # a setup error (e.g. the vocabulary check): no run to keep
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        message = str(exc)
+        if _is_oom(exc):
+            message = (
+                f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
+                f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
+            )
+        write_status(
+            folder,
+            status="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
+            step=step,
+            elapsed_s=time.time() - started,
+            final=final,
+            error=message,
+        )
+        if _is_oom(exc):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise KdvizError(message) from exc
+        raise
+    return TrainResult(str(folder), status, step, round(time.time() - started, 3), final, method.teacher_at_test_time)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,5 +85,6 @@ def run_train(args) -> int:
         )
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(json.dumps(result.to_dict()))
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one result line
+        print(json.dumps(result.to_dict()))
     return 0

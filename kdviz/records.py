@@ -166,6 +166,10 @@ class TokenAttribution(Record):
         return [(self.words[i], self.word_scores[i]) for i in ranked[:k]]
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Writes `text` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
     path = Path(path)
@@ -174,6 +178,7 @@ def write_atomic(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -205,7 +205,8 @@ class _Loop:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        row = {k: float(v.detach()) for k, v in parts.items()}
+        # Under several processes each saw its own shard: log the mean over processes.
+        row = {k: float(self.accelerator.reduce(v.detach(), "mean")) for k, v in parts.items()}
         if not all(math.isfinite(v) for v in row.values()):
             raise KdvizError(f"the loss became {row['loss']} (diverged): lower the learning rate ({self.config.lr})")
         return {**row, "lr": lr}
@@ -276,16 +277,21 @@ def finetune(
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
-    folder = create_run(config.out, config.to_yaml())
+    # Under `accelerate launch` every process runs this function; only the first writes the run folder.
+    main = int(os.environ.get("RANK", "0")) == 0
+    folder = create_run(config.out, config.to_yaml()) if main else Path(config.out)
+
+    def status(**fields) -> None:
+        if main:
+            write_status(folder, **fields)
+
     started = time.time()
-    write_status(folder, status="running", step=0, started_at=started, elapsed_s=0.0)
+    status(status="running", step=0, started_at=started, elapsed_s=0.0)
     emit = on_metrics or (lambda row: None)
     step, final = 0, {}
     try:
         loop = _Loop(config, method, train, folder)
-        main = loop.accelerator.is_main_process
-        write_status(
-            folder,
+        status(
             n_train=len(train),
             n_eval=len(held_out),
             truncated=loop.truncated,
@@ -318,10 +324,10 @@ def finetune(
 
         evaluate()  # step 0: where the student starts
         train_started = time.time()
-        status = "completed"
+        state = "completed"
         for step in range(1, config.max_steps + 1):
             if should_stop is not None and should_stop():
-                status, step = "cancelled", step - 1
+                state, step = "cancelled", step - 1
                 break
             row = loop.step(loop.next_batch())
             per_step = (time.time() - train_started) / step
@@ -336,16 +342,15 @@ def finetune(
                     "samples_per_s": round(config.batch_size * loop.accelerator.num_processes / per_step, 3),
                 }
             )
-            if main:
-                write_status(folder, step=step, elapsed_s=time.time() - started, final=final)
+            status(step=step, elapsed_s=time.time() - started, final=final)
             if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps:
                 evaluate()
         loop.accelerator.wait_for_everyone()
         if main:
             loop.save()
-            write_status(folder, status=status, step=step, elapsed_s=time.time() - started, final=final)
+        status(status=state, step=step, elapsed_s=time.time() - started, final=final)
     except BaseException as exc:
-        if isinstance(exc, InputError) and step == 0:  # a setup error (e.g. the vocabulary check): no run to keep
+        if isinstance(exc, InputError) and step == 0 and main:  # a setup error (the vocabulary check): no run to keep
             shutil.rmtree(folder, ignore_errors=True)
             raise
         message = str(exc)
@@ -354,8 +359,7 @@ def finetune(
                 f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
                 f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
             )
-        write_status(
-            folder,
+        status(
             status="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
             step=step,
             elapsed_s=time.time() - started,
@@ -367,4 +371,4 @@ def finetune(
                 torch.cuda.empty_cache()
             raise KdvizError(message) from exc
         raise
-    return TrainResult(str(folder), status, step, round(time.time() - started, 3), final, method.teacher_at_test_time)
+    return TrainResult(str(folder), state, step, round(time.time() - started, 3), final, method.teacher_at_test_time)

@@ -2,7 +2,8 @@
 
 A student trains on `TrainExample`s: a task example plus, where the data has them, the teacher's answer and the
 teacher's rationale words. They are read from a rationale export (folder, JSONL, Parquet, HF dataset), from the
-curated `records.jsonl` of a Rationales build, or from any plain dataset (then only `standard` can train).
+curated `records.jsonl` of a Rationales build, or from any plain dataset: `standard` needs only gold answers; the
+others need `teacher_answer` / `teacher_rationale` columns, which a plain dataset may hold.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
         record = RationaleRecord.from_dict(row)
         answer = record.predicted if record.predicted is not None else record.target
         return TrainExample(record.example, answer, record.rationale_text or None)
-    if "teacher_answer" in row:  # a row of `kdviz export`
+    if "teacher_answer" in row and "rationale" in row and "prompt" in row:  # a row of `kdviz export`
         example = Example(
             str(row.get("id", index)),
             row.get("task") or ("mcqa" if row.get("choices") else "qa"),
@@ -146,7 +147,9 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
             row.get("human_rationale"),
         )
         return TrainExample(example, row.get("teacher_answer"), row.get("rationale") or None)
-    return TrainExample(example_from_row(row, index))
+    # A plain dataset may carry its own teacher's outputs (the CommonsenseQA file has a 540B model's answer and
+    # chain of thought): teacher_label and multitask can then train on those.
+    return TrainExample(example_from_row(row, index), row.get("teacher_answer"), row.get("teacher_rationale"))
 
 
 def _rows(source: str | Path):

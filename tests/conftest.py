@@ -1,5 +1,6 @@
 """Shared test setup: every test runs offline, without telemetry, on the in-process tiny models."""
 
+import dataclasses
 import os
 
 # Set before gradio or huggingface_hub are imported: both read these once, at import.
@@ -35,3 +36,17 @@ def any_tiny(request):
     from kdviz import load_model
 
     return load_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def rationale_export(tmp_path_factory) -> Path:
+    """A rationale export folder (rationales.jsonl) of the 40 demo questions, built with the tiny teacher."""
+    from kdviz.builder import build_rationales
+    from kdviz.data import demo_path, load_examples
+    from kdviz.export import export_records
+
+    root = tmp_path_factory.mktemp("rationale_export")
+    built = build_rationales("tiny", load_examples(demo_path()), cache_dir=root / "cache")
+    accepted = [dataclasses.replace(r, status="accepted") for r in built.records]
+    export_records(accepted, root / "export", formats=("jsonl", "parquet"))
+    return root / "export"

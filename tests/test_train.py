@@ -1,0 +1,229 @@
+"""Student fine-tuning: every method on both model kinds, run folders, cancel, reproducibility, clear errors."""
+
+import json
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kdviz import InputError, KdvizError, load_model
+from kdviz.cli import main
+from kdviz.config import TrainConfig
+from kdviz.data import demo_path
+from kdviz.evaluation import accuracy, normalize_answer, predict_answers
+from kdviz.forward import make_batch, target_logits
+from kdviz.losses import masked_cross_entropy
+from kdviz.runs import list_runs, read_rows, read_status
+from kdviz.tiny import build_tiny
+from kdviz.train import METHODS, _encode_pairs, check_same_vocabulary, finetune, split_train_eval
+from kdviz.train_data import load_train_examples, student_prompt, training_pairs
+
+STUDENTS = ["tiny-student", "tiny-t5"]
+
+
+def _config(export, out, **kw) -> TrainConfig:
+    base = dict(data=str(export), out=str(out), student="tiny-student", teacher="tiny", max_steps=3, batch_size=4,
+                eval_every=2, eval_size=8)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_both_model_kinds_and_the_checkpoint_reloads(rationale_export, tmp_path, method, student):
+    result = finetune(_config(rationale_export, tmp_path / "run", student=student, method=method))
+    assert result.status == "completed" and result.steps == 3
+    steps = [r for r in read_rows(result.run_dir) if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    expected = {"loss", "loss_answer"} | {"multitask": {"loss_rationale"}, "logit_kd": {"loss_kd"}}.get(method, set())
+    assert {k for k in steps[0] if k.startswith("loss")} == expected
+    assert all(math.isfinite(r[k]) for r in steps for k in expected)
+    evals = [r for r in read_rows(result.run_dir) if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 2, 3] and evals[-1]["samples"]
+
+    trained = load_file(str(tmp_path / "run" / "checkpoint" / "model.safetensors"))
+    initial = build_tiny(student)[0].state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in trained if k in initial)
+
+    reloaded = load_model(str(tmp_path / "run"))
+    assert reloaded.is_encoder_decoder == (student == "tiny-t5")
+    items = load_train_examples(rationale_export)[:3]
+    answers = predict_answers(reloaded, items, method)
+    assert all(a in item.example.choices for a, item in zip(answers, items, strict=True))
+    assert result.teacher_at_test_time == (method == "rationale_input")
+    assert json.loads((tmp_path / "run" / "checkpoint" / "kdviz.json").read_text())["method"] == method
+
+
+def test_lora_trains_adapters_and_saves_a_merged_plain_model(rationale_export, tmp_path):
+    result = finetune(_config(rationale_export, tmp_path / "lora", lora=True, lora_r=4, method="multitask"))
+    assert result.status == "completed"
+    trained = load_file(str(tmp_path / "lora" / "checkpoint" / "model.safetensors"))
+    assert not any("lora" in k for k in trained)  # merged: loads without peft
+    initial = build_tiny("tiny-student")[0].state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in trained if k in initial)
+    assert type(load_model(str(tmp_path / "lora")).model).__name__ == "LlamaForCausalLM"
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+def test_the_loss_is_the_answer_tokens_likelihood_with_the_prompt_masked(rationale_export, student):
+    loaded = load_model(student)
+    item = load_train_examples(rationale_export)[0]
+    items, _ = _encode_pairs(loaded, [training_pairs(item, "standard")["answer"]], max_length=256)
+    prompt, target = items[0]
+    assert target[-1] == loaded.tokenizer.eos_token_id
+    batch = make_batch(loaded, items)
+    with torch.no_grad():
+        ours = masked_cross_entropy(target_logits(loaded, batch)[0], batch.target_ids, batch.target_mask)
+        if loaded.is_encoder_decoder:
+            hf = loaded.model(input_ids=batch.input_ids, labels=batch.target_ids).loss
+        else:  # transformers' convention: label -100 is ignored, so the prompt does not count
+            labels = torch.tensor([[-100] * len(prompt) + list(target)])
+            hf = loaded.model(input_ids=batch.input_ids, labels=labels).loss
+    assert ours.item() == pytest.approx(hf.item(), rel=1e-5)
+
+
+def test_long_prompts_keep_their_end_within_max_length(tiny):
+    items, truncated = _encode_pairs(tiny, [("word " * 300 + "Answer:", "yes")], max_length=64)
+    prompt, target = items[0]
+    assert truncated == 1 and len(prompt) + len(target) == 64
+    assert tiny.tokenizer.decode(prompt).endswith("<|assistant|>\n")  # the answer cue survives
+
+
+def test_cancel_keeps_the_partial_run_marked_cancelled(rationale_export, tmp_path):
+    polls = []
+
+    def should_stop():
+        polls.append(1)
+        return len(polls) > 2
+
+    result = finetune(_config(rationale_export, tmp_path / "c", max_steps=50, eval_every=0), should_stop=should_stop)
+    assert (result.status, result.steps) == ("cancelled", 2)
+    assert read_status(tmp_path / "c")["status"] == "cancelled"
+    assert (tmp_path / "c" / "checkpoint" / "model.safetensors").exists()
+    info = list_runs(tmp_path)[0]
+    assert (info.status, info.step, info.has_checkpoint) == ("cancelled", 2, True)
+
+
+def test_runs_are_reproducible_from_config_yaml(rationale_export, tmp_path, capsys):
+    args = ["train", "--student", "tiny-student", "--data", str(rationale_export), "--method", "multitask",
+            "--max-steps", "3", "--batch-size", "4", "--eval-size", "8", "--out", str(tmp_path / "a")]  # fmt: skip
+    assert main(args) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["status"] == "completed" and final["steps"] == 3 and "loss_rationale" in final["final"]
+    config = TrainConfig.from_yaml((tmp_path / "a" / "config.yaml").read_text())
+    assert TrainConfig.from_yaml(config.to_yaml()) == config
+    assert main(["train", "--config", str(tmp_path / "a" / "config.yaml")]) == 2  # the folder holds a run
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
+
+    def losses(run):
+        return [{k: v for k, v in r.items() if k.startswith("loss")} for r in read_rows(run) if r["kind"] == "step"]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_logit_kd_checks_the_vocabulary_up_front(rationale_export, tmp_path):
+    student, teacher = load_model("tiny-student"), load_model("tiny")
+    check_same_vocabulary(student, teacher)  # the tiny models share one tokenizer
+    other = SimpleNamespace(name="other", tokenizer=SimpleNamespace(get_vocab=lambda: {"a": 0, "b": 1}))
+    with pytest.raises(InputError, match="share a vocabulary"):
+        check_same_vocabulary(student, other)
+    with pytest.raises(InputError, match="needs a teacher"):
+        finetune(_config(rationale_export, tmp_path / "kd", method="logit_kd", teacher=None))
+    assert not (tmp_path / "kd").exists()  # a setup error leaves no half-made run behind
+
+
+def test_plain_data_trains_the_standard_method(tmp_path):
+    result = finetune(TrainConfig(data=str(demo_path()), out=str(tmp_path / "s"), student="tiny-student",
+                                  max_steps=2, eval_size=4))  # fmt: skip
+    assert result.status == "completed"  # standard needs only gold answers
+
+
+def test_an_existing_run_is_never_overwritten(rationale_export, tmp_path):
+    finetune(_config(rationale_export, tmp_path / "r", max_steps=1))
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    with pytest.raises(InputError, match="already holds a run"):
+        finetune(_config(rationale_export, tmp_path / "r", max_steps=1))
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
+
+
+def test_out_of_memory_becomes_a_smaller_batch_message_and_keeps_the_run(rationale_export, tmp_path, monkeypatch):
+    import kdviz.train as train_module
+
+    def oom(self, indices):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module._Loop, "step", oom)
+    with pytest.raises(KdvizError, match="try batch size 2"):
+        finetune(_config(rationale_export, tmp_path / "o"))
+    status = read_status(tmp_path / "o")
+    assert status["status"] == "failed" and "out of memory" in status["error"]
+    assert read_rows(tmp_path / "o")[0]["kind"] == "eval"  # what was logged before the failure stays
+
+
+def test_training_data_from_every_kdviz_output(rationale_export, tmp_path):
+    from_folder = load_train_examples(rationale_export)
+    assert len(from_folder) == 40 and all(t.rationale and t.teacher_answer for t in from_folder)
+    assert load_train_examples(rationale_export / "rationales.parquet") == from_folder
+    plain = load_train_examples(demo_path())
+    assert [t.example for t in plain] == [t.example for t in from_folder]
+    # The demo set, like the CommonsenseQA file, carries a teacher's chain of thought: a rationale source too.
+    assert all(t.rationale and t.rationale.startswith(("The answer", "A ", "The ")) for t in plain[:1])
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "q?", "choices": ["a", "b"], "answer": "a"}) + "\n")
+    with pytest.raises(InputError, match="Rationales panel"):
+        finetune(TrainConfig(data=str(questions), out=str(tmp_path / "m"), student="tiny-student", method="multitask"))
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(InputError, match="no rationale export"):
+        load_train_examples(tmp_path)
+    (tmp_path / "bad.jsonl").write_text('{"question": "q"}\nnot json\n')
+    with pytest.raises(InputError, match="line 2"):
+        load_train_examples(tmp_path / "bad.jsonl")
+
+
+def test_student_prompts_per_method(rationale_export):
+    item = load_train_examples(rationale_export)[0]
+    plain = student_prompt(item, "standard")
+    assert student_prompt(item, "rationale_input").endswith(f"\nRationale: {item.rationale}\nAnswer:")
+    assert student_prompt(item, "multitask") == "[label] " + plain
+    pairs = training_pairs(item, "multitask")
+    assert pairs["rationale"] == ("[rationale] " + plain, item.rationale)
+    assert training_pairs(item, "teacher_label")["answer"][1] == item.teacher_answer
+
+
+def test_split_and_answer_normalisation(rationale_export):
+    items = load_train_examples(rationale_export)
+    train, held = split_train_eval(items, eval_size=8, seed=3)
+    assert len(held) == 8 and len(train) == 32 and not {t.example.id for t in held} & {t.example.id for t in train}
+    assert split_train_eval(items, 8, 3) == (train, held)
+    assert len(split_train_eval(items[:6], eval_size=50, seed=0)[1]) == 3  # at most half the data
+    assert normalize_answer("The  Refrigerator!") == "refrigerator"
+    assert accuracy([held[0].example.answer, "nonsense"], held[:2]) == 0.5
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(data="d", out="o", alpha=2.0)
+    with pytest.raises(ValueError, match="unknown config key"):
+        TrainConfig.from_yaml("data: d\nout: o\nlearning_rate: 1\n")
+
+
+def test_data_parallel_training_with_two_processes(rationale_export, tmp_path):
+    """The launch path of `accelerate launch`/`torchrun` on several devices, here two CPU processes (gloo)."""
+    import shutil
+    import subprocess
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    out = tmp_path / "ddp"
+    args = [torchrun, "--nproc_per_node", "2", "-m", "kdviz", "train", "--student", "tiny-student", "--data",
+            str(rationale_export), "--max-steps", "2", "--eval-size", "8", "--batch-size", "2", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 1 and results[0]["status"] == "completed"  # one result line, from the first process
+    steps = [r for r in read_rows(out) if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2] and steps[0]["samples_per_s"] > 0
+    assert (out / "checkpoint" / "model.safetensors").exists()

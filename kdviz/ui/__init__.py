@@ -9,7 +9,7 @@ import gradio as gr
 
 from kdviz.data import demo_path
 
-from . import rationales_tab, teacher_tab
+from . import rationales_tab, teacher_tab, train_tab
 from .rationale_handlers import workspace_root
 
 INTRO = """# kdviz: attribution-guided knowledge distillation
@@ -17,7 +17,10 @@ See which words of a prompt a teacher model's answer rests on. **Teacher**: pick
 choose a model, an attribution method and what to attribute (the predicted choice, a free answer, the gold answer
 or your own target), then press **Attribute**. Red words support the target, blue words count against it.
 **Rationales**: run the teacher over a dataset, keep each example's most-attributed words as its rationale, check
-the statistics, curate the records (click a word to add or remove it) and export them for training."""
+the statistics, curate the records (click a word to add or remove it) and export them for training.
+**Train**: fine-tune a student on an export with a distillation method (plain fine-tuning, the teacher's labels,
+rationales as input, multitask with rationales, or logit KD), watch its loss and accuracy live, cancel it, compare
+past runs, and copy the `kdviz train` command that reruns it."""
 
 
 def build_app(
@@ -26,10 +29,11 @@ def build_app(
     """Returns the workbench app; nothing is loaded until the first click.
 
     Args:
-        teacher: the model spec preselected in the Teacher and Rationales panels ("embedded-teacher", "tiny", ...).
+        teacher: the model spec preselected in the Teacher and Rationales panels and as the Train panel's logit KD
+            teacher ("embedded-teacher", "tiny", ...).
         examples_path: the JSONL file of examples to pick from; default: the bundled CommonsenseQA demo set.
-        workspace: the folder rationale builds are kept in, one subfolder each; default: $KDVIZ_WORKSPACE, else
-            ./kdviz_workspace.
+        workspace: the folder rationale builds are kept in, one subfolder each, and training runs in its runs/
+            subfolder; default: $KDVIZ_WORKSPACE, else ./kdviz_workspace.
     """
     with gr.Blocks(title="kdviz") as demo:
         gr.Markdown(INTRO)
@@ -38,6 +42,8 @@ def build_app(
                 teacher_tab.render(teacher, examples_path or demo_path())
             with gr.Tab("Rationales"):
                 rationales_tab.render(teacher, examples_path or demo_path(), workspace_root(workspace))
+            with gr.Tab("Train") as train:
+                train_tab.render(teacher, workspace_root(workspace), train)
     return demo
 
 

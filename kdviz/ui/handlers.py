@@ -7,6 +7,7 @@ They raise KdvizError like the library, so they are tested without a browser; `u
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,34 @@ StageProgress = Callable[[float, str], None]  # (fraction done, what is happenin
 
 
 def ui_errors(fn: Callable) -> Callable:
-    """Returns `fn` with KdvizError and ValueError (bad user input) re-raised as `gr.Error`, the app's message box."""
+    """Returns `fn` with KdvizError and ValueError (bad user input) re-raised as `gr.Error`, the app's message box.
+
+    A generator function (a streaming handler) stays one, so gradio still streams it, and an error raised between
+    two of its updates is converted too.
+    """
+
+    def convert(exc: Exception) -> Exception:
+        import gradio as gr
+
+        return gr.Error(str(exc))
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except (KdvizError, ValueError) as exc:
+                raise convert(exc) from exc
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (KdvizError, ValueError) as exc:
-            import gradio as gr
-
-            raise gr.Error(str(exc)) from exc
+            raise convert(exc) from exc
 
     return wrapper
 

@@ -1,6 +1,7 @@
-"""The one browser test: the Teacher and Rationales panels' main paths in Debian's Chromium, driven by Playwright
-(STYLE.md 7.6)."""
+"""The one browser test: the Teacher, Rationales and Train panels' main paths in Debian's Chromium, driven by
+Playwright (STYLE.md 7.6)."""
 
+import re
 import shutil
 
 import pytest
@@ -18,7 +19,7 @@ TIMEOUT_MS = 60_000  # a first attribution on a busy 2-core machine can take sev
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's Chromium at {CHROMIUM}")
-def test_teacher_and_rationales_panels_in_a_browser(tmp_path, monkeypatch):
+def test_teacher_rationales_and_train_panels_in_a_browser(tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     from kdviz.ui import build_app
 
@@ -71,6 +72,28 @@ def test_teacher_and_rationales_panels_in_a_browser(tmp_path, monkeypatch):
                 sync_api.expect(counts).to_contain_text("2 pending · 1 accepted · 0 rejected")
                 sync_api.expect(page.locator("#kdviz-records")).to_contain_text("accepted")
                 page.screenshot(path=str(tmp_path / "rationales_panel.png"), full_page=True)
+
+                # Train: the tiny student on the build's curated records, long enough to be cancelled mid-run.
+                page.get_by_role("tab", name="Train").click()
+                sync_api.expect(page.get_by_label("Training data")).to_have_value(re.compile(r"curated records"))
+                page.get_by_label("Student").click()
+                page.get_by_role("option", name="tiny-student", exact=True).click()
+                sync_api.expect(page.get_by_label("Run name")).to_have_value("standard-tiny-student-1")
+                page.get_by_label("Max steps").fill("2000")
+                page.get_by_label("Batch size").locator("visible=true").fill("2")
+                page.get_by_label("Eval every (0: at the end)").fill("0")
+                page.get_by_role("button", name="Start training").click()
+                status = page.locator("#kdviz-train-status")
+                sync_api.expect(status).to_contain_text(
+                    re.compile(r"running · step [1-9]\d*/2000"), timeout=TIMEOUT_MS
+                )
+                sync_api.expect(page.locator("#kdviz-train-curves .js-plotly-plot")).to_be_visible()
+                page.get_by_role("button", name="Cancel").locator("visible=true").click()
+                sync_api.expect(status).to_contain_text(re.compile(r"cancelled · step \d+/2000"), timeout=TIMEOUT_MS)
+                runs = page.locator("#kdviz-runs")
+                sync_api.expect(runs).to_contain_text("standard-tiny-student-1")
+                sync_api.expect(runs).to_contain_text("cancelled")
+                page.screenshot(path=str(tmp_path / "train_panel.png"), full_page=True)
             finally:
                 browser.close()
     finally:

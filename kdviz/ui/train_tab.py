@@ -1,0 +1,149 @@
+"""Panel 3, Train: fine-tune a student on the Rationales panel's data with a distillation method, watch its curves
+and sample predictions live, cancel it, and open past runs. Components and wiring only (see `train_handlers`)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+import kdviz
+
+from . import train_handlers as th
+from .handlers import ui_errors
+
+D = th.DEFAULTS
+STUDENT = "embedded-student"
+
+
+@ui_errors
+@functools.wraps(th.make_config, assigned=())  # the API's parameters take the names of make_config's fields
+def launch(workspace: str, *fields: Any):
+    try:
+        yield from th.launch(workspace, *fields)
+    except th.BusyError as exc:  # a warning, not an error: the app and the run in progress are fine
+        gr.Warning(str(exc))
+        yield str(exc), gr.skip(), gr.skip(), gr.skip()
+
+
+def method_changed(method: str, workspace: str, student: str) -> tuple:
+    summary, uses_alpha, uses_teacher = th.method_info(method)
+    name = th.suggest_run_name(workspace, method, student)
+    return summary, gr.update(visible=uses_alpha), gr.update(visible=uses_teacher), name
+
+
+def refresh(workspace: str, dataset: str | None) -> tuple:
+    rows, choices = th.run_rows(workspace), th.list_datasets(workspace)
+    data = gr.Dropdown(choices=choices, value=dataset or (choices[0][1] if choices else None))
+    return data, rows, gr.Dropdown(choices=_names(rows))
+
+
+def after_run(workspace: str, method: str, student: str, name: str) -> tuple:
+    rows = th.run_rows(workspace)
+    return rows, gr.Dropdown(choices=_names(rows)), th.next_run_name(workspace, method, student, name)
+
+
+@ui_errors
+def upload(workspace: str, file: str) -> gr.Dropdown:
+    path = th.add_upload(workspace, file)
+    return gr.Dropdown(choices=th.list_datasets(workspace), value=path)
+
+
+def pick_run(evt: gr.SelectData) -> str:
+    return evt.row_value[0]
+
+
+def _names(rows: list[list]) -> list[str]:
+    return [row[0] for row in rows]
+
+
+def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
+    """Adds the Train panel's components and events to the enclosing Blocks; `tab` (the panel's tab) refreshes
+    the data and runs lists when it is opened."""
+    specs = kdviz.list_model_specs()
+    ws = gr.State(str(workspace))
+    datasets, runs_now = th.list_datasets(workspace), th.run_rows(workspace)
+    summary_now, alpha_now, teacher_now = th.method_info(D["method"])
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            student = gr.Dropdown(
+                specs, value=STUDENT, label="Student", allow_custom_value=True, info="a spec, hub id or local folder"
+            )
+            with gr.Row():
+                dataset = gr.Dropdown(
+                    datasets, value=datasets[0][1] if datasets else None, label="Training data", scale=4,
+                    allow_custom_value=True, info="Rationales exports and builds; or a path, or hf:name",
+                )  # fmt: skip
+                reload = gr.Button("↻", scale=1, min_width=40)
+            uploaded = gr.File(label="Upload training data", file_types=list(th.DATA_SUFFIXES), height=110)
+            method = gr.Dropdown(list(th.METHOD_NAMES), value=D["method"], label="Method")
+            summary = gr.Markdown(summary_now)
+        with gr.Column(scale=1, min_width=320):
+            with gr.Row():
+                max_steps = gr.Number(D["max_steps"], label="Max steps", precision=0, minimum=1)
+                batch_size = gr.Number(D["batch_size"], label="Batch size", precision=0, minimum=1)
+                lr = gr.Number(D["lr"], label="Learning rate", minimum=0)
+            with gr.Row():
+                seed = gr.Number(D["seed"], label="Seed", precision=0)
+                eval_every = gr.Number(D["eval_every"], label="Eval every (0: at the end)", precision=0, minimum=0)
+                eval_size = gr.Number(D["eval_size"], label="Eval size", precision=0, minimum=1)
+            alpha = gr.Slider(0, 1, D["alpha"], step=0.05, label="α: weight of the answer loss", visible=alpha_now)
+            with gr.Row(visible=teacher_now) as kd_row:
+                kd_loss = gr.Radio(["kl", "jsd"], value=D["kd_loss"], label="KD loss", min_width=100)
+                temperature = gr.Number(D["temperature"], label="Temperature", minimum=0, min_width=100)
+                kd_teacher = gr.Dropdown(
+                    specs if teacher in specs else [teacher, *specs], value=teacher, label="Teacher",
+                    allow_custom_value=True,
+                )  # fmt: skip
+            with gr.Row():
+                lora = gr.Checkbox(D["lora"], label="LoRA (train adapters only)")
+                lora_r = gr.Number(D["lora_r"], label="LoRA rank", precision=0, minimum=1)
+            name = gr.Textbox(
+                th.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
+                info=f"a folder in {th.runs_root(workspace)}",
+            )  # fmt: skip
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary")
+                stop = gr.Button("Cancel", variant="stop")
+    status = gr.Markdown(elem_id="kdviz-train-status")
+    with gr.Row():
+        curves = gr.Plot(label="Curves", scale=3, elem_id="kdviz-train-curves")
+        samples = gr.Dataframe(
+            headers=th.SAMPLE_COLUMNS, label="Sample predictions (newest first)", interactive=False, wrap=True,
+            max_height=360, scale=2, column_widths=th.SAMPLE_WIDTHS,
+        )  # fmt: skip
+    command = gr.Markdown()
+    with gr.Accordion("Past runs", open=True):
+        runs = gr.Dataframe(
+            runs_now, headers=th.RUN_COLUMNS, interactive=False, label="Runs (click a row)", elem_id="kdviz-runs"
+        )
+        run = gr.Dropdown(_names(runs_now), value=None, label="Run", allow_custom_value=True)
+        past_status = gr.Markdown()
+        with gr.Row():
+            past_curves = gr.Plot(label="Curves", scale=3, elem_id="kdviz-run-curves")
+            past_samples = gr.Dataframe(
+                headers=th.SAMPLE_COLUMNS, label="Sample predictions", interactive=False, wrap=True, scale=2,
+                column_widths=th.SAMPLE_WIDTHS,
+            )  # fmt: skip
+        past_command = gr.Markdown()
+
+    fields = [student, dataset, method, max_steps, batch_size, lr, seed, eval_every, eval_size]
+    fields += [alpha, kd_loss, temperature, kd_teacher, lora, lora_r, name]
+    # No concurrency limit: a second launch must get the busy message now, not wait in the queue for this run.
+    start.click(
+        launch, [ws, *fields], [status, curves, samples, command], api_name="train", concurrency_limit=None
+    ).then(after_run, [ws, method, student, name], [runs, run, name], api_name="after_train")
+    stop.click(th.cancel_run, None, status, api_name="cancel_training")
+    gr.on(
+        [method.input, student.input], method_changed, [method, ws, student], [summary, alpha, kd_row, name],
+        api_name="method_info",
+    )  # fmt: skip
+    triggers = [reload.click] + ([tab.select] if tab is not None else [])
+    gr.on(triggers, refresh, [ws, dataset], [dataset, runs, run], api_name="refresh_train")
+    uploaded.upload(upload, [ws, uploaded], dataset, api_name="upload_train_data")
+    runs.select(pick_run, None, run, api_name="pick_run")
+    run.change(
+        ui_errors(th.run_view), [ws, run], [past_status, past_curves, past_samples, past_command], api_name="show_run"
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .attribution import attribute_requests, check_method
+from .attribution import AttributionRequest, attribute_requests, check_method
 from .config import ModelSpec
 from .embedded import cache_root
 from .models import LoadedModel, load_model
@@ -93,6 +93,42 @@ def to_record(attr: TokenAttribution, example: Example, rule: SelectionRule, pro
     )
 
 
+def attribute_cached(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    make_requests: Callable[[list[Example]], list[AttributionRequest]],
+    cache: AttributionCache,
+    method: str,
+    *,
+    steps: int = 20,
+    batch_size: int = 4,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[dict[str, TokenAttribution], bool, int]:
+    """Attributes the examples not yet in `cache`, a batch at a time, adding each finished batch to it.
+
+    Returns (attributions by `example_key`, whether `should_stop` cancelled the run, how many came from the cache).
+    """
+    done = cache.load()
+    keys = [example_key(ex) for ex in examples]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    from_cache, cancelled = len(examples) - len(todo), False
+    if on_progress:
+        on_progress(from_cache, len(examples))
+    for start in range(0, len(todo), batch_size):
+        if should_stop and should_stop():
+            cancelled = True
+            break
+        chunk = todo[start : start + batch_size]
+        requests = make_requests([examples[i] for i in chunk])
+        attrs = attribute_requests(loaded, requests, method, steps=steps, batch_size=batch_size, per_token=False)
+        cache.add([keys[i] for i in chunk], attrs)
+        done.update(zip((keys[i] for i in chunk), attrs, strict=True))
+        if on_progress:
+            on_progress(from_cache + start + len(chunk), len(examples))
+    return done, cancelled, from_cache
+
+
 def build_rationales(
     teacher: LoadedModel | ModelSpec | str,
     examples: Sequence[Example],
@@ -121,23 +157,18 @@ def build_rationales(
     loaded = teacher if isinstance(teacher, LoadedModel) else load_model(teacher)
     settings = {"target_mode": target_mode, "steps": steps if method == "integrated_gradients" else None}
     cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
-    done = cache.load()
+    done, cancelled, from_cache = attribute_cached(
+        loaded,
+        examples,
+        lambda chunk: build_requests(loaded, chunk, target_mode, batch_size=batch_size),
+        cache,
+        method,
+        steps=steps,
+        batch_size=batch_size,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     keys = [example_key(ex) for ex in examples]
-    todo = [i for i, key in enumerate(keys) if key not in done]
-    from_cache, cancelled = len(examples) - len(todo), False
-    if on_progress:
-        on_progress(from_cache, len(examples))
-    for start in range(0, len(todo), batch_size):
-        if should_stop and should_stop():
-            cancelled = True
-            break
-        chunk = todo[start : start + batch_size]
-        requests = build_requests(loaded, [examples[i] for i in chunk], target_mode, batch_size=batch_size)
-        attrs = attribute_requests(loaded, requests, method, steps=steps, batch_size=batch_size, per_token=False)
-        cache.add([keys[i] for i in chunk], attrs)
-        done.update(zip((keys[i] for i in chunk), attrs, strict=True))
-        if on_progress:
-            on_progress(from_cache + start + len(chunk), len(examples))
     from . import __version__
 
     provenance = {

@@ -46,6 +46,7 @@ def _spec(args, name: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from .attribution import list_attribution_methods
+    from .cli_compare import add_compare_parser
     from .cli_train import add_train_parser
     from .prompts import FORMATS
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the offline model specs and whether they are ready")
     add_train_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 
@@ -270,10 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        from .cli_compare import run_compare
         from .cli_train import run_train
 
         commands = dict(attribute=_attribute, rationales=_rationales, export=_export, app=_app, models=_models)
-        return {**commands, "train": run_train}[args.command](args)
+        return {**commands, "train": run_train, "compare": run_compare}[args.command](args)
     except KdvizError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # output piped into `head`: not an error

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .data import _rows_hub, _rows_jsonl, _rows_table, example_from_row
 from .errors import InputError, UnknownNameError
-from .prompts import render
+from .prompts import RenderedPrompt, render
 from .records import Example, RationaleRecord, Record
 
 LABEL_PREFIX, RATIONALE_PREFIX = "[label] ", "[rationale] "  # task prefixes of Distilling step-by-step
@@ -81,21 +81,39 @@ def get_method(name: str) -> Method:
 
 def with_rationale(prompt: str, rationale: str) -> str:
     """Returns the prompt with a "Rationale:" line just before its final "Answer:" cue."""
-    cue = "\nAnswer:"
+    return _with_rationale(RenderedPrompt(prompt), rationale).text
+
+
+def _with_rationale(rendered: RenderedPrompt, rationale: str) -> RenderedPrompt:
+    # The inserted line counts as template: attribution shows it, but rationale selection and statistics only
+    # look at the task's own words.
+    cue, text = "\nAnswer:", rendered.text
+    at = len(text) - len(cue) if text.endswith(cue) else len(text)
     line = f"\nRationale: {rationale.strip()}"
-    return prompt[: -len(cue)] + line + cue if prompt.endswith(cue) else prompt + line
+    spans = [(a, b) if b <= at else (a + len(line), b + len(line)) for a, b in rendered.template_spans]
+    return RenderedPrompt(text[:at] + line + text[at:], tuple(sorted([*spans, (at, at + len(line))])))
 
 
-def student_prompt(item: TrainExample, method: str, task: str = "answer") -> str:
-    """Returns the student's input for an example under a method; `task` is "answer" or "rationale" (multitask)."""
-    base = render(item.example).text
+def render_student(item: TrainExample, method: str, task: str = "answer") -> RenderedPrompt:
+    """Returns the student's input for an example under a method, with the spans that are format, not task.
+
+    `task` is "answer", or "rationale" for the second task of multitask.
+    """
+    rendered = render(item.example)
     if method == "rationale_input":
         if not item.rationale:
             raise InputError(f"example {item.example.id!r} has no teacher rationale, which rationale_input needs")
-        return with_rationale(base, item.rationale)
+        return _with_rationale(rendered, item.rationale)
     if method == "multitask":
-        return (RATIONALE_PREFIX if task == "rationale" else LABEL_PREFIX) + base
-    return base
+        prefix = RATIONALE_PREFIX if task == "rationale" else LABEL_PREFIX
+        spans = ((0, len(prefix)), *((a + len(prefix), b + len(prefix)) for a, b in rendered.template_spans))
+        return RenderedPrompt(prefix + rendered.text, spans)
+    return rendered
+
+
+def student_prompt(item: TrainExample, method: str, task: str = "answer") -> str:
+    """Returns the student's input text for an example under a method (see `render_student`)."""
+    return render_student(item, method, task).text
 
 
 def training_pairs(item: TrainExample, method: str) -> dict[str, tuple[str, str]]:

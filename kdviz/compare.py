@@ -1,0 +1,258 @@
+"""Compare a teacher and students on the same examples: answers, accuracy, agreement, paired tests, and which
+words each model relied on. The library face of the Compare panel.
+
+Every model's answers and attributions come as `RationaleRecord`s: the teacher's, and those of any model kdviz did
+not train, through `build_rationales` (zero-shot choice scoring); a student trained by kdviz (a run folder) is
+prompted exactly as it was trained (see `kdviz.train_data.render_student`). So the overlap statistics of
+the Rationales panel apply to students' own attributions too. Attributions are cached like rationale builds: a
+cancelled or repeated comparison recomputes nothing that was finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .attribution import AttributionRequest, check_method
+from .builder import AttributionCache, attribute_cached, build_rationales, example_key, to_record
+from .compare_stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar, mean_of
+from .embedded import cache_root
+from .errors import InputError
+from .evaluation import is_correct, predict_answers
+from .models import LoadedModel, checkpoint_meta, load_model
+from .rationales import SelectionRule
+from .records import Example, RationaleRecord, Record
+from .stats import summarize
+from .train_data import TrainExample, render_student
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class ModelAnswers(Record):
+    """One model's answers and attributions on the compared examples (records in example order)."""
+
+    name: str
+    role: str  # "teacher" or "student"
+    method: str | None  # how a student was trained (from its run's kdviz.json), else None
+    teacher_at_test_time: bool
+    records: tuple[RationaleRecord, ...]
+    predicted_no_rationale: tuple[str, ...] = ()  # rationale_input students: answers without the teacher's words
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "records",
+            tuple(
+                r if isinstance(r, RationaleRecord) else RationaleRecord.from_dict(r) for r in self.records
+            ),  # fmt: skip
+        )
+        object.__setattr__(self, "predicted_no_rationale", tuple(self.predicted_no_rationale))
+
+    @property
+    def predicted(self) -> list[str]:
+        return [r.predicted or r.target for r in self.records]
+
+    @property
+    def correct(self) -> list[bool | None]:
+        return [r.correct for r in self.records]
+
+
+@dataclass(frozen=True)
+class Comparison(Record):
+    """A teacher and students on the same examples, with the summary statistics and paired tests."""
+
+    examples: tuple[Example, ...]
+    models: tuple[ModelAnswers, ...]  # the teacher first
+    summary: dict[str, Any] = field(default_factory=dict)  # by model name
+    pairwise: tuple[dict, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "examples", tuple(e if isinstance(e, Example) else Example.from_dict(e) for e in self.examples)
+        )
+        object.__setattr__(
+            self, "models", tuple(m if isinstance(m, ModelAnswers) else ModelAnswers.from_dict(m) for m in self.models)
+        )
+        object.__setattr__(self, "pairwise", tuple(self.pairwise))
+
+
+def _identity(loaded: LoadedModel) -> str:
+    """A cache identity that changes when a local checkpoint is rewritten (hub ids and tiny specs are stable)."""
+    path = Path(loaded.name).expanduser()
+    config = next((p for p in (path / "checkpoint" / "config.json", path / "config.json") if p.is_file()), None)
+    return f"{path.resolve()}@{config.stat().st_mtime_ns}" if config else loaded.name
+
+
+def _student(
+    spec: str,
+    examples: Sequence[Example],
+    teacher: ModelAnswers,
+    method: str,
+    rule: SelectionRule,
+    cache_dir: Path,
+    batch_size: int,
+    on_progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> ModelAnswers | None:
+    """Returns a student's answers and attributions, or None if cancelled before it finished."""
+    loaded = load_model(spec)
+    meta = checkpoint_meta(spec)
+    trained_as = meta.get("method", "standard")
+    items = [
+        TrainExample(ex, rec.predicted, rec.rationale_text or " ".join(rec.words[i] for i in rec.rationale))
+        for ex, rec in zip(examples, teacher.records, strict=True)
+    ]
+    predicted = predict_answers(loaded, items, trained_as, batch_size=batch_size)
+    no_rationale = predict_answers(loaded, items, "standard", batch_size) if trained_as == "rationale_input" else []
+    by_id = {t.example.id: (t, p) for t, p in zip(items, predicted, strict=True)}
+
+    def requests(chunk: list[Example]) -> list[AttributionRequest]:
+        out = []
+        for ex in chunk:
+            item, answer = by_id[ex.id]
+            rendered = render_student(item, trained_as)
+            meta = {"gold": ex.answer, "predicted": answer, "correct": is_correct(answer, ex.answer)}
+            mode = "choice" if ex.choices else "generate"
+            out.append(AttributionRequest(rendered.text, answer, mode, rendered.template_spans, ex.id, meta))
+        return out
+
+    settings = {"prompt": trained_as, "teacher_rationales": teacher.name if trained_as == "rationale_input" else None}
+    cache = AttributionCache(cache_dir, _identity(loaded), method, settings)
+    done, cancelled, _ = attribute_cached(
+        loaded, examples, requests, cache, method, batch_size=batch_size, on_progress=on_progress,
+        should_stop=should_stop,
+    )  # fmt: skip
+    if cancelled:
+        return None
+    provenance = {"model": loaded.name, "method": method, "rule": rule.describe(), "trained_as": trained_as}
+    records = tuple(to_record(done[example_key(ex)], ex, rule, provenance) for ex in examples)
+    return ModelAnswers(
+        spec, "student", trained_as, bool(meta.get("teacher_at_test_time", False)), records, tuple(no_rationale)
+    )
+
+
+def compare(
+    teacher: str,
+    students: Sequence[str],
+    examples: Sequence[Example],
+    *,
+    method: str = "input_x_gradient",
+    top_k: int = 5,
+    batch_size: int = 4,
+    cache_dir: str | Path | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Comparison:
+    """Runs the teacher and each student on the examples and returns the comparison.
+
+    Args:
+        teacher, students: model specs; a student may be a training run folder (runs/<name>), which is then
+            prompted as it was trained; a `rationale_input` student gets the teacher's rationale words.
+        method: the attribution method for every model; `top_k`: words kept as each model's rationale.
+        on_progress: called with (stage, done, total), the stage naming the model at work.
+        should_stop: polled between batches; a cancelled comparison keeps the models that finished
+            (`cancelled=True`), and a rerun resumes from the attribution cache.
+
+    Raises:
+        InputError: no examples, no students, examples without gold answers, or duplicate model names.
+    """
+    check_method(method)
+    if not examples:
+        raise InputError("no examples to compare on")
+    if not students:
+        raise InputError("pick at least one student to compare with the teacher")
+    if len({teacher, *students}) != len(students) + 1:
+        raise InputError("each model can appear only once in a comparison")
+    if len({ex.id for ex in examples}) != len(examples):
+        raise InputError("example ids must be unique")
+    rule = SelectionRule(top_k=top_k)
+    root = Path(cache_dir) if cache_dir else cache_root() / "attributions"
+
+    def stage(name: str):
+        return (lambda done, total: on_progress(name, done, total)) if on_progress else None
+
+    built = build_rationales(
+        teacher, examples, method, rule, batch_size=batch_size, cache_dir=root,
+        on_progress=stage(f"teacher {teacher}"), should_stop=should_stop,
+    )  # fmt: skip
+    teacher_answers = ModelAnswers(teacher, "teacher", None, False, tuple(built.records))
+    kept = [r.example for r in built.records]
+    models, cancelled = [teacher_answers], built.cancelled
+    for spec in students if not cancelled else ():
+        if checkpoint_meta(spec).get("method"):  # fine-tuned by kdviz: prompted exactly as it was trained
+            answers = _student(spec, kept, teacher_answers, method, rule, root, batch_size, stage(f"student {spec}"),
+                               should_stop)  # fmt: skip
+        else:  # any other model answers zero-shot, the way the teacher does
+            own = build_rationales(spec, kept, method, rule, batch_size=batch_size, cache_dir=root,
+                                   on_progress=stage(f"student {spec}"), should_stop=should_stop)  # fmt: skip
+            answers = None if own.cancelled else ModelAnswers(spec, "student", None, False, tuple(own.records))
+        if answers is None:
+            cancelled = True
+            break
+        models.append(answers)
+    settings = {"teacher": teacher, "students": list(students), "method": method, "top_k": top_k, "n": len(kept)}
+    summary, pairwise = summarize_models(models, kept, top_k)
+    return Comparison(tuple(kept), tuple(models), summary, tuple(pairwise), settings, cancelled)
+
+
+def summarize_models(models: Sequence[ModelAnswers], examples: Sequence[Example], top_k: int) -> tuple[dict, list]:
+    """Returns (summary by model name, McNemar tests for every pair of models)."""
+    teacher = models[0]
+    summary: dict[str, dict] = {}
+    for m in models:
+        graded = [c for c in m.correct if c is not None]
+        ci = bootstrap_ci(graded)
+        row: dict[str, Any] = {
+            "role": m.role,
+            "method": m.method,
+            "teacher_at_test_time": m.teacher_at_test_time,
+            "n": len(m.records),
+            "accuracy": mean_of([float(c) for c in graded]),
+            "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None,
+            "agreement_with_teacher": None if m is teacher else agreement(m.predicted, teacher.predicted),
+            "overlap": summarize(
+                [(r.rationale_words, ex, r.correct) for r, ex in zip(m.records, examples, strict=True)]
+            ),
+        }
+        if m.predicted_no_rationale:
+            marks = [is_correct(p, ex.answer) for p, ex in zip(m.predicted_no_rationale, examples, strict=True)]
+            row["accuracy_no_rationale"] = mean_of([float(c) for c in marks if c is not None])
+        if m is not teacher:
+            per_example = [
+                attribution_vs_teacher(t, s, top_k) for t, s in zip(teacher.records, m.records, strict=True)
+            ]
+            row["attribution_vs_teacher"] = {
+                k: mean_of([p[k] for p in per_example]) for k in ("top_k_overlap", "spearman", "kendall")
+            }
+        summary[m.name] = row
+    pairwise = []
+    for a, b in itertools.combinations(models, 2):
+        pairs = [(x, y) for x, y in zip(a.correct, b.correct, strict=True) if x is not None and y is not None]
+        test = mcnemar([x for x, _ in pairs], [y for _, y in pairs])
+        pairwise.append({"a": a.name, "b": b.name, **test, "agreement": agreement(a.predicted, b.predicted)})
+    return summary, pairwise
+
+
+def attribution_vs_teacher(teacher: RationaleRecord, student: RationaleRecord, top_k: int) -> dict:
+    """Returns the agreement of two records' word attributions over the task words both prompts share."""
+    pairs = align_words(teacher.words, teacher.word_is_template, student.words, student.word_is_template)
+    return attribution_agreement(teacher.word_scores, student.word_scores, pairs, top_k)
+
+
+def with_examples(comparison: Comparison, keep: Sequence[int]) -> Comparison:
+    """Returns the comparison restricted to the examples at `keep` (e.g. a filtered view), statistics redone."""
+    models = [dataclasses.replace(m, records=tuple(m.records[i] for i in keep),
+                                  predicted_no_rationale=tuple(m.predicted_no_rationale[i] for i in keep)
+                                  if m.predicted_no_rationale else ()) for m in comparison.models]  # fmt: skip
+    examples = [comparison.examples[i] for i in keep]
+    summary, pairwise = summarize_models(models, examples, comparison.settings.get("top_k", 5))
+    return dataclasses.replace(comparison, examples=tuple(examples), models=tuple(models), summary=summary,
+                               pairwise=tuple(pairwise))  # fmt: skip

@@ -1,0 +1,101 @@
+"""Statistics for comparing models on the same examples: accuracy with bootstrap intervals, agreement, paired tests,
+and agreement between two models' word attributions (aligned across tokenizers and prompt formats).
+
+Pure functions of predictions and scores; scipy supplies the exact tests and rank correlations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+import string
+from collections.abc import Sequence
+
+
+def bootstrap_ci(
+    correct: Sequence[bool], level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Returns the percentile bootstrap interval of the accuracy (None for no examples)."""
+    if not correct:
+        return None
+    rng = random.Random(seed)
+    n, values = len(correct), [float(c) for c in correct]
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(n_resamples))
+    tail = (1.0 - level) / 2
+    return means[int(math.floor(tail * (n_resamples - 1)))], means[int(math.ceil((1 - tail) * (n_resamples - 1)))]
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+    """Returns McNemar's exact test of two models' paired correctness.
+
+    `a_only` counts examples A gets right and B wrong, `b_only` the reverse; under "equally accurate" each
+    discordant example is a fair coin, so p is the two-sided binomial probability of a split this uneven.
+    """
+    from scipy.stats import binomtest
+
+    if len(a_correct) != len(b_correct):
+        raise ValueError("both models must answer the same examples")
+    a_only = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if a and not b)
+    b_only = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if b and not a)
+    p = 1.0 if a_only + b_only == 0 else float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "n": len(a_correct), "p_value": min(1.0, p)}
+
+
+def agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Returns the share of examples where two models give the same answer (None for no examples)."""
+    if len(a) != len(b):
+        raise ValueError("both models must answer the same examples")
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a) if a else None
+
+
+def _norm(word: str) -> str:
+    return word.lower().strip(string.punctuation + "“”‘’")
+
+
+def align_words(
+    words_a: Sequence[str], template_a: Sequence[bool], words_b: Sequence[str], template_b: Sequence[bool]
+) -> list[tuple[int, int]]:
+    """Returns (index in A, index in B) of the task words both prompts share, in order.
+
+    Words are whitespace-delimited, so they do not depend on either tokenizer; the prompts may differ by a task
+    prefix or an inserted rationale line (format words, skipped), and the longest common subsequence of the
+    remaining normalised words pairs them up.
+    """
+    keep_a = [i for i, t in enumerate(template_a) if not t and _norm(words_a[i])]
+    keep_b = [j for j, t in enumerate(template_b) if not t and _norm(words_b[j])]
+    matcher = difflib.SequenceMatcher(
+        None, [_norm(words_a[i]) for i in keep_a], [_norm(words_b[j]) for j in keep_b], autojunk=False
+    )
+    return [(keep_a[m.a + k], keep_b[m.b + k]) for m in matcher.get_matching_blocks() for k in range(m.size)]
+
+
+def _top(scores: Sequence[float], k: int) -> set[int]:
+    return set(sorted(range(len(scores)), key=lambda i: -scores[i])[:k])
+
+
+def attribution_agreement(
+    scores_a: Sequence[float], scores_b: Sequence[float], pairs: Sequence[tuple[int, int]], k: int = 5
+) -> dict:
+    """Returns how two attributions over aligned words agree: top-k overlap (share of A's k best words among
+    B's k best), Spearman's ρ and Kendall's τ-b of the scores (None where undefined: fewer than 2 words, or
+    constant scores)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    a = [scores_a[i] for i, _ in pairs]
+    b = [scores_b[j] for _, j in pairs]
+    out: dict = {"n_words": len(pairs), "top_k_overlap": None, "spearman": None, "kendall": None}
+    if not pairs:
+        return out
+    kk = min(k, len(pairs))
+    out["top_k_overlap"] = len(_top(a, kk) & _top(b, kk)) / kk
+    if len(pairs) >= 2 and len(set(a)) > 1 and len(set(b)) > 1:
+        out["spearman"] = float(spearmanr(a, b).statistic)
+        out["kendall"] = float(kendalltau(a, b).statistic)
+    return out
+
+
+def mean_of(values: Sequence[float | None]) -> float | None:
+    """Returns the mean of the defined values (None if there are none)."""
+    kept = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None

@@ -1,0 +1,96 @@
+"""Write a comparison's report: report.json (everything), examples.csv (one row per example) and report.html
+(self-contained: tables, charts with plotly.js inlined once, a sample of examples with attribution maps)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+from .compare import Comparison
+from .records import write_atomic
+from .viz_compare import (
+    SUMMARY_COLUMNS,
+    accuracy_figure,
+    agreement_matrix,
+    example_html,
+    overlap_histogram,
+    pairwise_rows,
+    summary_rows,
+)
+
+PAIRWISE_COLUMNS = ["model A", "model B", "A right, B wrong", "B right, A wrong", "McNemar p", "answer agreement"]
+
+
+def examples_csv(comparison: Comparison) -> str:
+    """Returns the per-example results as CSV: the example, then each model's answer, correctness and rationale."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header = ["id", "question", "gold"]
+    for m in comparison.models:
+        header += [f"{m.name} answer", f"{m.name} correct", f"{m.name} rationale"]
+        header += [f"{m.name} answer without rationale"] if m.predicted_no_rationale else []
+    writer.writerow(header)
+    for i, ex in enumerate(comparison.examples):
+        row = [ex.id, ex.question, ex.answer or ""]
+        for m in comparison.models:
+            rec = m.records[i]
+            row += [m.predicted[i], "" if rec.correct is None else int(rec.correct), rec.rationale_text]
+            row += [m.predicted_no_rationale[i]] if m.predicted_no_rationale else []
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def report_html(comparison: Comparison, sample: int = 20) -> str:
+    """Returns the self-contained HTML report (opens offline: plotly.js is inlined once)."""
+    figures = [accuracy_figure(comparison), overlap_histogram(comparison), agreement_matrix(comparison)]
+    charts = "".join(
+        f.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+        for i, f in enumerate(figures)
+    )
+    s = comparison.settings
+    examples = "".join(example_html(comparison, i) + "<hr>" for i in range(min(sample, len(comparison.examples))))
+    note = "<p><b>Cancelled</b>: only the models that finished are shown.</p>" if comparison.cancelled else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdviz comparison</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}}
+table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padding:4px 8px;font-size:14px}}
+th{{background:#f3f4f6}}</style></head><body>
+<h1>kdviz comparison</h1>{note}
+<p>Teacher <code>{html.escape(s.get("teacher", ""))}</code>; {s.get("n", 0)} examples; attribution
+<code>{html.escape(s.get("method", ""))}</code>, top-{s.get("top_k")} words as each model's rationale.
+Accuracy intervals: 95% percentile bootstrap. Pairs: McNemar's exact test on the examples one model gets right and
+the other wrong. Gold overlap: share of examples where a rationale word occurs in the gold answer (distractor
+overlap: the same against the wrong choices, the chance baseline).</p>
+<h2>Summary</h2>{_table(SUMMARY_COLUMNS, summary_rows(comparison))}
+<h2>Paired tests</h2>{_table(PAIRWISE_COLUMNS, pairwise_rows(comparison))}
+<h2>Charts</h2>{charts}
+<h2>Examples (first {min(sample, len(comparison.examples))})</h2>{examples}
+</body></html>"""
+
+
+def write_report(comparison: Comparison, out_dir: str | Path, sample: int = 20) -> dict[str, Path]:
+    """Writes report.json, examples.csv and report.html into `out_dir` (atomically); returns their paths."""
+    out = Path(out_dir)
+    data = comparison.to_dict()
+    ordered = {"summary": data.pop("summary"), "pairwise": data.pop("pairwise"), "settings": data.pop("settings"),
+               **data}  # fmt: skip
+    return {
+        "json": write_atomic(out / "report.json", json.dumps(ordered, ensure_ascii=False, indent=1)),
+        "csv": write_atomic(out / "examples.csv", examples_csv(comparison)),
+        "html": write_atomic(out / "report.html", report_html(comparison, sample)),
+    }
+
+
+def load_report(path: str | Path) -> Comparison:
+    """Reads a comparison back from its report.json (or the folder holding it)."""
+    path = Path(path)
+    path = path / "report.json" if path.is_dir() else path
+    return Comparison.from_dict(json.loads(path.read_text(encoding="utf-8")))

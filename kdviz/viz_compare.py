@@ -1,0 +1,156 @@
+"""Render a `Comparison`: summary rows, plotly charts (accuracy with intervals, overlap histograms, agreement
+matrix) and one example's answers and attribution maps, model above model. Plotly is imported lazily."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from .compare import Comparison
+from .rationales import gold_overlap
+from .viz import rationale_html
+
+SUMMARY_COLUMNS = [
+    "model", "role", "trained as", "accuracy", "95% CI", "agrees w/ teacher", "gold overlap", "distractor overlap",
+    "plausibility F1", "top-k overlap w/ teacher", "Spearman w/ teacher",
+]  # fmt: skip
+FILTERS = {
+    "all": "all examples",
+    "all_wrong": "every model wrong",
+    "teacher_right_student_wrong": "teacher right, a student wrong",
+    "student_right_teacher_wrong": "a student right, teacher wrong",
+    "disagree": "models disagree",
+}
+
+
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def summary_rows(comparison: Comparison) -> list[list[str]]:
+    """Returns one row per model under `SUMMARY_COLUMNS`."""
+    rows = []
+    for name, s in comparison.summary.items():
+        overlap, vs = s["overlap"], s.get("attribution_vs_teacher") or {}
+        accuracy = _f(s["accuracy"])
+        if s.get("accuracy_no_rationale") is not None:
+            accuracy += f" ({_f(s['accuracy_no_rationale'])} without the teacher's rationale)"
+        rows.append([
+            name, s["role"], (s["method"] or "—") + (" (needs the teacher)" if s["teacher_at_test_time"] else ""),
+            accuracy, f"{_f(s['ci_low'])}–{_f(s['ci_high'])}", _f(s["agreement_with_teacher"]),
+            _f(overlap["gold_overlap"]), _f(overlap["distractor_overlap"]),
+            _f((overlap["plausibility"] or {}).get("f1")), _f(vs.get("top_k_overlap")), _f(vs.get("spearman")),
+        ])  # fmt: skip
+    return rows
+
+
+def pairwise_rows(comparison: Comparison) -> list[list[str]]:
+    """Returns rows [A, B, A right & B wrong, B right & A wrong, McNemar p, answer agreement]."""
+    return [
+        [p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), _f(p["p_value"], 4), _f(p["agreement"])]
+        for p in comparison.pairwise
+    ]
+
+
+def accuracy_figure(comparison: Comparison):
+    """Returns a bar chart of each model's accuracy with its 95% bootstrap interval as error bars."""
+    import plotly.graph_objects as go
+
+    names = list(comparison.summary)
+    acc = [comparison.summary[n]["accuracy"] or 0.0 for n in names]
+    hi = [max(0.0, (comparison.summary[n]["ci_high"] or 0.0) - a) for n, a in zip(names, acc, strict=True)]
+    lo = [max(0.0, a - (comparison.summary[n]["ci_low"] or 0.0)) for n, a in zip(names, acc, strict=True)]
+    colors = ["#111827" if comparison.summary[n]["role"] == "teacher" else "#2563eb" for n in names]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=acc,
+            marker_color=colors,
+            error_y=dict(type="data", array=hi, arrayminus=lo),
+            text=[f"{a:.0%}" for a in acc],
+            textposition="outside",
+        )  # fmt: skip
+    )
+    fig.update_layout(title="accuracy (95% bootstrap interval)", yaxis=dict(range=[0, 1.05], title="accuracy"),
+                      height=340, margin=dict(l=50, r=20, t=50, b=60))  # fmt: skip
+    return fig
+
+
+def overlap_histogram(comparison: Comparison):
+    """Returns overlaid histograms, per model, of the share of its rationale words found in the gold answer."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for m in comparison.models:
+        shares = [
+            gold_overlap(r.rationale_words, ex.answer)[1]
+            for r, ex in zip(m.records, comparison.examples, strict=True)
+            if ex.answer
+        ]
+        fig.add_trace(go.Histogram(x=shares, name=m.name, opacity=0.6, xbins=dict(start=0, end=1.0001, size=0.1)))
+    fig.update_layout(barmode="overlay", title="rationale words in the gold answer (per example)", height=340,
+                      xaxis_title="share of the model's rationale words in the gold answer", yaxis_title="examples",
+                      margin=dict(l=50, r=20, t=50, b=50))  # fmt: skip
+    return fig
+
+
+def agreement_matrix(comparison: Comparison):
+    """Returns a heatmap of how often each pair of models gives the same answer."""
+    import plotly.graph_objects as go
+
+    names = [m.name for m in comparison.models]
+    preds = [m.predicted for m in comparison.models]
+    n = max(1, len(comparison.examples))
+    z = [[sum(x == y for x, y in zip(a, b, strict=True)) / n for b in preds] for a in preds]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
+                               text=[[f"{v:.0%}" for v in row] for row in z], texttemplate="%{text}"))  # fmt: skip
+    fig.update_layout(title="answer agreement", height=340, margin=dict(l=120, r=20, t=50, b=80))
+    return fig
+
+
+def filter_examples(comparison: Comparison, name: str) -> list[int]:
+    """Returns the indices of the examples a filter (a key of `FILTERS`) keeps."""
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose from {', '.join(FILTERS)}")
+    teacher, students = comparison.models[0], comparison.models[1:]
+    keep = []
+    for i in range(len(comparison.examples)):
+        t_ok = teacher.correct[i]
+        s_ok = [s.correct[i] for s in students]
+        answers = {m.predicted[i] for m in comparison.models}
+        if (
+            name == "all"
+            or (name == "all_wrong" and t_ok is False and all(ok is False for ok in s_ok))
+            or (name == "teacher_right_student_wrong" and t_ok is True and any(ok is False for ok in s_ok))
+            or (name == "student_right_teacher_wrong" and t_ok is False and any(ok is True for ok in s_ok))
+            or (name == "disagree" and len(answers) > 1)
+        ):
+            keep.append(i)
+    return keep
+
+
+def example_rows(comparison: Comparison, indices: Sequence[int] | None = None) -> list[list[str]]:
+    """Returns rows [id, question, gold, each model's answer with ✓/✗] for the chosen examples."""
+    rows = []
+    for i in range(len(comparison.examples)) if indices is None else indices:
+        ex = comparison.examples[i]
+        marks = [f"{m.predicted[i]} {'✓' if m.correct[i] else '✗' if m.correct[i] is False else ''}".strip()
+                 for m in comparison.models]  # fmt: skip
+        rows.append([ex.id, ex.question, ex.answer or "—", *marks])
+    return rows
+
+
+def example_html(comparison: Comparison, index: int) -> str:
+    """Returns one example with every model's answer and its attribution map, the teacher's first."""
+    ex = comparison.examples[index]
+    parts = [f"<div class='kdviz-example'><p><b>{html.escape(ex.id)}</b>: {html.escape(ex.question)}<br>"
+             f"gold: <code>{html.escape(ex.answer or '—')}</code></p>"]  # fmt: skip
+    for m in comparison.models:
+        rec = m.records[index]
+        mark = "✓" if rec.correct else "✗" if rec.correct is False else ""
+        parts.append(
+            f"<div class='kdviz-model' style='margin:8px 0'><div><b>{html.escape(m.name)}</b> ({m.role}"
+            f"{', ' + html.escape(m.method) if m.method else ''}): <code>{html.escape(m.predicted[index])}</code> "
+            f"{mark} · rationale: <i>{html.escape(rec.rationale_text)}</i></div>{rationale_html(rec)}</div>"
+        )
+    return "".join(parts) + "</div>"

@@ -39,3 +39,4 @@ lint:
 bench:
 	HF_HUB_OFFLINE=1 $(PYTHON) bench/models.py
 	HF_HUB_OFFLINE=1 $(PYTHON) bench/attribution.py
+	HF_HUB_OFFLINE=1 $(PYTHON) bench/train.py

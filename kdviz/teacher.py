@@ -44,8 +44,11 @@ def score_examples(
 ) -> list[ChoiceScores]:
     """Returns each example's choice scores; `.predicted` is the model's answer (examples need choices)."""
     return score_choices_batch(
-        loaded, [scoring_prompt(ex, fmt) for ex in examples], [answer_choices(ex, fmt) for ex in examples],
-        batch_size=batch_size, on_progress=on_progress,
+        loaded,
+        [scoring_prompt(ex, fmt) for ex in examples],
+        [answer_choices(ex, fmt) for ex in examples],
+        batch_size=batch_size,
+        on_progress=on_progress,
     )
 
 

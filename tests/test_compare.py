@@ -46,7 +46,11 @@ def test_attribution_agreement_limits():
     pairs = [(i, i) for i in range(6)]
     scores = [0.9, 0.1, 0.5, -0.2, 0.3, 0.0]
     same = attribution_agreement(scores, scores, pairs, k=3)
-    assert same["top_k_overlap"] == 1.0 and same["spearman"] == pytest.approx(1.0) and same["kendall"] == pytest.approx(1.0)
+    assert (
+        same["top_k_overlap"] == 1.0
+        and same["spearman"] == pytest.approx(1.0)
+        and same["kendall"] == pytest.approx(1.0)
+    )
     reverse = attribution_agreement(scores, [-s for s in scores], pairs, k=3)
     assert reverse["top_k_overlap"] == 0.0 and reverse["spearman"] == pytest.approx(-1.0)
     assert attribution_agreement(scores, [1.0] * 6, pairs)["spearman"] is None  # constant: undefined

@@ -9,7 +9,7 @@ import gradio as gr
 
 from kdviz.data import demo_path
 
-from . import rationales_tab, teacher_tab, train_tab
+from . import compare_tab, rationales_tab, teacher_tab, train_tab
 from .rationale_handlers import workspace_root
 
 INTRO = """# kdviz: attribution-guided knowledge distillation
@@ -20,7 +20,10 @@ or your own target), then press **Attribute**. Red words support the target, blu
 the statistics, curate the records (click a word to add or remove it) and export them for training.
 **Train**: fine-tune a student on an export with a distillation method (plain fine-tuning, the teacher's labels,
 rationales as input, multitask with rationales, or logit KD), watch its loss and accuracy live, cancel it, compare
-past runs, and copy the `kdviz train` command that reruns it."""
+past runs, and copy the `kdviz train` command that reruns it.
+**Compare**: run the teacher and students (trained runs or any model) on the same examples: accuracy with intervals,
+paired tests, charts, the examples they disagree on with every model's attribution map, a downloadable report, and
+the `kdviz compare` command that writes it."""
 
 
 def build_app(
@@ -29,11 +32,11 @@ def build_app(
     """Returns the workbench app; nothing is loaded until the first click.
 
     Args:
-        teacher: the model spec preselected in the Teacher and Rationales panels and as the Train panel's logit KD
-            teacher ("embedded-teacher", "tiny", ...).
+        teacher: the model spec preselected in the Teacher, Rationales and Compare panels and as the Train panel's
+            logit KD teacher ("embedded-teacher", "tiny", ...).
         examples_path: the JSONL file of examples to pick from; default: the bundled CommonsenseQA demo set.
-        workspace: the folder rationale builds are kept in, one subfolder each, and training runs in its runs/
-            subfolder; default: $KDVIZ_WORKSPACE, else ./kdviz_workspace.
+        workspace: the folder rationale builds are kept in, one subfolder each, training runs in its runs/
+            subfolder and comparisons in comparisons/; default: $KDVIZ_WORKSPACE, else ./kdviz_workspace.
     """
     with gr.Blocks(title="kdviz") as demo:
         gr.Markdown(INTRO)
@@ -44,6 +47,8 @@ def build_app(
                 rationales_tab.render(teacher, examples_path or demo_path(), workspace_root(workspace))
             with gr.Tab("Train") as train:
                 train_tab.render(teacher, workspace_root(workspace), train)
+            with gr.Tab("Compare") as compare:
+                compare_tab.render(teacher, examples_path or demo_path(), workspace_root(workspace), compare)
     return demo
 
 

@@ -1,5 +1,5 @@
-"""The one browser test: the Teacher, Rationales and Train panels' main paths in Debian's Chromium, driven by
-Playwright (STYLE.md 7.6)."""
+"""The one browser test: the Teacher, Rationales, Train and Compare panels' main paths in Debian's Chromium, driven
+by Playwright (STYLE.md 7.6)."""
 
 import re
 import shutil
@@ -19,12 +19,13 @@ TIMEOUT_MS = 60_000  # a first attribution on a busy 2-core machine can take sev
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's Chromium at {CHROMIUM}")
-def test_teacher_rationales_and_train_panels_in_a_browser(tmp_path, monkeypatch):
+def test_teacher_rationales_train_and_compare_panels_in_a_browser(tmp_path, monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api")
     from kdviz.ui import build_app
 
     monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))  # the rationale build's attribution cache
     example = kdviz.load_examples(demo_path())[1]
+    compared = kdviz.load_examples(demo_path())[:4]  # the Compare panel's first 4 examples
     example_words = kdviz.render(example).text.split()  # the mcqa format's own words are highlighted too
     demo = build_app(teacher="tiny", workspace=tmp_path / "workspace")
     try:
@@ -94,6 +95,30 @@ def test_teacher_rationales_and_train_panels_in_a_browser(tmp_path, monkeypatch)
                 sync_api.expect(runs).to_contain_text("standard-tiny-student-1")
                 sync_api.expect(runs).to_contain_text("cancelled")
                 page.screenshot(path=str(tmp_path / "train_panel.png"), full_page=True)
+
+                # Compare: the teacher against the run just cancelled (it kept its checkpoint) on 4 examples.
+                page.get_by_role("tab", name="Compare").click()
+                run = "runs/standard-tiny-student-1"
+                page.get_by_label("Students", exact=True).click()
+                page.get_by_role("option", name=f"{run} (standard, cancelled)").click()
+                page.keyboard.press("Escape")
+                page.get_by_label("Examples (first N)").locator("visible=true").fill("4")
+                page.get_by_role("button", name="Compare", exact=True).click()
+                sync_api.expect(page.locator("#kdviz-compare-status")).to_contain_text(
+                    "completed · teacher tiny and 1 student(s) on 4 examples", timeout=TIMEOUT_MS
+                )
+                summary = page.locator("#kdviz-summary")
+                sync_api.expect(summary).to_contain_text(run)
+                sync_api.expect(page.locator("#kdviz-compare-accuracy .js-plotly-plot")).to_be_visible()
+                table = page.locator("#kdviz-compare-examples")
+                table.get_by_text(compared[2].id, exact=True).locator("visible=true").click()
+                models = page.locator("#kdviz-compare-example .kdviz-model")
+                sync_api.expect(models).to_have_count(2)  # stacked: the teacher's map above the student's
+                sync_api.expect(models.nth(0)).to_contain_text("tiny (teacher)")
+                sync_api.expect(models.nth(1)).to_contain_text(f"{run} (student, standard)")
+                sync_api.expect(page.locator("#kdviz-compare-example")).to_contain_text(compared[2].question)
+                assert page.locator("#kdviz-compare-example span.kdviz-word").count() > 10
+                page.screenshot(path=str(tmp_path / "compare_panel.png"), full_page=True)
             finally:
                 browser.close()
     finally:

@@ -154,3 +154,42 @@ def example_html(comparison: Comparison, index: int) -> str:
             f"{mark} · rationale: <i>{html.escape(rec.rationale_text)}</i></div>{rationale_html(rec)}</div>"
         )
     return "".join(parts) + "</div>"
+
+
+def method_accuracy_figure(table: dict):
+    """Returns a bar chart of test accuracy by distillation method (mean over seeds, ± one standard deviation, the
+    seeds as dots), the teacher's accuracy as a dashed line; `table` is `kdviz.results.method_table`'s output."""
+    import plotly.graph_objects as go
+
+    methods = list(table["methods"])
+    rows = [table["methods"][m] for m in methods]
+    fig = go.Figure(
+        go.Bar(
+            x=methods,
+            y=[r["mean"] for r in rows],
+            marker_color="#2563eb",
+            name="mean over seeds",
+            error_y=dict(type="data", array=[r["sd"] for r in rows]),
+            text=[f"{r['mean']:.1%}" for r in rows],
+            textposition="inside",
+            insidetextanchor="start",  # at the bar's foot, clear of the error bar and the seeds' dots
+        )  # fmt: skip
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[m for m, r in zip(methods, rows, strict=True) for _ in r["accuracies"]],
+            y=[a for r in rows for a in r["accuracies"]],
+            mode="markers",
+            name="one seed",
+            marker=dict(color="#111827", size=7, symbol="circle-open"),
+        )  # fmt: skip
+    )
+    teacher = table["teacher"]
+    if teacher.get("accuracy") is not None:
+        fig.add_hline(y=teacher["accuracy"], line_dash="dash", line_color="#dc2626",
+                      annotation_text=f"teacher {teacher['accuracy']:.1%}", annotation_position="top left")  # fmt: skip
+    top = max([teacher.get("accuracy") or 0.0, *(a for r in rows for a in r["accuracies"])])
+    fig.update_layout(title=f"test accuracy by distillation method ({table['n_test']} questions, mean ± sd)",
+                      yaxis=dict(range=[0, min(1.0, top + 0.15)], title="accuracy", tickformat=".0%"),
+                      height=380, width=720, margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h"))  # fmt: skip
+    return fig

@@ -1,0 +1,134 @@
+"""The results table of the CommonsenseQA reproduction: paired tests across seeds on hand-made predictions with known
+answers, the table by method, its Markdown and chart, and bench/reproduce_cqa.py end to end on tiny models
+(commands.sh written, a second invocation resumes without rerunning anything)."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from kdviz.compare import Comparison, ModelAnswers, summarize_models
+from kdviz.records import Example, RationaleRecord
+from kdviz.results import method_table, paired_difference, results_markdown
+from kdviz.viz_compare import method_accuracy_figure
+
+from .conftest import REPO
+
+EXAMPLES = [
+    Example(
+        id=f"q{i}",
+        task="mcqa",
+        question=f"where is thing {i}?",
+        choices=("box", "shelf"),
+        answer="box",
+        human_rationale="thing box",
+    )  # fmt: skip
+    for i in range(20)
+]
+
+
+def _model(name: str, role: str, method: str | None, correct: list[bool]) -> ModelAnswers:
+    records = []
+    for ex, ok in zip(EXAMPLES, correct, strict=True):
+        words = tuple(ex.question.split())
+        offsets, start = [], 0
+        for w in words:
+            start = ex.question.index(w, start)
+            offsets.append((start, start + len(w)))
+            start += len(w)
+        answer = "box" if ok else "shelf"
+        records.append(RationaleRecord(ex, ex.question, answer, "choice", answer, ok, words, tuple(offsets),
+                                       (0.1, 0.5, 0.2, 0.9), (False,) * 4, (1, 3), "is thing"))  # fmt: skip
+    return ModelAnswers(name, role, method, method == "rationale_input", tuple(records))
+
+
+def _comparison(runs: dict[str, list[list[bool]]]) -> Comparison:
+    models = [_model("teacher", "teacher", None, [i % 4 != 0 for i in range(20)])]
+    for method, seeds in runs.items():
+        models += [_model(f"{method}-seed{s}", "student", method, c) for s, c in enumerate(seeds)]
+    summary, pairwise = summarize_models(models, EXAMPLES, 2)
+    return Comparison(tuple(EXAMPLES), tuple(models), summary, tuple(pairwise), {"top_k": 2})
+
+
+def test_paired_difference_known_cases():
+    same = [[True, False, True, False] * 5] * 3
+    assert paired_difference(same, same) == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+    better = [[True] * 20] * 3
+    worse = [[False] * 10 + [True] * 10] * 3
+    up = paired_difference(better, worse)
+    assert up["difference"] == pytest.approx(0.5) and 0 < up["ci_low"] <= 0.5 <= up["ci_high"]
+    assert up["p_value"] < 0.01  # 10 of 10 discordant examples favour the method: p ~ 2 / 2**10
+    down = paired_difference(worse, better)
+    assert down["difference"] == pytest.approx(-0.5) and down["p_value"] == pytest.approx(up["p_value"], abs=0.01)
+    # One seed better on 2 examples, another worse on the same 2: seeds average out.
+    mixed = paired_difference([[True] * 2 + [False] * 18, [False] * 20], [[False] * 20, [True] * 2 + [False] * 18])
+    assert mixed["difference"] == 0.0 and mixed["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_difference([[True]], [[True], [False]])
+    with pytest.raises(ValueError):
+        paired_difference([[True, False]], [[True]])
+
+
+def test_method_table_means_seeds_and_tests_against_standard():
+    standard = [[i < 10 for i in range(20)], [i < 12 for i in range(20)], [i < 8 for i in range(20)]]
+    multitask = [[i < 16 for i in range(20)], [i < 18 for i in range(20)], [i < 17 for i in range(20)]]
+    comparison = _comparison({"standard": standard, "multitask": multitask})
+    method_of = {m.name: m.method for m in comparison.models[1:]}
+    table = method_table(comparison, method_of)
+    assert table["n_test"] == 20 and table["teacher"]["accuracy"] == pytest.approx(0.75)
+    assert table["teacher"]["plausibility"]["n"] == 20  # the examples carry human rationales
+    std, mt = table["methods"]["standard"], table["methods"]["multitask"]
+    assert std["accuracies"] == pytest.approx([0.5, 0.6, 0.4]) and std["mean"] == pytest.approx(0.5)
+    assert std["sd"] == pytest.approx(0.1) and "vs_baseline" not in std
+    assert mt["mean"] == pytest.approx(0.85) and mt["vs_baseline"]["difference"] == pytest.approx(0.35)
+    assert mt["vs_baseline"]["p_value"] < 0.01
+    # Seed s of multitask is tested against seed s of standard: 6, 6 and 9 discordant examples, all one way.
+    assert mt["vs_baseline"]["mcnemar_p_by_seed"] == pytest.approx([2 / 2**6, 2 / 2**6, 2 / 2**9])
+    markdown = results_markdown(table)
+    assert "| `multitask` | 85.0% ± 5.0 | 80.0, 90.0, 85.0 | +35.0" in markdown
+    assert "teacher `teacher` | 75.0%" in markdown
+    fig = method_accuracy_figure(table)
+    assert list(fig.data[0].x) == ["standard", "multitask"] and list(fig.data[0].error_y.array) == [
+        std["sd"],
+        mt["sd"],
+    ]
+    assert len(fig.data[1].y) == 6  # every seed drawn as a dot
+    with pytest.raises(ValueError, match="no 'standard' runs"):
+        method_table(comparison, {name: "multitask" for name in method_of})
+    with pytest.raises(ValueError, match="no method given"):
+        method_table(comparison, {})
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_reproduce_cqa", REPO / "bench" / "reproduce_cqa.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduction_runs_every_stage_and_resumes(tmp_path, capsys):
+    bench = _bench_module()
+    data = REPO.parent / "shared" / "data" / "cqa" / "train.jsonl"
+    if not data.exists():
+        pytest.skip("shared CommonsenseQA data not present")
+    out = tmp_path / "cqa"
+    argv = ["--data", str(data), "--teacher", "tiny", "--student", "tiny-student", "--n-train", "8", "--n-test", "4",
+            "--methods", "standard", "rationale_input", "--seeds", "0", "--steps", "1", "--batch-size", "2",
+            "--eval-size", "2", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"standard", "rationale_input", "untrained (zero-shot)"}
+    assert results["n_test"] == 4 and len(results["methods"]["untrained (zero-shot)"]["accuracies"]) == 1
+    assert set(results["timings_s"]) == {"teacher", "train", "compare"}
+    commands = (out / "commands.sh").read_text().splitlines()
+    assert [c.split()[1] for c in commands if c.startswith("kdviz ")] == ["rationales", "train", "train", "compare"]
+    assert "| `rationale_input` (teacher at test time) |" in (out / "results.md").read_text()
+    assert (out / "accuracy_by_method.html").exists()
+    timings = (out / "timings.json").read_text()
+    capsys.readouterr()
+    assert bench.main(argv) == 0  # everything is complete: nothing runs again
+    assert "[teacher]" not in capsys.readouterr().out and (out / "timings.json").read_text() == timings
+    with pytest.raises(SystemExit, match="another split"):
+        bench.main([*argv, "--n-test", "5"])

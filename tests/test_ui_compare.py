@@ -64,7 +64,7 @@ def first(workspace):
 def no_comparison_left_behind():
     """A failed test must not leave its comparison running: the next test's launch would be refused as busy."""
     yield
-    job = ch._ACTIVE
+    job = ch.JOBS.active
     if job is not None:
         job.stop.set()
         job.done.wait(60)

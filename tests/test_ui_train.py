@@ -47,7 +47,7 @@ def workspace(tmp_path):
 def no_run_left_behind():
     """A failed test must not leave its run training: the next test's launch would be refused as busy."""
     yield
-    training = th._ACTIVE
+    training = th.JOBS.active
     if training is not None:
         training.stop.set()
         training.done.wait(60)

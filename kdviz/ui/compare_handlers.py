@@ -19,7 +19,6 @@ import dataclasses
 import inspect
 import re
 import shlex
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +34,8 @@ from kdviz.report import write_report
 from kdviz.runs import list_runs
 from kdviz.train_data import load_train_examples
 
+from .jobs import BusyError as BusyError  # the tab catches it from here
+from .jobs import Job, JobSlot
 from .saved_comparisons import (
     COMPARISONS_FOLDER,
     View,
@@ -55,10 +56,6 @@ DEFAULTS = {  # compare()'s own defaults, so the panel and `kdviz compare` agree
 POLL_S = 0.5  # how often a running comparison's progress is checked
 
 
-class BusyError(KdvizError):
-    """A launch while another comparison runs."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """A comparison the panel's fields describe: model specs as `compare` loads them, and as they are shown."""
@@ -76,20 +73,14 @@ class Settings:
 
 
 @dataclasses.dataclass
-class _Comparing:
-    """The comparison in progress: its Cancel flag, its latest (stage, done, total) and how it ended."""
+class _Comparing(Job):
+    """The comparison in progress: its settings and latest (stage, done, total) (`result`: its Comparison)."""
 
     settings: Settings
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    started: float = dataclasses.field(default_factory=time.monotonic)
     progress: tuple[str, int, int] | None = None
-    result: Comparison | None = None
-    error: BaseException | None = None
 
 
-_GUARD = threading.Lock()
-_ACTIVE: _Comparing | None = None
+JOBS = JobSlot("compare")
 
 
 def list_students(workspace: str | Path) -> list[tuple[str, str]]:
@@ -242,28 +233,19 @@ def _shown(comparison: Comparison, settings: Settings) -> Comparison:
 
 def cancel_comparison() -> str:
     """Asks the running comparison to stop after its current batch (finished models are kept); returns a message."""
-    job = _ACTIVE
+    job = JOBS.cancel()
     if job is None:
         return "No comparison is running."
-    job.stop.set()
     return f"Cancelling **{job.settings.name}** after the current batch…"
 
 
-def _work(job: _Comparing, examples: list[Example]) -> None:
-    global _ACTIVE
+def _work(job: _Comparing, examples: list[Example]) -> Comparison:
     s = job.settings
-    try:
-        job.result = compare(
-            s.teacher, s.students, examples, method=s.method, top_k=s.top_k, batch_size=s.batch_size,
-            on_progress=lambda stage, done, total: setattr(job, "progress", (stage, done, total)),
-            should_stop=job.stop.is_set,
-        )  # fmt: skip
-    except BaseException as exc:  # handed to the streaming handler, which reports it
-        job.error = exc
-    finally:
-        with _GUARD:  # free before `done`: a launch right after this comparison ends is not refused
-            _ACTIVE = None
-        job.done.set()
+    return compare(
+        s.teacher, s.students, examples, method=s.method, top_k=s.top_k, batch_size=s.batch_size,
+        on_progress=lambda stage, done, total: setattr(job, "progress", (stage, done, total)),
+        should_stop=job.stop.is_set,
+    )  # fmt: skip
 
 
 def _seconds(value: float) -> str:
@@ -295,14 +277,11 @@ def launch(workspace: str | Path, *fields: Any, poll_s: float = POLL_S) -> Itera
         BusyError: another comparison runs.  KdvizError: bad settings or data (before anything starts), or the
             comparison failed (an unknown model, a model that cannot answer the examples, ...).
     """
-    global _ACTIVE
     settings = make_settings(workspace, *fields)
     examples = _examples(settings.data, settings.limit)
-    with _GUARD:
-        if _ACTIVE is not None:
-            raise BusyError(f"busy: a comparison ({_ACTIVE.settings.name}) is running; wait or cancel it")
-        job = _ACTIVE = _Comparing(settings)
-    threading.Thread(target=_work, args=(job, examples), name=f"kdviz-compare-{settings.name}", daemon=True).start()
+    job = _Comparing(settings)
+    busy = "busy: a comparison ({}) is running; wait or cancel it"
+    JOBS.start(job, settings.name, lambda: _work(job, examples), lambda active: busy.format(active.settings.name))
     command, shown = command_markdown(workspace, cli_command(settings)), job.progress
     yield empty_view(progress_text(job), command, settings.name)
     while not job.done.wait(poll_s):

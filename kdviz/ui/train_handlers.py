@@ -13,11 +13,11 @@ CPU cores. For the same reason Cancel stops that run from any session, so a relo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 import re
 import shlex
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from kdviz.config import TrainConfig
 from kdviz.curation import safe_child
 from kdviz.errors import InputError, KdvizError
 from kdviz.runs import CONFIG, list_runs, read_rows, run_info
-from kdviz.train import TrainResult, finetune
+from kdviz.train import finetune
 from kdviz.train_data import METHODS, get_method
 from kdviz.viz import training_curves
 
+from .jobs import BusyError as BusyError  # the tab catches it from here
+from .jobs import Job, JobSlot
 from .rationale_handlers import list_builds
 
 RUNS_FOLDER = "runs"
@@ -48,28 +50,19 @@ POLL_S = 0.5  # how often the page is updated while a run trains (when it has lo
 RunView = tuple[str, Any, list[list], str]  # (status markdown, curves figure, sample rows, CLI markdown)
 
 
-class BusyError(KdvizError):
-    """A launch while another run trains."""
-
-
 @dataclasses.dataclass
-class _Training:
-    """The run in progress: its config, its Cancel flag, the metrics rows its thread queues and how it ended."""
+class _Training(Job):
+    """The run in progress: its config and the metrics rows its thread queues (`result`: its TrainResult)."""
 
     config: TrainConfig
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     rows: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    result: TrainResult | None = None
-    error: BaseException | None = None
 
     @property
     def name(self) -> str:
         return Path(self.config.out).name
 
 
-_GUARD = threading.Lock()
-_ACTIVE: _Training | None = None
+JOBS = JobSlot("train")
 
 
 def runs_root(workspace: str | Path) -> Path:
@@ -316,33 +309,17 @@ def run_view(workspace: str | Path, name: str) -> RunView:
 
 def cancel_run() -> str:
     """Asks the run training now to stop after its current step (it is kept, marked cancelled); returns a message."""
-    training = _ACTIVE
+    training = JOBS.cancel()
     if training is None:
         return "No training is running."
-    training.stop.set()
     return f"Cancelling **{training.name}** after the current step…"
 
 
-def _work(training: _Training) -> None:
-    global _ACTIVE
-    try:
-        training.result = finetune(training.config, on_metrics=training.rows.put, should_stop=training.stop.is_set)
-    except BaseException as exc:  # handed to the streaming handler, which reports it
-        training.error = exc
-    finally:
-        with _GUARD:  # free before `done`: a launch right after this run ends is not refused
-            _ACTIVE = None
-        training.done.set()
-
-
 def _start(config: TrainConfig) -> _Training:
-    global _ACTIVE
-    with _GUARD:
-        if _ACTIVE is not None:
-            raise BusyError(f"busy: a training run ({_ACTIVE.name}) is in progress; wait or cancel it")
-        training = _ACTIVE = _Training(config)
-    threading.Thread(target=_work, args=(training,), name=f"kdviz-train-{training.name}", daemon=True).start()
-    return training
+    training = _Training(config)
+    work = functools.partial(finetune, config, on_metrics=training.rows.put, should_stop=training.stop.is_set)
+    busy = "busy: a training run ({}) is in progress; wait or cancel it"
+    return JOBS.start(training, training.name, work, lambda active: busy.format(active.name))
 
 
 def _drain(rows: queue.SimpleQueue) -> list[dict]:

@@ -99,7 +99,9 @@ class Stages:
         log.parent.mkdir(exist_ok=True)
         started = time.perf_counter()
         with log.open("w") as stdout:  # the command's JSON result; its progress goes to the terminal (stderr)
-            subprocess.run([sys.executable, "-m", "kdviz", *argv], check=True, env=env, stdout=stdout)
+            code = subprocess.run([sys.executable, "-m", "kdviz", *argv], env=env, stdout=stdout).returncode
+        if code:  # kdviz printed its own message above; finished stages are kept, so a rerun resumes here
+            raise SystemExit(f"[{stage}] stopped with exit code {code}; run this script again to resume")
         self.timings.setdefault(stage, {})[key] = round(time.perf_counter() - started, 1)
         write_atomic(self.timings_path, json.dumps(self.timings, indent=1))
 
@@ -175,8 +177,8 @@ def compare_stage(args: argparse.Namespace, stages: Stages, test: Path, students
             str(test), "--method", args.method, "--top-k", str(args.top_k), "--batch-size",
             str(args.attr_batch_size), *cache_flags(args), "--out", str(out)]  # fmt: skip
     report = out / "report.json"
-    complete = report.exists() and not json.loads(report.read_text()).get("cancelled", True)
-    if complete and json.loads(report.read_text())["settings"]["students"] == students:
+    previous = json.loads(report.read_text()) if report.exists() else {}
+    if not previous.get("cancelled", True) and previous["settings"]["students"] == students:
         stages.note("kdviz " + shlex.join(argv))
     else:
         stages.run("compare", "teacher and students on the test split", argv)

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 
 
 def bootstrap_ci(
-    correct: Sequence[bool], level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    values: Sequence[float], level: float = 0.95, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float] | None:
-    """Returns the percentile bootstrap interval of the accuracy (None for no examples)."""
-    if not correct:
+    """Returns the percentile bootstrap interval of the mean: of correctness marks, the accuracy; of paired
+    differences, the gain (None for no examples)."""
+    if not values:
         return None
     rng = random.Random(seed)
-    n, values = len(correct), [float(c) for c in correct]
+    n, values = len(values), [float(v) for v in values]
     means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(n_resamples))
     tail = (1.0 - level) / 2
     return means[int(math.floor(tail * (n_resamples - 1)))], means[int(math.ceil((1 - tail) * (n_resamples - 1)))]

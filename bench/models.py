@@ -1,7 +1,7 @@
 """Benchmark the embedded models: multiple-choice accuracy, latency, load time and peak memory.
 
 Each model answers the first N questions of CommonsenseQA-style data by kdviz's choice scoring
-(`kdviz.teacher.score_examples`: the length-normalised log-likelihood of each choice's text as the answer to
+(`kdviz.attribution.targets.score_examples`: the length-normalised log-likelihood of each choice's text as the answer to
 the question, the best one is the prediction; the same path the Teacher and Rationales panels use). Every model runs in its own subprocess, so its
 peak RSS is its own.
 
@@ -54,8 +54,8 @@ def evaluate(spec: str, data: Path, n: int, batch_size: int) -> dict:
     import torch
 
     from kdviz import load_examples, load_model
-    from kdviz.models import is_cached
-    from kdviz.teacher import score_examples
+    from kdviz.attribution.targets import score_examples
+    from kdviz.lm.models import is_cached
 
     cached = is_cached(spec)
     start = time.perf_counter()
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(results)
     print(
         "\nscoring: mean log-probability per token of each choice's text after the question "
-        "(kdviz.teacher.score_examples); 'most picked' = the answer position chosen most often and its share"
+        "(kdviz.attribution.targets.score_examples); 'most picked' = the answer position chosen most often and its share"
     )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0

@@ -41,8 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
 
+from kdviz.distill.runs import read_status  # noqa: E402
 from kdviz.records import write_atomic  # noqa: E402
-from kdviz.runs import read_status  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cqa" / "train.jsonl"
 METHODS = ("standard", "teacher_label", "rationale_input", "multitask")
@@ -197,7 +197,7 @@ def hardware() -> str:
 
 def write_figure(table: dict, stem: Path) -> list[Path]:
     """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
-    from kdviz.viz_compare import method_accuracy_figure
+    from kdviz.compare.viz import method_accuracy_figure
 
     fig = method_accuracy_figure(table)
     html = stem.with_suffix(".html")
@@ -221,8 +221,8 @@ def write_figure(table: dict, stem: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kdviz.report import load_report
-    from kdviz.results import method_table, results_markdown
+    from kdviz.compare.report import load_report
+    from kdviz.compare.results import method_table, results_markdown
 
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Benchmark kdviz's training loop against a plain Hugging Face `Trainer` on the same student, data and steps.
 
-Both sides fine-tune a fresh fp32 copy of the same student (`kdviz.models.load_trainable`) on the same batches,
+Both sides fine-tune a fresh fp32 copy of the same student (`kdviz.lm.models.load_trainable`) on the same batches,
 in the same order, for the same number of optimizer steps:
 
-  kdviz    `kdviz.train.finetune(TrainConfig(method="standard", ...))`: prompt and gold answer tokenised once,
+  kdviz    `kdviz.distill.loop.finetune(TrainConfig(method="standard", ...))`: prompt and gold answer tokenised once,
            padded per batch (`kdviz.forward.make_batch`), logits at the target positions only
            (`target_logits` + `masked_cross_entropy`), AdamW through accelerate (fused on a GPU only), one
            metrics row and a status file per step. Evaluation runs on one held-out question, before the first
@@ -11,7 +11,7 @@ in the same order, for the same number of optimizer steps:
   Trainer  `transformers.Trainer` with default TrainingArguments except: the same learning rate (linear decay
            to zero, no warm-up, no weight decay, gradient clipping at 1.0 as in kdviz), batch size and
            max_steps; no evaluation, saving or logging; bf16 on a GPU as kdviz. Its data are kdviz's own token
-           ids (`kdviz.train._encode_pairs`, what the loop tokenises) in kdviz's batch order, padded per batch by
+           ids (`kdviz.distill.loop._encode_pairs`, what the loop tokenises) in kdviz's batch order, padded per batch by
            `make_batch`, with labels -100 on the prompt and the padding; the model computes the loss on the full
            logits, as any Trainer does. Its optimizer is the default, fused AdamW (torch >= 2.8).
 
@@ -47,10 +47,11 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from kdviz.config import ModelSpec, TrainConfig  # noqa: E402
-from kdviz.forward import make_batch  # noqa: E402
-from kdviz.models import LoadedModel, load_trainable, select_device  # noqa: E402
-from kdviz.train import _encode_pairs, finetune, split_train_eval  # noqa: E402
-from kdviz.train_data import get_method, load_train_examples, training_pairs, usable  # noqa: E402
+from kdviz.distill.data import load_train_examples, usable  # noqa: E402
+from kdviz.distill.loop import _encode_pairs, finetune, split_train_eval  # noqa: E402
+from kdviz.distill.methods import get_method  # noqa: E402
+from kdviz.lm.forward import make_batch  # noqa: E402
+from kdviz.lm.models import LoadedModel, load_trainable, select_device  # noqa: E402
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cqa" / "train.jsonl"
 EVAL_SIZE = 1  # kdviz always evaluates before and after training: on one question, outside the timed span
@@ -340,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The data and batches kdviz's loop will train on, rebuilt from kdviz's own functions for the Trainer.
     items = usable(load_train_examples(args.data, args.n), get_method("standard"))
     train, _ = split_train_eval(items, EVAL_SIZE, TrainConfig.seed)
-    pairs = [training_pairs(t, "standard")["answer"] for t in train]
+    pairs = [get_method("standard").pairs(t)["answer"] for t in train]
     batches = kdviz_order(len(train), TrainConfig.seed, args.steps, args.batch_size)
 
     with tempfile.TemporaryDirectory(prefix="kdviz-bench-train-") as tmp:

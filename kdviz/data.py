@@ -7,8 +7,8 @@ import os
 import random
 from pathlib import Path
 
-from .errors import InputError
-from .records import Example
+from kdviz.errors import InputError
+from kdviz.records import Example
 
 NLI_LABEL_NAMES = {0: "entailment", 1: "neutral", 2: "contradiction"}
 NLI_LABEL_NAMES_TUPLE = tuple(NLI_LABEL_NAMES.values())

@@ -41,9 +41,9 @@ def any_tiny(request):
 @pytest.fixture(scope="session")
 def rationale_export(tmp_path_factory) -> Path:
     """A rationale export folder (rationales.jsonl) of the 40 demo questions, built with the tiny teacher."""
-    from kdviz.builder import build_rationales
     from kdviz.data import demo_path, load_examples
-    from kdviz.export import export_records
+    from kdviz.rationales.build import build_rationales
+    from kdviz.rationales.export import export_records
 
     root = tmp_path_factory.mktemp("rationale_export")
     built = build_rationales("tiny", load_examples(demo_path()), cache_dir=root / "cache")

@@ -13,8 +13,8 @@ from kdviz import (
     attribute_requests,
     list_attribution_methods,
 )
-from kdviz.forward import make_batch, target_logprobs
-from kdviz.prompts import encode, encode_target, render
+from kdviz.lm.forward import make_batch, target_logprobs
+from kdviz.lm.prompts import encode, encode_target, render
 
 MCQ = Example("q1", "mcqa", "Where would you keep milk cold?", ("cupboard", "refrigerator", "oven"), "refrigerator")
 METHODS = ["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from kdviz.builder import AttributionCache, build_rationales, example_key, reselect
 from kdviz.data import demo_path, load_examples
-from kdviz.rationales import SelectionRule
+from kdviz.rationales.build import AttributionCache, build_rationales, example_key, reselect
+from kdviz.rationales.select import SelectionRule
 
 
 @pytest.fixture(scope="module")

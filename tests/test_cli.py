@@ -1,7 +1,7 @@
 import json
 
 from kdviz import TokenAttribution, load_jsonl
-from kdviz.cli import main
+from kdviz.cli.main import main
 from kdviz.data import demo_path
 
 

@@ -6,16 +6,16 @@ import json
 import pytest
 
 from kdviz import InputError, load_model
-from kdviz.cli import main
-from kdviz.compare import compare
-from kdviz.compare_stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar
+from kdviz.attribution.targets import attribute
+from kdviz.cli.main import main
+from kdviz.compare.report import load_report, write_report
+from kdviz.compare.run import compare
+from kdviz.compare.stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar
+from kdviz.compare.viz import example_html, filter_examples, summary_rows
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import demo_path, load_examples
-from kdviz.models import LoadedModel
-from kdviz.report import load_report, write_report
-from kdviz.teacher import attribute
-from kdviz.train import finetune
-from kdviz.viz_compare import example_html, filter_examples, summary_rows
+from kdviz.distill.loop import finetune
+from kdviz.lm.models import LoadedModel
 
 EXAMPLES = load_examples(demo_path())[:8]
 

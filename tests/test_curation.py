@@ -3,9 +3,9 @@ import threading
 import pytest
 
 from kdviz import InputError
-from kdviz.builder import build_rationales
-from kdviz.curation import CurationStore, filter_records, rationale_share, safe_child
 from kdviz.data import demo_path, load_examples
+from kdviz.rationales.build import build_rationales
+from kdviz.rationales.curation import CurationStore, filter_records, rationale_share, safe_child
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from kdviz import attribute, load_examples, load_model
-from kdviz.cli import main
-from kdviz.embedded import EMBEDDED
+from kdviz.cli.main import main
+from kdviz.lm.embedded import EMBEDDED
 
 from .conftest import CQA_TRAIN
 

@@ -3,10 +3,10 @@ import json
 import pytest
 
 from kdviz import InputError, UnknownNameError
-from kdviz.builder import build_rationales
-from kdviz.curation import CurationStore
 from kdviz.data import demo_path, load_examples
-from kdviz.export import export_records, push_to_hub
+from kdviz.rationales.build import build_rationales
+from kdviz.rationales.curation import CurationStore
+from kdviz.rationales.export import export_records, push_to_hub
 
 
 @pytest.fixture(scope="module")

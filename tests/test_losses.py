@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdviz import losses
+from kdviz.distill import losses
 
 
 def _logits(seed: int, shape=(2, 3, 7)) -> torch.Tensor:

@@ -1,7 +1,8 @@
 import pytest
 
-from kdviz import ModelLoadError, ModelSpec, embedded, list_model_specs, load_model
-from kdviz.models import is_cached, select_device
+from kdviz import ModelLoadError, ModelSpec, list_model_specs, load_model
+from kdviz.lm import embedded
+from kdviz.lm.models import is_cached, select_device
 
 
 def test_the_same_spec_is_loaded_once():

@@ -1,7 +1,7 @@
 import pytest
 
 from kdviz import Example, InputError, UnknownNameError, load_model, render
-from kdviz.prompts import MAX_PROMPT_CHARS, encode, encode_target
+from kdviz.lm.prompts import MAX_PROMPT_CHARS, encode, encode_target
 
 MCQ = Example("q1", "mcqa", "Where would you keep milk cold?", ("cupboard", "refrigerator", "oven"), "refrigerator")
 

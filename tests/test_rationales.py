@@ -1,7 +1,7 @@
 import pytest
 
 from kdviz import TokenAttribution
-from kdviz.rationales import SelectionRule, gold_overlap, normalize, plausibility, select_rationale
+from kdviz.rationales.select import SelectionRule, gold_overlap, normalize, plausibility, select_rationale
 
 PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
 #          Question: Where would you keep milk cold? Choices: A)   cupboard B)  refrigerator Answer:

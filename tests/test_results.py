@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from kdviz.compare import Comparison, ModelAnswers, summarize_models
+from kdviz.compare.results import method_table, paired_difference, results_markdown
+from kdviz.compare.run import Comparison, ModelAnswers, summarize_models
+from kdviz.compare.viz import method_accuracy_figure
 from kdviz.records import Example, RationaleRecord
-from kdviz.results import method_table, paired_difference, results_markdown
-from kdviz.viz_compare import method_accuracy_figure
 
 from .conftest import REPO
 

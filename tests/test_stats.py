@@ -1,7 +1,7 @@
 import pytest
 
 from kdviz import Example
-from kdviz.stats import overlap_of, summarize
+from kdviz.rationales.stats import overlap_of, summarize
 
 CAKE = Example(
     "1",

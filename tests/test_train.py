@@ -10,16 +10,17 @@ import torch
 from safetensors.torch import load_file
 
 from kdviz import InputError, KdvizError, load_model
-from kdviz.cli import main
+from kdviz.cli.main import main
 from kdviz.config import TrainConfig
 from kdviz.data import demo_path
-from kdviz.evaluation import accuracy, normalize_answer, predict_answers
-from kdviz.forward import make_batch, target_logits
-from kdviz.losses import masked_cross_entropy
-from kdviz.runs import list_runs, read_rows, read_status
-from kdviz.tiny import build_tiny
-from kdviz.train import METHODS, _encode_pairs, check_same_vocabulary, finetune, split_train_eval
-from kdviz.train_data import load_train_examples, student_prompt, training_pairs
+from kdviz.distill.data import load_train_examples
+from kdviz.distill.evaluation import accuracy, normalize_answer, predict_answers
+from kdviz.distill.loop import _encode_pairs, check_same_vocabulary, finetune, split_train_eval
+from kdviz.distill.losses import masked_cross_entropy
+from kdviz.distill.methods import METHODS, get_method
+from kdviz.distill.runs import list_runs, read_rows, read_status
+from kdviz.lm.forward import make_batch, target_logits
+from kdviz.lm.tiny import build_tiny
 
 STUDENTS = ["tiny-student", "tiny-t5"]
 
@@ -50,7 +51,7 @@ def test_every_method_trains_both_model_kinds_and_the_checkpoint_reloads(rationa
     reloaded = load_model(str(tmp_path / "run"))
     assert reloaded.is_encoder_decoder == (student == "tiny-t5")
     items = load_train_examples(rationale_export)[:3]
-    answers = predict_answers(reloaded, items, method)
+    answers = predict_answers(reloaded, items, get_method(method))
     assert all(a in item.example.choices for a, item in zip(answers, items, strict=True))
     assert result.teacher_at_test_time == (method == "rationale_input")
     assert json.loads((tmp_path / "run" / "checkpoint" / "kdviz.json").read_text())["method"] == method
@@ -70,7 +71,7 @@ def test_lora_trains_adapters_and_saves_a_merged_plain_model(rationale_export, t
 def test_the_loss_is_the_answer_tokens_likelihood_with_the_prompt_masked(rationale_export, student):
     loaded = load_model(student)
     item = load_train_examples(rationale_export)[0]
-    items, _ = _encode_pairs(loaded, [training_pairs(item, "standard")["answer"]], max_length=256)
+    items, _ = _encode_pairs(loaded, [get_method("standard").pairs(item)["answer"]], max_length=256)
     prompt, target = items[0]
     assert target[-1] == loaded.tokenizer.eos_token_id
     batch = make_batch(loaded, items)
@@ -150,7 +151,7 @@ def test_an_existing_run_is_never_overwritten(rationale_export, tmp_path):
 
 
 def test_out_of_memory_becomes_a_smaller_batch_message_and_keeps_the_run(rationale_export, tmp_path, monkeypatch):
-    import kdviz.train as train_module
+    import kdviz.distill.loop as train_module
 
     def oom(self, indices):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -185,12 +186,12 @@ def test_training_data_from_every_kdviz_output(rationale_export, tmp_path):
 
 def test_student_prompts_per_method(rationale_export):
     item = load_train_examples(rationale_export)[0]
-    plain = student_prompt(item, "standard")
-    assert student_prompt(item, "rationale_input").endswith(f"\nRationale: {item.rationale}\nAnswer:")
-    assert student_prompt(item, "multitask") == "[label] " + plain
-    pairs = training_pairs(item, "multitask")
+    plain = get_method("standard").prompt(item)
+    assert get_method("rationale_input").prompt(item).endswith(f"\nRationale: {item.rationale}\nAnswer:")
+    assert get_method("multitask").prompt(item) == "[label] " + plain
+    pairs = get_method("multitask").pairs(item)
     assert pairs["rationale"] == ("[rationale] " + plain, item.rationale)
-    assert training_pairs(item, "teacher_label")["answer"][1] == item.teacher_answer
+    assert get_method("teacher_label").pairs(item)["answer"][1] == item.teacher_answer
 
 
 def test_split_and_answer_normalisation(rationale_export):

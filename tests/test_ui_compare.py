@@ -16,17 +16,17 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from kdviz.cli import build_parser
-from kdviz.compare import compare
+from kdviz.cli.main import build_parser
+from kdviz.compare.report import load_report
+from kdviz.compare.run import compare
+from kdviz.compare.viz import FILTERS, SUMMARY_COLUMNS
 from kdviz.config import TrainConfig
 from kdviz.data import demo_path
+from kdviz.distill.loop import finetune
 from kdviz.errors import InputError, KdvizError
-from kdviz.report import load_report
-from kdviz.train import finetune
 from kdviz.ui import compare_handlers as ch
 from kdviz.ui import launch
 from kdviz.ui import saved_comparisons as sc
-from kdviz.viz_compare import FILTERS, SUMMARY_COLUMNS
 
 FIELDS = list(inspect.signature(ch.make_settings).parameters)[1:]  # the panel's fields, after the workspace
 SETTINGS = dict(

@@ -9,7 +9,7 @@ import pytest
 
 import kdviz
 from kdviz.data import demo_path
-from kdviz.prompts import MAX_PROMPT_CHARS
+from kdviz.lm.prompts import MAX_PROMPT_CHARS
 from kdviz.ui import handlers
 
 

@@ -13,9 +13,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from kdviz.curation import CurationStore
 from kdviz.data import demo_path
 from kdviz.errors import InputError, KdvizError
+from kdviz.rationales.curation import CurationStore
 from kdviz.ui import launch
 from kdviz.ui import rationale_handlers as rh
 

@@ -15,8 +15,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from kdviz.cli import build_parser
-from kdviz.cli_train import _config
+from kdviz.cli.main import build_parser
+from kdviz.cli.train import _config
 from kdviz.errors import InputError, KdvizError
 from kdviz.ui import launch
 from kdviz.ui import train_handlers as th

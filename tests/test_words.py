@@ -1,4 +1,4 @@
-from kdviz.words import assign_tokens, merge_scores, token_groups, word_spans
+from kdviz.attribution.words import assign_tokens, merge_scores, token_groups, word_spans
 
 
 def test_subword_pieces_merge_into_whitespace_words():

@@ -24,15 +24,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdviz.attribution import check_method
-from kdviz.compare import Comparison, compare
-from kdviz.curation import safe_child
+from kdviz.attribution.methods import check_method
+from kdviz.compare.report import write_report
+from kdviz.compare.run import Comparison, compare
+from kdviz.distill.data import load_train_examples
+from kdviz.distill.runs import list_runs
 from kdviz.errors import InputError, KdvizError
-from kdviz.models import list_model_specs
+from kdviz.lm.models import list_model_specs
+from kdviz.rationales.curation import safe_child
 from kdviz.records import Example
-from kdviz.report import write_report
-from kdviz.runs import list_runs
-from kdviz.train_data import load_train_examples
 
 from .jobs import BusyError as BusyError  # the tab catches it from here
 from .jobs import Job, JobSlot

@@ -12,8 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from kdviz.export import EXPORT_FORMATS
-from kdviz.viz import STATS_COLUMNS
+from kdviz.rationales.export import EXPORT_FORMATS
+from kdviz.viz.attribution import STATS_COLUMNS
 
 from . import rationale_handlers as rh
 from .handlers import ui_errors

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import kdviz
-from kdviz.attribution import check_method
+from kdviz.attribution.methods import check_method
+from kdviz.attribution.targets import default_target_mode
 from kdviz.errors import InputError, KdvizError, UnknownNameError
-from kdviz.models import is_cached
-from kdviz.prompts import FORMATS
-from kdviz.teacher import default_target_mode
-from kdviz.viz import top_words_table
+from kdviz.lm.models import is_cached
+from kdviz.lm.prompts import FORMATS
+from kdviz.viz.attribution import top_words_table
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
 FORMAT_CHOICES = ("auto",) + FORMATS  # auto: mcqa when choices are given, else raw

@@ -16,16 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdviz.attribution import check_method
-from kdviz.builder import build_rationales
-from kdviz.curation import CurationStore, filter_records, rationale_share, safe_child
+from kdviz.attribution.methods import check_method
 from kdviz.data import load_examples
 from kdviz.errors import InputError, UnknownNameError
-from kdviz.export import EXPORT_FORMATS, export_records, push_to_hub
-from kdviz.rationales import SelectionRule, gold_overlap
+from kdviz.rationales.build import build_rationales
+from kdviz.rationales.curation import CurationStore, filter_records, rationale_share, safe_child
+from kdviz.rationales.export import EXPORT_FORMATS, export_records, push_to_hub
+from kdviz.rationales.select import SelectionRule, gold_overlap
+from kdviz.rationales.stats import rationale_stats
 from kdviz.records import STATUSES, RationaleRecord, load_jsonl
-from kdviz.stats import rationale_stats
-from kdviz.viz import rationale_html, rationale_stats_figure, rationale_stats_table
+from kdviz.viz.attribution import rationale_html, rationale_stats_figure, rationale_stats_table
 
 WORKSPACE_ENV = "KDVIZ_WORKSPACE"
 DEFAULT_WORKSPACE = "kdviz_workspace"  # relative to the folder the app is started in

@@ -12,12 +12,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from kdviz import viz_compare as vc
-from kdviz.compare import Comparison
-from kdviz.curation import safe_child
+from kdviz.compare import viz as vc
+from kdviz.compare.report import PAIRWISE_COLUMNS, load_report
+from kdviz.compare.run import Comparison
+from kdviz.compare.viz import FILTERS, SUMMARY_COLUMNS
 from kdviz.errors import InputError
-from kdviz.report import PAIRWISE_COLUMNS, load_report
-from kdviz.viz_compare import FILTERS, SUMMARY_COLUMNS
+from kdviz.rationales.curation import safe_child
 
 COMPARISONS_FOLDER = "comparisons"
 REPORT_FILES = ("report.html", "report.json", "examples.csv")

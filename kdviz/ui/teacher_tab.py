@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 import kdviz
-from kdviz.prompts import MAX_PROMPT_CHARS
+from kdviz.lm.prompts import MAX_PROMPT_CHARS
 
 from . import handlers
 from .handlers import ui_errors

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from kdviz.config import TrainConfig
-from kdviz.curation import safe_child
+from kdviz.distill.loop import finetune
+from kdviz.distill.methods import METHODS, get_method
+from kdviz.distill.runs import CONFIG, list_runs, read_rows, run_info
 from kdviz.errors import InputError, KdvizError
-from kdviz.runs import CONFIG, list_runs, read_rows, run_info
-from kdviz.train import finetune
-from kdviz.train_data import METHODS, get_method
-from kdviz.viz import training_curves
+from kdviz.rationales.curation import safe_child
+from kdviz.viz.attribution import training_curves
 
 from .jobs import BusyError as BusyError  # the tab catches it from here
 from .jobs import Job, JobSlot
@@ -40,7 +40,6 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 EXPORT_FILES = ("rationales.jsonl", "rationales.parquet", "hf_dataset")
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 METHOD_NAMES = tuple(METHODS)
-USES_ALPHA = ("multitask", "logit_kd")  # the methods that mix two losses
 RUN_COLUMNS = ["name", "status", "method", "student", "steps", "eval accuracy", "final loss", "elapsed"]
 SAMPLE_COLUMNS = ["step", "question", "gold", "predicted", "correct"]
 SAMPLE_WIDTHS = ["12%", "32%", "18%", "20%", "18%"]
@@ -115,7 +114,7 @@ def method_info(method: str) -> tuple[str, bool, bool]:
         (m.teacher_at_test_time, "at test time, every new input needs the teacher's rationale first"),
     ]
     text = f"**{m.name}**: {m.summary}" + "".join(f"  \n· {note}" for needed, note in notes if needed)
-    return text, m.name in USES_ALPHA, m.needs_teacher_model
+    return text, m.uses_alpha, m.needs_teacher_model
 
 
 def suggest_run_name(workspace: str | Path, method: str, student: str) -> str:
@@ -187,7 +186,7 @@ def make_config(
     if (out / CONFIG).exists():
         raise InputError(f"a run named {name!r} exists already; choose another run name")
     data = dataset if dataset.startswith("hf:") else str(Path(dataset).expanduser().resolve())
-    extra = {"alpha": _real(alpha, "α")} if method in USES_ALPHA else {}
+    extra = {"alpha": _real(alpha, "α")} if m.uses_alpha else {}
     if m.needs_teacher_model:
         extra |= {"teacher": teacher, "kd_loss": kd_loss, "temperature": _real(temperature, "temperature")}
     if lora:

@@ -16,8 +16,8 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .prompts import LETTERS
-from .records import RationaleRecord, TokenAttribution
+from kdviz.lm.prompts import LETTERS
+from kdviz.records import RationaleRecord, TokenAttribution
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).
 STOPWORDS = frozenset(

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelLoadError
+from kdviz.errors import ModelLoadError
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .compare import Comparison
-from .compare_stats import bootstrap_ci, mcnemar
+from .run import Comparison
+from .stats import bootstrap_ci, mcnemar
 
 PERMUTATIONS = 10000
 

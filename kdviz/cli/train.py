@@ -10,13 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+from kdviz.config import TrainConfig
 
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}
 
 
 def add_train_parser(sub) -> None:
-    from .train_data import METHODS
+    from kdviz.distill.methods import METHODS
 
     p = sub.add_parser(
         "train",
@@ -37,7 +37,7 @@ def add_train_parser(sub) -> None:
 
 
 def _config(args) -> TrainConfig:
-    from .errors import InputError
+    from kdviz.errors import InputError
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if args.config:
@@ -66,7 +66,7 @@ def _print_row(row: dict, max_steps: int) -> None:
 
 
 def run_train(args) -> int:
-    from .train import finetune
+    from kdviz.distill.loop import finetune
 
     config = _config(args)
     stop = {"requested": False}

@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .errors import InputError
+from kdviz.errors import InputError
+from kdviz.records import ChoiceScores, Generation
+
 from .forward import make_batch, target_logprobs
 from .prompts import encode, encode_target
-from .records import ChoiceScores, Generation
 
 Progress = Callable[[int, int], None]  # (done, total)
 

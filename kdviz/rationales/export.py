@@ -9,8 +9,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError, UnknownNameError
-from .records import RationaleRecord, write_atomic
+from kdviz.errors import InputError, UnknownNameError
+from kdviz.records import RationaleRecord, write_atomic
+
 from .stats import rationale_stats
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdviz.config import ModelSpec
+from kdviz.errors import ModelLoadError
+
 from . import embedded
-from .config import ModelSpec
-from .errors import ModelLoadError
 from .tiny import TINY_SPECS, build_tiny
 
 logger = logging.getLogger(__name__)

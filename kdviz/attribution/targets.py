@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .attribution import AttributionRequest, attribute_requests, check_method
-from .config import ModelSpec
-from .errors import InputError, UnknownNameError
-from .inference import generate_batch, score_choices_batch
-from .models import LoadedModel, load_model
-from .prompts import answer_choices, render
-from .records import TARGET_MODES, ChoiceScores, Example, TokenAttribution
+from kdviz.config import ModelSpec
+from kdviz.errors import InputError, UnknownNameError
+from kdviz.lm.inference import generate_batch, score_choices_batch
+from kdviz.lm.models import LoadedModel, load_model
+from kdviz.lm.prompts import answer_choices, render
+from kdviz.records import TARGET_MODES, ChoiceScores, Example, TokenAttribution
+
+from .methods import AttributionRequest, attribute_requests, check_method
 
 Progress = Callable[[int, int], None]
 

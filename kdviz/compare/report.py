@@ -9,9 +9,10 @@ import io
 import json
 from pathlib import Path
 
-from .compare import Comparison
-from .records import write_atomic
-from .viz_compare import (
+from kdviz.records import write_atomic
+
+from .run import Comparison
+from .viz import (
     SUMMARY_COLUMNS,
     accuracy_figure,
     agreement_matrix,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError, UnknownNameError
-from .records import Example
+from kdviz.errors import InputError, UnknownNameError
+from kdviz.records import Example
 
 SYSTEM_PROMPT = "Answer the question with the correct choice."  # short on purpose: models' default ones are long
 LETTERS = "ABCDEFGHIJ"

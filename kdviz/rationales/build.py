@@ -17,14 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .attribution import AttributionRequest, attribute_requests, check_method
-from .config import ModelSpec
-from .embedded import cache_root
-from .models import LoadedModel, load_model
-from .rationales import SelectionRule, select_rationale
-from .records import Example, RationaleRecord, TokenAttribution
+from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method
+from kdviz.attribution.targets import build_requests
+from kdviz.config import ModelSpec
+from kdviz.lm.embedded import cache_root
+from kdviz.lm.models import LoadedModel, load_model
+from kdviz.records import Example, RationaleRecord, TokenAttribution
+
+from .select import SelectionRule, select_rationale
 from .stats import rationale_stats
-from .teacher import build_requests
 
 Progress = Callable[[int, int], None]
 
@@ -169,7 +170,7 @@ def build_rationales(
         should_stop=should_stop,
     )
     keys = [example_key(ex) for ex in examples]
-    from . import __version__
+    from kdviz._version import __version__
 
     provenance = {
         "teacher": loaded.name,

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .models import RUN_CHECKPOINT
-from .records import Record, write_atomic
+from kdviz.errors import InputError
+from kdviz.lm.models import RUN_CHECKPOINT
+from kdviz.records import Record, write_atomic
 
 CONFIG, METRICS, SAMPLES, STATUS = "config.yaml", "metrics.jsonl", "samples.jsonl", "status.json"
 RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")

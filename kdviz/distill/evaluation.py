@@ -10,9 +10,11 @@ import re
 import string
 from collections.abc import Callable, Sequence
 
-from .inference import generate_batch, score_choices_batch
-from .prompts import answer_choices
-from .train_data import TrainExample, student_prompt
+from kdviz.lm.inference import generate_batch, score_choices_batch
+from kdviz.lm.prompts import answer_choices
+
+from .data import TrainExample
+from .methods import BASELINE, Method
 
 Progress = Callable[[int, int], None]
 
@@ -27,7 +29,7 @@ def normalize_answer(text: str | None) -> str:
 def predict_answers(
     loaded,
     items: Sequence[TrainExample],
-    method: str = "standard",
+    method: Method = BASELINE,
     batch_size: int = 16,
     on_progress: Progress | None = None,
 ) -> list[str]:
@@ -38,7 +40,7 @@ def predict_answers(
     if scored:
         results = score_choices_batch(
             loaded,
-            [student_prompt(items[i], method) for i in scored],
+            [method.prompt(items[i]) for i in scored],
             [answer_choices(items[i].example) for i in scored],
             batch_size=batch_size,
             on_progress=on_progress,
@@ -46,7 +48,7 @@ def predict_answers(
         for i, result in zip(scored, results, strict=True):
             answers[i] = result.predicted
     if free:
-        gens = generate_batch(loaded, [student_prompt(items[i], method) for i in free], batch_size=batch_size)
+        gens = generate_batch(loaded, [method.prompt(items[i]) for i in free], batch_size=batch_size)
         for i, gen in zip(free, gens, strict=True):
             answers[i] = gen.completion
     return [a or "" for a in answers]

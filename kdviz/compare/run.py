@@ -3,7 +3,7 @@ words each model relied on. The library face of the Compare panel.
 
 Every model's answers and attributions come as `RationaleRecord`s: the teacher's, and those of any model kdviz did
 not train, through `build_rationales` (zero-shot choice scoring); a student trained by kdviz (a run folder) is
-prompted exactly as it was trained (see `kdviz.train_data.render_student`). So the overlap statistics of
+prompted exactly as it was trained (see `kdviz.distill.methods.Method.render`). So the overlap statistics of
 the Rationales panel apply to students' own attributions too. Attributions are cached like rationale builds: a
 cancelled or repeated comparison recomputes nothing that was finished.
 """
@@ -17,17 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .attribution import AttributionRequest, check_method
-from .builder import AttributionCache, attribute_cached, build_rationales, example_key, to_record
-from .compare_stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar, mean_of
-from .embedded import cache_root
-from .errors import InputError
-from .evaluation import is_correct, predict_answers
-from .models import LoadedModel, checkpoint_meta, load_model
-from .rationales import SelectionRule
-from .records import Example, RationaleRecord, Record
-from .stats import summarize
-from .train_data import TrainExample, render_student
+from kdviz.attribution.methods import AttributionRequest, check_method
+from kdviz.distill.data import TrainExample
+from kdviz.distill.evaluation import is_correct, predict_answers
+from kdviz.distill.methods import BASELINE, get_method
+from kdviz.errors import InputError
+from kdviz.lm.embedded import cache_root
+from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
+from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
+from kdviz.rationales.select import SelectionRule
+from kdviz.rationales.stats import summarize
+from kdviz.records import Example, RationaleRecord, Record
+
+from .stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar, mean_of
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -104,26 +106,29 @@ def _student(
     """Returns a student's answers and attributions, or None if cancelled before it finished."""
     loaded = load_model(spec)
     meta = checkpoint_meta(spec)
-    trained_as = meta.get("method", "standard")
+    trained_as = get_method(meta.get("method", BASELINE.name))
     items = [
         TrainExample(ex, rec.predicted, rec.rationale_text or " ".join(rec.words[i] for i in rec.rationale))
         for ex, rec in zip(examples, teacher.records, strict=True)
     ]
     predicted = predict_answers(loaded, items, trained_as, batch_size=batch_size)
-    no_rationale = predict_answers(loaded, items, "standard", batch_size) if trained_as == "rationale_input" else []
+    no_rationale = predict_answers(loaded, items, BASELINE, batch_size) if trained_as.rationale_in_prompt else []
     by_id = {t.example.id: (t, p) for t, p in zip(items, predicted, strict=True)}
 
     def requests(chunk: list[Example]) -> list[AttributionRequest]:
         out = []
         for ex in chunk:
             item, answer = by_id[ex.id]
-            rendered = render_student(item, trained_as)
+            rendered = trained_as.render(item)
             meta = {"gold": ex.answer, "predicted": answer, "correct": is_correct(answer, ex.answer)}
             mode = "choice" if ex.choices else "generate"
             out.append(AttributionRequest(rendered.text, answer, mode, rendered.template_spans, ex.id, meta))
         return out
 
-    settings = {"prompt": trained_as, "teacher_rationales": teacher.name if trained_as == "rationale_input" else None}
+    settings = {
+        "prompt": trained_as.name,
+        "teacher_rationales": teacher.name if trained_as.rationale_in_prompt else None,
+    }
     cache = AttributionCache(cache_dir, _identity(loaded), method, settings)
     done, cancelled, _ = attribute_cached(
         loaded, examples, requests, cache, method, batch_size=batch_size, on_progress=on_progress,
@@ -131,10 +136,10 @@ def _student(
     )  # fmt: skip
     if cancelled:
         return None
-    provenance = {"model": loaded.name, "method": method, "rule": rule.describe(), "trained_as": trained_as}
+    provenance = {"model": loaded.name, "method": method, "rule": rule.describe(), "trained_as": trained_as.name}
     records = tuple(to_record(done[example_key(ex)], ex, rule, provenance) for ex in examples)
     return ModelAnswers(
-        spec, "student", trained_as, bool(meta.get("teacher_at_test_time", False)), records, tuple(no_rationale)
+        spec, "student", trained_as.name, bool(meta.get("teacher_at_test_time", False)), records, tuple(no_rationale)
     )
 
 

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import _rows_hub, _rows_jsonl, _rows_table, example_from_row
-from .errors import InputError, UnknownNameError
-from .prompts import RenderedPrompt, render
-from .records import Example, RationaleRecord, Record
+from kdviz.data import _rows_hub, _rows_jsonl, _rows_table, example_from_row
+from kdviz.errors import InputError
+from kdviz.records import Example, RationaleRecord, Record
 
-LABEL_PREFIX, RATIONALE_PREFIX = "[label] ", "[rationale] "  # task prefixes of Distilling step-by-step
+from .methods import Method
 
 
 @dataclass(frozen=True)
@@ -32,97 +31,6 @@ class TrainExample(Record):
     def __post_init__(self) -> None:
         if isinstance(self.example, dict):
             object.__setattr__(self, "example", Example.from_dict(self.example))
-
-
-@dataclass(frozen=True)
-class Method:
-    """A distillation method: what it needs from the data and the teacher, and what it costs at test time."""
-
-    name: str
-    summary: str
-    needs_gold: bool = True  # trains on (or mixes in) the gold answer
-    needs_teacher_answer: bool = False
-    needs_rationale: bool = False
-    needs_teacher_model: bool = False  # the teacher runs during training (its logits)
-    teacher_at_test_time: bool = False  # a new input needs the teacher's rationale before the student answers
-
-
-METHODS = {
-    m.name: m
-    for m in (
-        Method("standard", "input → gold answer: plain fine-tuning, the baseline"),
-        Method("teacher_label", "input → the teacher's answer (sequence-level KD)", False, True),
-        Method(
-            "rationale_input",
-            "input + the teacher's rationale words → answer (Ballout et al., 2024)",
-            needs_rationale=True,
-            teacher_at_test_time=True,
-        ),
-        Method(
-            "multitask",
-            "[label] input → answer and [rationale] input → rationale words, α·answer + (1−α)·rationale "
-            "(Distilling step-by-step, Hsieh et al., 2023)",
-            needs_rationale=True,
-        ),
-        Method(
-            "logit_kd",
-            "gold answer loss mixed with KL (or JSD) to the teacher's token distributions; same vocabulary only",
-            needs_teacher_model=True,
-        ),
-    )
-}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise UnknownNameError("distillation method", name, tuple(METHODS))
-    return METHODS[name]
-
-
-def with_rationale(prompt: str, rationale: str) -> str:
-    """Returns the prompt with a "Rationale:" line just before its final "Answer:" cue."""
-    return _with_rationale(RenderedPrompt(prompt), rationale).text
-
-
-def _with_rationale(rendered: RenderedPrompt, rationale: str) -> RenderedPrompt:
-    # The inserted line counts as template: attribution shows it, but rationale selection and statistics only
-    # look at the task's own words.
-    cue, text = "\nAnswer:", rendered.text
-    at = len(text) - len(cue) if text.endswith(cue) else len(text)
-    line = f"\nRationale: {rationale.strip()}"
-    spans = [(a, b) if b <= at else (a + len(line), b + len(line)) for a, b in rendered.template_spans]
-    return RenderedPrompt(text[:at] + line + text[at:], tuple(sorted([*spans, (at, at + len(line))])))
-
-
-def render_student(item: TrainExample, method: str, task: str = "answer") -> RenderedPrompt:
-    """Returns the student's input for an example under a method, with the spans that are format, not task.
-
-    `task` is "answer", or "rationale" for the second task of multitask.
-    """
-    rendered = render(item.example)
-    if method == "rationale_input":
-        if not item.rationale:
-            raise InputError(f"example {item.example.id!r} has no teacher rationale, which rationale_input needs")
-        return _with_rationale(rendered, item.rationale)
-    if method == "multitask":
-        prefix = RATIONALE_PREFIX if task == "rationale" else LABEL_PREFIX
-        spans = ((0, len(prefix)), *((a + len(prefix), b + len(prefix)) for a, b in rendered.template_spans))
-        return RenderedPrompt(prefix + rendered.text, spans)
-    return rendered
-
-
-def student_prompt(item: TrainExample, method: str, task: str = "answer") -> str:
-    """Returns the student's input text for an example under a method (see `render_student`)."""
-    return render_student(item, method, task).text
-
-
-def training_pairs(item: TrainExample, method: str) -> dict[str, tuple[str, str]]:
-    """Returns {task: (prompt, target)} for one example: "answer" always, "rationale" for multitask."""
-    target = item.teacher_answer if method == "teacher_label" else item.example.answer
-    pairs = {"answer": (student_prompt(item, method), str(target))}
-    if method == "multitask":
-        pairs["rationale"] = (student_prompt(item, method, "rationale"), str(item.rationale))
-    return pairs
 
 
 def usable(items: Sequence[TrainExample], method: Method) -> list[TrainExample]:

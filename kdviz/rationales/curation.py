@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import InputError
-from .rationales import SelectionRule, select_rationale
-from .records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
+from kdviz.errors import InputError
+from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
+
+from .select import SelectionRule, select_rationale
 from .stats import rationale_stats
 
 _LOCKS: dict[Path, threading.Lock] = {}
@@ -143,7 +144,7 @@ def filter_records(
 
     `share_range` bounds `rationale_share`; `text` is a case-insensitive search in the question and rationale.
     """
-    from .rationales import gold_overlap
+    from .select import gold_overlap
 
     needle = text.strip().lower()
     out = []

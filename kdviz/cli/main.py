@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import KdvizError
+from kdviz.errors import KdvizError
 
 logger = logging.getLogger("kdviz")
 
@@ -34,7 +34,7 @@ def _model_args(p: argparse.ArgumentParser, flag: str, default: str) -> None:
 
 
 def _spec(args, name: str):
-    from .config import ModelSpec
+    from kdviz.config import ModelSpec
 
     return ModelSpec(
         getattr(args, name),
@@ -45,10 +45,11 @@ def _spec(args, name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .attribution import list_attribution_methods
-    from .cli_compare import add_compare_parser
-    from .cli_train import add_train_parser
-    from .prompts import FORMATS
+    from kdviz.attribution.methods import list_attribution_methods
+    from kdviz.lm.prompts import FORMATS
+
+    from .compare import add_compare_parser
+    from .train import add_train_parser
 
     parser = _Parser(prog="kdviz", description="Attribution-guided knowledge distillation workbench.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")
@@ -136,14 +137,14 @@ def _print_attribution(attr, top_k: int) -> None:
 
 
 def _attribute(args) -> int:
-    from .records import Example, save_jsonl
-    from .teacher import attribute, attribute_examples
+    from kdviz.attribution.targets import attribute, attribute_examples
+    from kdviz.records import Example, save_jsonl
 
     spec = _spec(args, "model")
     if args.data:
         from tqdm import tqdm
 
-        from .data import load_examples
+        from kdviz.data import load_examples
 
         examples = load_examples(args.data, limit=args.limit)
         with tqdm(total=len(examples), desc="attributing", unit="ex", file=sys.stderr) as bar:
@@ -192,10 +193,10 @@ def _attribute(args) -> int:
 def _rationales(args) -> int:
     from tqdm import tqdm
 
-    from .builder import build_rationales
-    from .data import load_examples
-    from .rationales import SelectionRule
-    from .records import save_jsonl
+    from kdviz.data import load_examples
+    from kdviz.rationales.build import build_rationales
+    from kdviz.rationales.select import SelectionRule
+    from kdviz.records import save_jsonl
 
     columns = dict(pair.split("=", 1) for pair in args.columns.split(",")) if args.columns else None
     examples = load_examples(args.data, limit=args.limit, columns=columns)
@@ -232,8 +233,8 @@ def _rationales(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_records
-    from .records import RationaleRecord, load_jsonl
+    from kdviz.rationales.export import export_records
+    from kdviz.records import RationaleRecord, load_jsonl
 
     try:
         records = load_jsonl(args.records, RationaleRecord)
@@ -245,8 +246,8 @@ def _export(args) -> int:
 
 
 def _models(args) -> int:
-    from .embedded import EMBEDDED
-    from .models import is_cached, list_model_specs
+    from kdviz.lm.embedded import EMBEDDED
+    from kdviz.lm.models import is_cached, list_model_specs
 
     for name in list_model_specs():
         info = EMBEDDED.get(name)
@@ -256,7 +257,7 @@ def _models(args) -> int:
 
 
 def _app(args) -> int:
-    from .ui import launch
+    from kdviz.ui import launch
 
     launch(teacher=args.teacher, host=args.host, port=args.port, share=args.share, workspace=args.workspace)
     return 0
@@ -272,8 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        from .cli_compare import run_compare
-        from .cli_train import run_train
+        from .compare import run_compare
+        from .train import run_train
 
         commands = dict(attribute=_attribute, rationales=_rationales, export=_export, app=_app, models=_models)
         return {**commands, "train": run_train, "compare": run_compare}[args.command](args)

@@ -21,16 +21,18 @@ from typing import Any
 
 import torch
 
+from kdviz.config import ModelSpec, TrainConfig
+from kdviz.errors import InputError, KdvizError
+from kdviz.lm.forward import make_batch, target_logits
+from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
+from kdviz.lm.prompts import encode, encode_target
+from kdviz.records import Record, write_atomic
+
 from . import losses
-from .config import ModelSpec, TrainConfig
-from .errors import InputError, KdvizError
+from .data import TrainExample, load_train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
-from .forward import make_batch, target_logits
-from .models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
-from .prompts import encode, encode_target
-from .records import Record, write_atomic
+from .methods import METHODS, Method, get_method
 from .runs import METRICS, SAMPLES, append_row, create_run, write_status
-from .train_data import METHODS, Method, TrainExample, get_method, load_train_examples, training_pairs, usable
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
 
@@ -144,10 +146,9 @@ class _Loop:
                 raise InputError("logit_kd needs a teacher model (--teacher)")
             self.teacher = load_model(config.teacher)
             check_same_vocabulary(self.student, self.teacher)
-        tasks = training_pairs(train[0], method.name).keys()
-        pairs = [training_pairs(t, method.name) for t in train]
+        pairs = [method.pairs(t) for t in train]
         self.items, self.truncated = {}, 0
-        for task in tasks:
+        for task in method.tasks:
             self.items[task], cut = _encode_pairs(self.student, [p[task] for p in pairs], config.max_length)
             self.truncated += cut
         if self.teacher is not None:
@@ -216,7 +217,7 @@ class _Loop:
         model.eval()
         try:
             with torch.no_grad(), self.accelerator.autocast():
-                predicted = predict_answers(replace(self.student, model=model), items, self.method.name)
+                predicted = predict_answers(replace(self.student, model=model), items, self.method)
         finally:
             model.train()
         samples = [

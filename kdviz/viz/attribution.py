@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from .records import RationaleRecord, TokenAttribution
+from kdviz.records import RationaleRecord, TokenAttribution
 
 
 def _color(score: float, scale: float) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from .compare import Comparison
-from .rationales import gold_overlap
-from .viz import rationale_html
+from kdviz.rationales.select import gold_overlap
+from kdviz.viz.attribution import rationale_html
+
+from .run import Comparison
 
 SUMMARY_COLUMNS = [
     "model", "role", "trained as", "accuracy", "95% CI", "agrees w/ teacher", "gold overlap", "distractor overlap",

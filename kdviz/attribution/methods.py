@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError, UnknownNameError
-from .forward import Batch, embed, make_batch, target_logprobs
-from .prompts import EncodedPrompt, encode, encode_target
-from .records import TokenAttribution
+from kdviz.errors import InputError, UnknownNameError
+from kdviz.lm.forward import Batch, embed, make_batch, target_logprobs
+from kdviz.lm.prompts import EncodedPrompt, encode, encode_target
+from kdviz.records import TokenAttribution
+
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 Progress = Callable[[int, int], None]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .rationales import gold_overlap, plausibility
-from .records import Example, RationaleRecord
+from kdviz.records import Example, RationaleRecord
+
+from .select import gold_overlap, plausibility
 
 
 def overlap_of(words: Sequence[str], example: Example) -> dict:

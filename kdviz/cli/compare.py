@@ -8,7 +8,7 @@ import sys
 
 
 def add_compare_parser(sub) -> None:
-    from .attribution import list_attribution_methods
+    from kdviz.attribution.methods import list_attribution_methods
 
     p = sub.add_parser(
         "compare",
@@ -31,10 +31,10 @@ def add_compare_parser(sub) -> None:
 
 
 def run_compare(args) -> int:
-    from .compare import compare
-    from .errors import InputError
-    from .report import write_report
-    from .train_data import load_train_examples
+    from kdviz.compare.report import write_report
+    from kdviz.compare.run import compare
+    from kdviz.distill.data import load_train_examples
+    from kdviz.errors import InputError
 
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")

@@ -1,0 +1,3 @@
+"""Stage 3, the Train panel: `methods` (what each distillation method trains on), `data` (training examples read
+from any kdviz output), `losses` (pure functions), `loop` (the training loop), `runs` (run folders), `evaluation`
+(a student's answers, prompted as it was trained)."""

@@ -1,0 +1,132 @@
+"""The distillation methods: each `Method` owns what it needs from the data and the teacher, how it prompts the
+student, which (prompt, target) pairs it trains on, and which loss parts it mixes.
+
+Every other module asks a `Method` (found with `get_method`) rather than testing a method's name, so adding a
+method means adding one definition here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from kdviz.errors import InputError, UnknownNameError
+from kdviz.lm.prompts import RenderedPrompt, render
+
+if TYPE_CHECKING:
+    from kdviz.distill.data import TrainExample
+
+MethodName = Literal["standard", "teacher_label", "rationale_input", "multitask", "logit_kd"]
+Task = Literal["answer", "rationale"]
+LABEL_PREFIX, RATIONALE_PREFIX = "[label] ", "[rationale] "  # task prefixes of Distilling step-by-step
+
+
+@dataclass(frozen=True)
+class Method:
+    """A distillation method: what it needs from the data and the teacher, what it costs at test time, how the
+    student is prompted and what it learns to produce."""
+
+    name: MethodName
+    summary: str
+    needs_gold: bool = True  # trains on (or mixes in) the gold answer
+    needs_teacher_answer: bool = False  # the target is the teacher's answer, not the gold one
+    needs_rationale: bool = False
+    needs_teacher_model: bool = False  # the teacher runs during training (its logits)
+    rationale_in_prompt: bool = False  # the teacher's rationale words are part of the student's input
+    rationale_task: bool = False  # a second task: generate the rationale words (multitask)
+
+    @property
+    def teacher_at_test_time(self) -> bool:
+        """Whether a new input needs the teacher's rationale before the student can answer."""
+        return self.rationale_in_prompt
+
+    @property
+    def uses_alpha(self) -> bool:
+        """Whether the loss mixes two parts, α·answer + (1−α)·other (the rationale task or the logit divergence)."""
+        return self.rationale_task or self.needs_teacher_model
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return ("answer", "rationale") if self.rationale_task else ("answer",)
+
+    def render(self, item: TrainExample, task: Task = "answer") -> RenderedPrompt:
+        """Returns the student's input for an example, with the spans that are format, not task."""
+        rendered = render(item.example)
+        if self.rationale_in_prompt:
+            if not item.rationale:
+                raise InputError(f"example {item.example.id!r} has no teacher rationale, which {self.name} needs")
+            return with_rationale_line(rendered, item.rationale)
+        if self.rationale_task:
+            prefix = RATIONALE_PREFIX if task == "rationale" else LABEL_PREFIX
+            spans = ((0, len(prefix)), *((a + len(prefix), b + len(prefix)) for a, b in rendered.template_spans))
+            return RenderedPrompt(prefix + rendered.text, spans)
+        return rendered
+
+    def prompt(self, item: TrainExample, task: Task = "answer") -> str:
+        """Returns the student's input text for an example (see `render`)."""
+        return self.render(item, task).text
+
+    def pairs(self, item: TrainExample) -> dict[Task, tuple[str, str]]:
+        """Returns {task: (prompt, target)} for one example: "answer" always, "rationale" for the rationale task."""
+        target = item.teacher_answer if self.needs_teacher_answer else item.example.answer
+        pairs: dict[Task, tuple[str, str]] = {"answer": (self.prompt(item), str(target))}
+        if self.rationale_task:
+            pairs["rationale"] = (self.prompt(item, "rationale"), str(item.rationale))
+        return pairs
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("standard", "input → gold answer: plain fine-tuning, the baseline"),
+        Method(
+            "teacher_label", "input → the teacher's answer (sequence-level KD)", needs_gold=False,
+            needs_teacher_answer=True,
+        ),
+        Method(
+            "rationale_input", "input + the teacher's rationale words → answer (Ballout et al., 2024)",
+            needs_rationale=True, rationale_in_prompt=True,
+        ),
+        Method(
+            "multitask",
+            "[label] input → answer and [rationale] input → rationale words, α·answer + (1−α)·rationale "
+            "(Distilling step-by-step, Hsieh et al., 2023)",
+            needs_rationale=True, rationale_task=True,
+        ),
+        Method(
+            "logit_kd",
+            "gold answer loss mixed with KL (or JSD) to the teacher's token distributions; same vocabulary only",
+            needs_teacher_model=True,
+        ),
+    )
+}  # fmt: skip
+BASELINE = METHODS["standard"]
+
+
+def get_method(name: str) -> Method:
+    """Returns the method called `name`.
+
+    Raises:
+        UnknownNameError: not a method; the message lists them.
+    """
+    if name not in METHODS:
+        raise UnknownNameError("distillation method", name, tuple(METHODS))
+    return METHODS[name]
+
+
+def with_rationale_line(rendered: RenderedPrompt, rationale: str) -> RenderedPrompt:
+    """Returns the prompt with a "Rationale:" line just before its final "Answer:" cue.
+
+    The inserted line counts as template: attribution shows it, but rationale selection and statistics only look
+    at the task's own words.
+    """
+    cue, text = "\nAnswer:", rendered.text
+    at = len(text) - len(cue) if text.endswith(cue) else len(text)
+    line = f"\nRationale: {rationale.strip()}"
+    spans = [(a, b) if b <= at else (a + len(line), b + len(line)) for a, b in rendered.template_spans]
+    return RenderedPrompt(text[:at] + line + text[at:], tuple(sorted([*spans, (at, at + len(line))])))
+
+
+def with_rationale(prompt: str, rationale: str) -> str:
+    """Returns the prompt text with a "Rationale:" line just before its final "Answer:" cue."""
+    return with_rationale_line(RenderedPrompt(prompt), rationale).text

@@ -1,0 +1,2 @@
+"""Presentation of library records: attribution and rationale HTML, heatmaps, statistics tables, training curves
+(plotly, imported lazily)."""

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from kdviz._version import __version__
 
 _EXPORTS = {
-    "kdviz.attribution.methods": ("AttributionRequest", "attribute_requests", "list_attribution_methods"),
+    "kdviz.attribution.catalog": ("list_attribution_methods",),
+    "kdviz.attribution.methods": ("AttributionRequest", "attribute_requests"),
     "kdviz.attribution.targets": ("attribute", "attribute_examples", "build_requests"),
     "kdviz.config": ("ModelSpec", "TrainConfig"),
     "kdviz.data": ("load_examples",),
@@ -92,7 +93,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static checkers and IDEs see the real names
-    from kdviz.attribution.methods import AttributionRequest, attribute_requests, list_attribution_methods
+    from kdviz.attribution.catalog import list_attribution_methods
+    from kdviz.attribution.methods import AttributionRequest, attribute_requests
     from kdviz.attribution.targets import attribute, attribute_examples, build_requests
     from kdviz.config import ModelSpec, TrainConfig
     from kdviz.data import load_examples

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from kdviz.errors import InputError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -20,9 +22,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not self.model_name_or_path or not self.model_name_or_path.strip():
-            raise ValueError("model_name_or_path is empty")
+            raise InputError("model_name_or_path is empty")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
+            raise InputError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise InputError(message)
 
     def to_yaml(self) -> str:
         import yaml
@@ -93,19 +95,19 @@ class TrainConfig:
 
         data = yaml.safe_load(text)
         if not isinstance(data, dict):
-            raise ValueError("a training config must be a YAML mapping of field: value")
+            raise InputError("a training config must be a YAML mapping of field: value")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+            raise InputError(f"unknown config key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("lr", "weight_decay", "alpha", "temperature"):  # YAML reads "1e-4" as a string
             if isinstance(data.get(name), str):
                 try:
                     data[name] = float(data[name])
                 except ValueError as exc:
-                    raise ValueError(f"{name} must be a number, not {data[name]!r}") from exc
+                    raise InputError(f"{name} must be a number, not {data[name]!r}") from exc
         missing = [k for k in ("data", "out") if not data.get(k)]
         if missing:
-            raise ValueError(f"the config needs {' and '.join(missing)}")
+            raise InputError(f"the config needs {' and '.join(missing)}")
         return cls(**data)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from kdviz.errors import InputError, UnknownNameError
+from kdviz.errors import InputError
 from kdviz.lm.forward import Batch, embed, make_batch, target_logprobs
 from kdviz.lm.prompts import EncodedPrompt, encode, encode_target
 from kdviz.records import TokenAttribution
 
+from .catalog import METHOD_DESCRIPTIONS, check_method, list_attribution_methods  # noqa: F401
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 Progress = Callable[[int, int], None]
@@ -176,24 +177,7 @@ METHODS: dict[str, MethodFn] = {
     "feature_ablation": _feature_ablation,
     "attention": _attention,
 }
-METHOD_DESCRIPTIONS = {
-    "saliency": "L2 norm of the gradient of the target's log-probability w.r.t. each input embedding (Captum Saliency)",
-    "input_x_gradient": "gradient · input embedding (Captum InputXGradient / LayerGradientXActivation)",
-    "integrated_gradients": "gradient · input integrated from a zero-embedding baseline (Captum IntegratedGradients)",
-    "feature_ablation": "drop in target log-probability when a word is removed (occlusion; Captum FeatureAblation)",
-    "attention": "mean attention (cross-attention for encoder-decoders) over layers and heads",
-}
-
-
-def list_attribution_methods() -> list[str]:
-    """Returns the names of the attribution methods, sorted."""
-    return sorted(METHODS)
-
-
-def check_method(method: str) -> None:
-    """Raises UnknownNameError (listing the choices) when `method` is not an attribution method."""
-    if method not in METHODS:
-        raise UnknownNameError("attribution method", method, METHODS)
+assert set(METHODS) == set(METHOD_DESCRIPTIONS), "kdviz.attribution.catalog names every method"
 
 
 def _prepare(loaded, request: AttributionRequest) -> _Prepared:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
+from .common import stop_on_ctrl_c
 
-def add_compare_parser(sub) -> None:
-    from kdviz.attribution.methods import list_attribution_methods
+
+def add_parser(sub) -> None:
+    from kdviz.attribution.catalog import list_attribution_methods
 
     p = sub.add_parser(
         "compare",
@@ -28,9 +29,10 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--cache-dir", metavar="DIR", help="attribution cache (default ~/.cache/kdviz/attributions)")
     p.add_argument("--sample", type=int, default=20, help="examples shown in report.html (default 20)")
+    p.set_defaults(run=run)
 
 
-def run_compare(args) -> int:
+def run(args) -> int:
     from kdviz.compare.report import write_report
     from kdviz.compare.run import compare
     from kdviz.distill.data import load_train_examples
@@ -39,25 +41,15 @@ def run_compare(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
     examples = [t.example for t in load_train_examples(args.data, args.limit)]
-    stop = {"requested": False}
-
-    def on_interrupt(signum, frame):  # first Ctrl-C: stop after this batch and write what finished
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("stopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
 
     def progress(stage: str, done: int, total: int) -> None:
         print(f"{stage}: {done}/{total}", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with stop_on_ctrl_c("this batch") as should_stop:
         comparison = compare(
             args.teacher, args.student, examples, method=args.method, top_k=args.top_k, batch_size=args.batch_size,
-            cache_dir=args.cache_dir, on_progress=progress, should_stop=lambda: stop["requested"],
+            cache_dir=args.cache_dir, on_progress=progress, should_stop=should_stop,
         )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGINT, previous)
     paths = write_report(comparison, args.out, sample=args.sample)
     for path in paths.values():
         print(f"wrote {path}", file=sys.stderr)

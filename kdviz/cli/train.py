@@ -6,16 +6,17 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 from kdviz.config import TrainConfig
 
+from .common import stop_on_ctrl_c
+
 _TYPES = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}
 
 
-def add_train_parser(sub) -> None:
+def add_parser(sub) -> None:
     from kdviz.distill.methods import METHODS
 
     p = sub.add_parser(
@@ -34,6 +35,7 @@ def add_train_parser(sub) -> None:
         else:
             metavar = {"student": "SPEC", "teacher": "SPEC", "data": "FILE", "out": "DIR"}.get(f.name)
             p.add_argument(flag, type=_TYPES[f.type], default=None, metavar=metavar, help=help_text)
+    p.set_defaults(run=run)
 
 
 def _config(args) -> TrainConfig:
@@ -65,26 +67,13 @@ def _print_row(row: dict, max_steps: int) -> None:
     )
 
 
-def run_train(args) -> int:
+def run(args) -> int:
     from kdviz.distill.loop import finetune
 
     config = _config(args)
-    stop = {"requested": False}
-
-    def on_interrupt(signum, frame):  # first Ctrl-C: stop after this step and keep the run; second: abort
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        print(f"training {config.student} with {config.method} -> {config.out}", file=sys.stderr)
-        result = finetune(
-            config, on_metrics=lambda row: _print_row(row, config.max_steps), should_stop=lambda: stop["requested"]
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    print(f"training {config.student} with {config.method} -> {config.out}", file=sys.stderr)
+    with stop_on_ctrl_c("this step") as should_stop:
+        result = finetune(config, on_metrics=lambda row: _print_row(row, config.max_steps), should_stop=should_stop)
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one result line
         print(json.dumps(result.to_dict()))
     return 0

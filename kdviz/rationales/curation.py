@@ -8,30 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from kdviz.errors import InputError
 from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
+from kdviz.workspace import safe_child  # noqa: F401  (re-exported for callers)
 
 from .select import SelectionRule, select_rationale
 from .stats import rationale_stats
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-
-def safe_child(root: str | Path, name: str) -> Path:
-    """Returns root/name for a plain folder name; anything that could leave `root` (/, .., ~) is refused."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name or "") or ".." in name:
-        raise InputError(f"{name!r} is not a valid name: use letters, digits, '-', '_' and '.' (no slashes)")
-    root = Path(root).resolve()
-    child = (root / name).resolve()
-    if child.parent != root:
-        raise InputError(f"{name!r} would leave the folder {root}")
-    return child
 
 
 def rationale_share(rec: RationaleRecord) -> float:

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdviz.attribution.methods import check_method
+from kdviz.attribution.catalog import check_method
 from kdviz.compare.report import write_report
 from kdviz.compare.run import Comparison, compare
 from kdviz.distill.data import load_train_examples

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import kdviz
-from kdviz.attribution.methods import check_method
+from kdviz.attribution.catalog import check_method
 from kdviz.attribution.targets import default_target_mode
 from kdviz.errors import InputError, KdvizError, UnknownNameError
 from kdviz.lm.models import is_cached

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdviz.attribution.methods import check_method
+from kdviz.attribution.catalog import check_method
 from kdviz.data import load_examples
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.rationales.build import build_rationales

@@ -1,0 +1,32 @@
+"""The attribution methods by name, without importing torch: the CLI's --help and the app's menus read them here.
+
+`kdviz.attribution.methods.METHODS` maps the same names to their implementations (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from kdviz.errors import UnknownNameError
+
+AttributionMethod = Literal["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]
+
+METHOD_DESCRIPTIONS: dict[str, str] = {
+    "saliency": "L2 norm of the gradient of the target's log-probability w.r.t. each input embedding (Captum Saliency)",
+    "input_x_gradient": "gradient · input embedding (Captum InputXGradient / LayerGradientXActivation)",
+    "integrated_gradients": "gradient · input integrated from a zero-embedding baseline (Captum IntegratedGradients)",
+    "feature_ablation": "drop in target log-probability when a word is removed (occlusion; Captum FeatureAblation)",
+    "attention": "mean attention (cross-attention for encoder-decoders) over layers and heads",
+}
+DEFAULT_METHOD: AttributionMethod = "input_x_gradient"
+
+
+def list_attribution_methods() -> list[str]:
+    """Returns the names of the attribution methods, sorted."""
+    return sorted(METHOD_DESCRIPTIONS)
+
+
+def check_method(method: str) -> None:
+    """Raises UnknownNameError (listing the choices) when `method` is not an attribution method."""
+    if method not in METHOD_DESCRIPTIONS:
+        raise UnknownNameError("attribution method", method, METHOD_DESCRIPTIONS)

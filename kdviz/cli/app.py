@@ -1,0 +1,36 @@
+"""`kdviz app` (the Gradio workbench) and `kdviz models` (the offline model specs)."""
+
+from __future__ import annotations
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("app", help="launch the Gradio workbench")
+    p.add_argument("--teacher", default="embedded-teacher", metavar="SPEC")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    p.add_argument(
+        "--workspace", help="folder of rationale builds and exports (default $KDVIZ_WORKSPACE or ./kdviz_workspace)"
+    )
+    p.set_defaults(run=run_app)
+
+    p = sub.add_parser("models", help="list the offline model specs and whether they are ready")
+    p.set_defaults(run=run_models)
+
+
+def run_models(args) -> int:
+    from kdviz.lm.embedded import EMBEDDED
+    from kdviz.lm.models import is_cached, list_model_specs
+
+    for name in list_model_specs():
+        info = EMBEDDED.get(name)
+        state = ("ready" if is_cached(name) else "converts on first use (one time)") if info else "built in-process"
+        print(f"{name:<22} {info.name if info else 'tiny random model (tests)':<42} {state}")
+    return 0
+
+
+def run_app(args) -> int:
+    from kdviz.ui import launch
+
+    launch(teacher=args.teacher, host=args.host, port=args.port, share=args.share, workspace=args.workspace)
+    return 0

@@ -1,0 +1,103 @@
+"""`kdviz attribute`: one prompt, or a dataset's examples, attributed by a model."""
+
+from __future__ import annotations
+
+import json
+
+from .common import add_model_args, model_spec, progress_bar
+
+
+def add_parser(sub) -> None:
+    from kdviz.attribution.catalog import list_attribution_methods
+    from kdviz.lm.prompts import FORMATS
+
+    p = sub.add_parser("attribute", help="attribute a model's answer to the input tokens")
+    add_model_args(p, "--model", "embedded-teacher")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="the question or free text")
+    src.add_argument("--data", metavar="FILE", help="a JSONL dataset: attribute its examples (batched) to --out")
+    p.add_argument("--choices", nargs="+", metavar="CHOICE", help="answer choices (makes a multiple-choice prompt)")
+    p.add_argument("--gold", help="the gold answer (for --target-mode gold and correctness)")
+    p.add_argument("--target", help="attribute this target string instead of the model's answer")
+    p.add_argument(
+        "--target-mode", choices=["choice", "generate", "gold"], help="default: choice if there are choices"
+    )
+    p.add_argument(
+        "--method", default="input_x_gradient", metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
+    )
+    p.add_argument(
+        "--format", dest="fmt", choices=FORMATS, help="prompt format (default: mcqa with --choices, else raw)"
+    )
+    p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps (default 20)")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--limit", type=int, help="with --data: the first N examples")
+    p.add_argument("--batch-size", type=int, default=4, help="with --data: examples per batch")
+    p.add_argument("--out", metavar="FILE", help="also write the record(s) as JSONL")
+    p.add_argument("--top-k", type=int, default=10, help="words listed in the text output")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(run=run)
+
+
+def _print_attribution(attr, top_k: int) -> None:
+    print(f"model: {attr.model_name}  method: {attr.method}  target ({attr.target_mode}): {attr.target!r}")
+    if "predicted" in attr.meta:
+        correct = attr.meta.get("correct")
+        print(f"predicted: {attr.meta['predicted']!r}" + ("" if correct is None else f"  correct: {correct}"))
+    print("tokens:")
+    for token, score in zip(attr.input_tokens, attr.seq_scores, strict=False):
+        print(f"  {token!r:<20} {score: .5g}")
+    print(f"top {top_k} words:")
+    for word, score in attr.top_words(top_k):
+        print(f"  {word:<20} {score: .5g}")
+
+
+def run(args) -> int:
+    from kdviz.attribution.targets import attribute, attribute_examples
+    from kdviz.records import Example, save_jsonl
+
+    spec = model_spec(args, "model")
+    if args.data:
+        from kdviz.data import load_examples
+
+        examples = load_examples(args.data, limit=args.limit)
+        with progress_bar(len(examples), "attributing") as on_progress:
+            attrs = attribute_examples(
+                spec,
+                examples,
+                args.method,
+                target_mode=args.target_mode,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                on_progress=on_progress,
+            )
+        if args.out:
+            save_jsonl(attrs, args.out)
+        for attr in attrs:
+            print(
+                json.dumps(attr.to_dict())
+                if args.json
+                else f"{attr.example_id}\t{attr.target!r}\t{attr.top_words(args.top_k)}"
+            )
+        return 0
+    if args.choices:
+        example = Example("prompt", args.fmt or "mcqa", args.prompt, tuple(args.choices), args.gold)
+    else:
+        example = Example("prompt", "qa", args.prompt, (), args.gold)
+    fmt = args.fmt or ("mcqa" if args.choices else "raw")
+    attr = attribute(
+        spec,
+        example,
+        target=args.target,
+        method=args.method,
+        target_mode=args.target_mode,
+        fmt=fmt,
+        steps=args.steps,
+        max_new_tokens=args.max_new_tokens,
+    )
+    if args.out:
+        save_jsonl([attr], args.out)
+    if args.json:
+        print(json.dumps(attr.to_dict(), ensure_ascii=False))
+    else:
+        _print_attribution(attr, args.top_k)
+    return 0

@@ -1,0 +1,76 @@
+"""What every `kdviz` subcommand shares: the one-line argument errors, model flags, the Ctrl-C policy, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+
+def fail(message: str) -> int:
+    """Prints `error: message` on stderr and returns exit code 2 (bad input)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line on stderr, exit 2 (argparse would print the whole usage)
+        raise SystemExit(fail(f"{self.prog}: {message} (see --help)"))
+
+
+def add_model_args(p: argparse.ArgumentParser, flag: str, default: str) -> None:
+    """Adds the model spec flag (`--model`, `--teacher`) and the loading options that go with it."""
+    p.add_argument(
+        flag, default=default, metavar="SPEC", help=f"hub id, local path, .gguf, tiny, embedded-* (default {default})"
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default auto)")
+    p.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (unsafe)")
+
+
+def model_spec(args: argparse.Namespace, name: str):
+    """Returns the ModelSpec the flags of `add_model_args` describe (`name`: the spec flag's attribute)."""
+    from kdviz.config import ModelSpec
+
+    return ModelSpec(
+        getattr(args, name),
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        chat=False if args.no_chat else None,
+    )
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(what: str) -> Iterator[Callable[[], bool]]:
+    """Yields a `should_stop` for long work: the first Ctrl-C asks it to stop after `what` (keeping what finished),
+    a second one aborts at once (KeyboardInterrupt)."""
+    requested = False
+
+    def on_interrupt(signum, frame):
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        print(f"stopping after {what} (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields an `on_progress(done, total)` callback drawing a tqdm bar (fraction, rate, ETA) on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="ex", file=sys.stderr) as bar:
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield update

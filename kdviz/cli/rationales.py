@@ -1,0 +1,97 @@
+"""`kdviz rationales` (build rationale records from a teacher's attributions) and `kdviz export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from kdviz.errors import KdvizError
+
+from .common import add_model_args, model_spec, progress_bar, stop_on_ctrl_c
+
+
+def add_parsers(sub) -> None:
+    from kdviz.attribution.catalog import list_attribution_methods
+
+    p = sub.add_parser("rationales", help="build a rationale dataset from a teacher's attributions")
+    add_model_args(p, "--teacher", "embedded-teacher")
+    p.add_argument("--data", required=True, metavar="FILE", help="JSONL, CSV or Parquet file, or hf:NAME[:SPLIT]")
+    p.add_argument("--columns", metavar="MAP", help="column mapping, e.g. question=prompt,answer=label")
+    p.add_argument("--limit", type=int, help="the first N examples")
+    p.add_argument(
+        "--method", default="input_x_gradient", metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
+    )
+    p.add_argument(
+        "--target-mode", default="choice", choices=["choice", "generate", "gold"], help="what is attributed"
+    )
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--top-k", type=int, help="keep the k best words (default 5)")
+    rule.add_argument("--mass", type=float, help="keep the best words until this share of the positive attribution")
+    rule.add_argument("--z", type=float, help="keep words scoring above mean + z standard deviations")
+    for what in ("stopwords", "punctuation", "letters", "template"):
+        p.add_argument(f"--keep-{what}", action="store_true", help=f"let {what} words into rationales")
+    p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--cache-dir", help="where finished attributions are cached (default: kdviz's cache)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the rationale records")
+    p.set_defaults(run=run_rationales)
+
+    p = sub.add_parser("export", help="export rationale records for training (JSONL, Parquet, HF datasets)")
+    p.add_argument("--records", required=True, metavar="FILE.jsonl", help="records from `kdviz rationales` or the app")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--format", nargs="+", default=["jsonl", "parquet", "hf"], choices=["jsonl", "parquet", "hf"])
+    p.add_argument("--all", action="store_true", help="export every record with a status column (default: accepted)")
+    p.set_defaults(run=run_export)
+
+
+def run_rationales(args) -> int:
+    from kdviz.data import load_examples
+    from kdviz.rationales.build import build_rationales
+    from kdviz.rationales.select import SelectionRule
+    from kdviz.records import save_jsonl
+
+    columns = dict(pair.split("=", 1) for pair in args.columns.split(",")) if args.columns else None
+    examples = load_examples(args.data, limit=args.limit, columns=columns)
+    given = args.top_k is not None or args.mass is not None or args.z is not None
+    rule = SelectionRule(
+        top_k=args.top_k if given else 5,
+        mass=args.mass,
+        z=args.z,
+        exclude_stopwords=not args.keep_stopwords,
+        exclude_punctuation=not args.keep_punctuation,
+        exclude_choice_letters=not args.keep_letters,
+        exclude_template=not args.keep_template,
+    )
+    with progress_bar(len(examples), "attributing") as on_progress, stop_on_ctrl_c("this batch") as should_stop:
+        result = build_rationales(
+            model_spec(args, "teacher"),
+            examples,
+            args.method,
+            rule,
+            target_mode=args.target_mode,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+    if result.cancelled:
+        print("interrupted: finished batches are cached; run the same command again to resume", file=sys.stderr)
+        return 130
+    save_jsonl(result.records, args.out)
+    print(f"{len(result.records)} records ({result.from_cache} from the cache) written to {args.out}", file=sys.stderr)
+    print(json.dumps(result.stats))
+    return 0
+
+
+def run_export(args) -> int:
+    from kdviz.rationales.export import export_records
+    from kdviz.records import RationaleRecord, load_jsonl
+
+    try:
+        records = load_jsonl(args.records, RationaleRecord)
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise KdvizError(f"cannot read rationale records from {args.records}: {exc}") from exc
+    paths = export_records(records, args.out, args.format, accepted_only=not args.all, info={"source": args.records})
+    print(json.dumps({"written": [str(p) for p in paths]}))
+    return 0

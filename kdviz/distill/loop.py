@@ -26,7 +26,7 @@ from kdviz.errors import InputError, KdvizError
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
 from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Record, write_atomic
+from kdviz.records import Record, replacing_folder, write_atomic
 
 from . import losses
 from .data import TrainExample, load_train_examples, usable
@@ -237,10 +237,6 @@ class _Loop:
         model = self.accelerator.unwrap_model(self.model)
         if self.config.lora:
             model = model.merge_and_unload()
-        final, tmp = self.folder / RUN_CHECKPOINT, self.folder / (RUN_CHECKPOINT + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        self.student.tokenizer.save_pretrained(tmp)
         meta = {
             "method": self.method.name,
             "student": self.config.student,
@@ -248,10 +244,11 @@ class _Loop:
             "teacher_at_test_time": self.method.teacher_at_test_time,
             "teacher": self.config.teacher,
         }
-        write_atomic(tmp / RUN_META, json.dumps(meta, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        return final
+        with replacing_folder(self.folder / RUN_CHECKPOINT) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            self.student.tokenizer.save_pretrained(tmp)
+            write_atomic(tmp / RUN_META, json.dumps(meta, indent=1))
+        return self.folder / RUN_CHECKPOINT
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from kdviz.config import ModelSpec
 from kdviz.errors import ModelLoadError
+from kdviz.records import replacing_folder
 
 from . import embedded
 from .tiny import TINY_SPECS, build_tiny
@@ -178,12 +178,9 @@ def _load_gguf(find_path: Callable[[], Path], cache_key: str):
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = cached.with_name(cached.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(cached, ignore_errors=True)
-        os.replace(tmp, cached)
+        with replacing_folder(cached) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
         del model
         if path.parent == embedded.cache_root() / "gguf":  # an assembled copy of installed parts: not needed now
             path.unlink()

@@ -3,14 +3,13 @@ dataset card holding the provenance and the statistics. Every file is written be
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from kdviz.errors import InputError, UnknownNameError
-from kdviz.records import RationaleRecord, write_atomic
+from kdviz.records import RationaleRecord, replacing_folder, write_atomic
 
 from .stats import rationale_stats
 
@@ -127,19 +126,15 @@ def export_records(
     if "parquet" in formats:
         import pandas as pd
 
-        tmp = out / ".rationales.parquet.tmp"
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.replace(tmp, out / "rationales.parquet")
-        written.append(out / "rationales.parquet")
+        buffer = io.BytesIO()
+        pd.DataFrame(rows).to_parquet(buffer, index=False)
+        written.append(write_atomic(out / "rationales.parquet", buffer.getvalue()))
     if "hf" in formats:
         import datasets
 
-        tmp, final = out / ".hf_dataset.tmp", out / "hf_dataset"
-        shutil.rmtree(tmp, ignore_errors=True)
-        datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        written.append(final)
+        with replacing_folder(out / "hf_dataset") as tmp:
+            datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
+        written.append(out / "hf_dataset")
     return written
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from kdviz.rationales.export import EXPORT_FORMATS
-from kdviz.viz.attribution import STATS_COLUMNS
+from kdviz.viz.rationales import STATS_COLUMNS
 
 from . import rationale_handlers as rh
 from .handlers import ui_errors

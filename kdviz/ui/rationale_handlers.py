@@ -25,7 +25,8 @@ from kdviz.rationales.export import EXPORT_FORMATS, export_records, push_to_hub
 from kdviz.rationales.select import SelectionRule, gold_overlap
 from kdviz.rationales.stats import rationale_stats
 from kdviz.records import STATUSES, RationaleRecord, load_jsonl
-from kdviz.viz.attribution import rationale_html, rationale_stats_figure, rationale_stats_table
+from kdviz.viz.attribution import rationale_html
+from kdviz.viz.rationales import rationale_stats_figure, rationale_stats_table
 
 WORKSPACE_ENV = "KDVIZ_WORKSPACE"
 DEFAULT_WORKSPACE = "kdviz_workspace"  # relative to the folder the app is started in

@@ -28,7 +28,7 @@ from kdviz.distill.methods import METHODS, get_method
 from kdviz.distill.runs import CONFIG, list_runs, read_rows, run_info
 from kdviz.errors import InputError, KdvizError
 from kdviz.rationales.curation import safe_child
-from kdviz.viz.attribution import training_curves
+from kdviz.viz.training import training_curves
 
 from .jobs import BusyError as BusyError  # the tab catches it from here
 from .jobs import Job, JobSlot

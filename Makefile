@@ -34,7 +34,7 @@ test-fast:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
 
 lint:
-	ruff check . && ruff format --check .
+	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .
 
 bench:
 	HF_HUB_OFFLINE=1 $(PYTHON) bench/models.py

@@ -37,12 +37,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
 
 from kdviz.distill.runs import read_status  # noqa: E402
 from kdviz.records import write_atomic  # noqa: E402
+
+if TYPE_CHECKING:
+    from kdviz.compare.records import Comparison
+    from kdviz.compare.results import ResultsTable
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cqa" / "train.jsonl"
 METHODS = ("standard", "teacher_label", "rationale_input", "multitask")
@@ -161,7 +166,8 @@ def train_stage(args: argparse.Namespace, stages: Stages, rationales: Path) -> l
                     "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                     "--alpha", str(args.alpha), "--seed", str(seed), "--eval-every", "0", "--eval-size",
                     str(args.eval_size), "--device", args.device, "--out", str(folder)]  # fmt: skip
-            if read_status(folder).get("status") == "completed":
+            status = read_status(folder)
+            if status is not None and status.status == "completed":
                 stages.note("kdviz " + shlex.join(argv))
             else:
                 if folder.exists():  # an interrupted run: start it again (kdviz train refuses an existing folder)
@@ -171,18 +177,19 @@ def train_stage(args: argparse.Namespace, stages: Stages, rationales: Path) -> l
     return runs
 
 
-def compare_stage(args: argparse.Namespace, stages: Stages, test: Path, students: list[str]) -> Path:
+def compare_stage(args: argparse.Namespace, stages: Stages, test: Path, students: list[str]) -> Comparison:
+    from kdviz.compare.report import load_report
+
     out = args.out / "compare"
     argv = ["compare", "--teacher", args.teacher, *[a for s in students for a in ("--student", s)], "--data",
             str(test), "--method", args.method, "--top-k", str(args.top_k), "--batch-size",
             str(args.attr_batch_size), *cache_flags(args), "--out", str(out)]  # fmt: skip
-    report = out / "report.json"
-    previous = json.loads(report.read_text()) if report.exists() else {}
-    if not previous.get("cancelled", True) and previous["settings"]["students"] == students:
+    previous = load_report(out) if (out / "report.json").exists() else None
+    if previous is not None and not previous.cancelled and list(previous.settings.students) == students:
         stages.note("kdviz " + shlex.join(argv))
-    else:
-        stages.run("compare", "teacher and students on the test split", argv)
-    return report
+        return previous
+    stages.run("compare", "teacher and students on the test split", argv)
+    return load_report(out)
 
 
 def hardware() -> str:
@@ -195,7 +202,7 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, torch {torch.__version__}"
 
 
-def write_figure(table: dict, stem: Path) -> list[Path]:
+def write_figure(table: ResultsTable, stem: Path) -> list[Path]:
     """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
     from kdviz.compare.viz import method_accuracy_figure
 
@@ -221,7 +228,6 @@ def write_figure(table: dict, stem: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kdviz.compare.report import load_report
     from kdviz.compare.results import method_table, results_markdown
 
     args = parse_args(argv)
@@ -234,10 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         method_of = {str(r): r.name.rsplit("-seed", 1)[0] for r in runs}
         if args.untrained:  # the reference every method must beat: the student before any fine-tuning
             method_of[args.student] = UNTRAINED
-        report = compare_stage(args, stages, test, list(method_of))
+        comparison = compare_stage(args, stages, test, list(method_of))
     finally:
         stages.write_commands()
-    comparison = load_report(report)
     table = method_table(comparison, method_of, baseline="standard")
     setup = {
         "data": str(args.data), "n_train": args.n_train, "n_test": args.n_test, "split_seed": args.split_seed,
@@ -245,9 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lr": args.lr, "alpha": args.alpha, "eval_size": args.eval_size, "top_k": args.top_k,
         "attribution": args.method, "seeds": args.seeds, "hardware": hardware(),
     }  # fmt: skip
-    results = {"setup": setup, "timings_s": stages.timings, **table}
+    results = {"setup": setup, "timings_s": stages.timings, **table.to_dict()}
     write_atomic(args.out / "results.json", json.dumps(results, indent=1))
-    markdown = results_markdown(results)
+    markdown = results_markdown(table)
     write_atomic(args.out / "results.md", markdown)
     figure = write_figure(table, args.out / "accuracy_by_method")
     print("\n" + markdown)

@@ -50,6 +50,7 @@ from kdviz.config import ModelSpec, TrainConfig  # noqa: E402
 from kdviz.distill.data import load_train_examples, usable  # noqa: E402
 from kdviz.distill.loop import _encode_pairs, finetune, split_train_eval  # noqa: E402
 from kdviz.distill.methods import get_method  # noqa: E402
+from kdviz.distill.metrics import EvalRow, StepRow  # noqa: E402
 from kdviz.lm.forward import make_batch  # noqa: E402
 from kdviz.lm.models import LoadedModel, load_trainable, select_device  # noqa: E402
 
@@ -153,13 +154,13 @@ def run_kdviz(args: argparse.Namespace, out: Path) -> Side:
     side = Side("kdviz finetune (standard)")
     losses = []
 
-    def on_metrics(row: dict) -> None:
+    def on_metrics(row: EvalRow | StepRow) -> None:
         now = time.perf_counter()
-        if row["kind"] == "eval" and row["step"] == 0:
+        if isinstance(row, EvalRow) and row.step == 0:
             side.started = now  # the step-0 evaluation is logged just before the first step
-        elif row["kind"] == "step":
+        elif isinstance(row, StepRow):
             side.step_ends.append(now)
-            losses.append(row["loss"])
+            losses.append(row.loss)
 
     config = TrainConfig(
         data=str(args.data),

@@ -27,7 +27,7 @@ _EXPORTS = {
     "kdviz.attribution.targets": ("attribute", "attribute_examples", "build_requests"),
     "kdviz.config": ("ModelSpec", "TrainConfig"),
     "kdviz.data": ("load_examples",),
-    "kdviz.distill.data": ("TrainExample", "load_train_examples"),
+    "kdviz.distill.data": ("load_train_examples",),
     "kdviz.distill.loop": ("TrainResult", "finetune"),
     "kdviz.distill.methods": ("METHODS",),
     "kdviz.distill.runs": ("list_runs",),
@@ -35,7 +35,16 @@ _EXPORTS = {
     "kdviz.lm.inference": ("generate", "generate_batch", "score_choices", "score_choices_batch"),
     "kdviz.lm.models": ("LoadedModel", "list_model_specs", "load_model"),
     "kdviz.lm.prompts": ("render",),
-    "kdviz.records": ("ChoiceScores", "Example", "Generation", "TokenAttribution", "load_jsonl", "save_jsonl"),
+    "kdviz.records": (
+        "ChoiceScores",
+        "Example",
+        "Generation",
+        "Prediction",
+        "TokenAttribution",
+        "TrainExample",
+        "load_jsonl",
+        "save_jsonl",
+    ),
     "kdviz.viz.attribution": ("attribution_heatmap", "attribution_html"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -45,6 +54,7 @@ __all__ = [
     "ChoiceScores",
     "Example",
     "Generation",
+    "Prediction",
     "InputError",
     "KdvizError",
     "LoadedModel",
@@ -98,7 +108,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from kdviz.attribution.targets import attribute, attribute_examples, build_requests
     from kdviz.config import ModelSpec, TrainConfig
     from kdviz.data import load_examples
-    from kdviz.distill.data import TrainExample, load_train_examples
+    from kdviz.distill.data import load_train_examples
     from kdviz.distill.loop import TrainResult, finetune
     from kdviz.distill.methods import METHODS
     from kdviz.distill.runs import list_runs
@@ -106,5 +116,14 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from kdviz.lm.inference import generate, generate_batch, score_choices, score_choices_batch
     from kdviz.lm.models import LoadedModel, list_model_specs, load_model
     from kdviz.lm.prompts import render
-    from kdviz.records import ChoiceScores, Example, Generation, TokenAttribution, load_jsonl, save_jsonl
+    from kdviz.records import (
+        ChoiceScores,
+        Example,
+        Generation,
+        Prediction,
+        TokenAttribution,
+        TrainExample,
+        load_jsonl,
+        save_jsonl,
+    )
     from kdviz.viz.attribution import attribution_heatmap, attribution_html

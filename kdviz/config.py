@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 from kdviz.errors import InputError
 
@@ -53,7 +56,9 @@ class TrainConfig:
         default=256, metadata={"help": "tokens per training sequence; longer prompts keep their end"}
     )
     alpha: float = field(default=0.5, metadata={"help": "weight of the answer loss in multitask and logit_kd"})
-    kd_loss: str = field(default="kl", metadata={"help": "logit_kd divergence: kl (forward KL) or jsd"})
+    kd_loss: Literal["kl", "jsd"] = field(
+        default="kl", metadata={"help": "logit_kd divergence: kl (forward KL) or jsd"}
+    )
     temperature: float = field(default=2.0, metadata={"help": "logit_kd softmax temperature"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -62,6 +67,7 @@ class TrainConfig:
     n_samples: int = field(default=4, metadata={"help": "sample predictions kept at each evaluation"})
 
     def __post_init__(self) -> None:
+        check_types(self)
         checks = [
             (self.max_steps >= 1, "max_steps must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
@@ -71,7 +77,6 @@ class TrainConfig:
             (self.max_length >= 8, "max_length must be at least 8 tokens"),
             (0.0 <= self.alpha <= 1.0, "alpha must be between 0 and 1"),
             (self.temperature > 0, "the temperature must be positive"),
-            (self.kd_loss in ("kl", "jsd"), f"kd_loss must be kl or jsd, not {self.kd_loss!r}"),
             (self.lora_r >= 1, "lora_r must be at least 1"),
             (self.limit is None or self.limit >= 2, "limit must be at least 2 (training and evaluation rows)"),
         ]
@@ -89,11 +94,14 @@ class TrainConfig:
         """Returns the config in a YAML text, with `overrides` (non-None values) applied.
 
         Raises:
-            ValueError: not a mapping, an unknown key, or an invalid value.
+            InputError: not a mapping, an unknown key, a value of the wrong type (named), or an invalid value.
         """
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"a training config must be valid YAML ({str(exc).splitlines()[0]})") from exc
         if not isinstance(data, dict):
             raise InputError("a training config must be a YAML mapping of field: value")
         known = {f.name for f in fields(cls)}
@@ -101,13 +109,67 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown config key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("lr", "weight_decay", "alpha", "temperature"):  # YAML reads "1e-4" as a string
-            if isinstance(data.get(name), str):
+        for f in config_fields(cls):  # YAML 1.1 reads "1e-4" as a string
+            if f.kind is float and isinstance(data.get(f.name), str):
                 try:
-                    data[name] = float(data[name])
+                    data[f.name] = float(data[f.name])
                 except ValueError as exc:
-                    raise InputError(f"{name} must be a number, not {data[name]!r}") from exc
+                    raise InputError(f"{f.name} must be a number, not {data[f.name]!r}") from exc
         missing = [k for k in ("data", "out") if not data.get(k)]
         if missing:
             raise InputError(f"the config needs {' and '.join(missing)}")
         return cls(**data)
+
+
+class ConfigField(NamedTuple):
+    """One field of a config record, as the CLI and the type check see it."""
+
+    name: str
+    kind: type  # str, int, float or bool (None removed from an optional type)
+    choices: tuple[str, ...] | None  # the values of a Literal type
+    optional: bool  # None is allowed
+    default: Any  # dataclasses.MISSING when the field has none
+    help: str
+
+
+@functools.cache
+def config_fields(cls: type) -> tuple[ConfigField, ...]:
+    """Returns the fields of a config dataclass with their types resolved from the annotations."""
+    hints = get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        hint, choices = hints[f.name], None
+        args = get_args(hint)
+        optional = get_origin(hint) in (Union, types.UnionType) and type(None) in args
+        if optional:
+            (hint,) = [a for a in args if a is not type(None)]
+        if get_origin(hint) is Literal:
+            choices = get_args(hint)
+            hint = type(choices[0])
+        out.append(ConfigField(f.name, hint, choices, optional, f.default, f.metadata.get("help", "")))
+    return tuple(out)
+
+
+_KIND_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
+def check_types(config: Any) -> None:
+    """Checks each field of a config dataclass against its annotation; a whole number in a float field becomes a
+    float. A config read from YAML or built from widget values may hold anything, so this runs before the range
+    checks (which would otherwise fail with a TypeError).
+
+    Raises:
+        InputError: a field of the wrong type or outside its Literal choices; the message names the field.
+    """
+    for f in config_fields(type(config)):
+        value = getattr(config, f.name)
+        if value is None and f.optional:
+            continue
+        if f.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+            continue
+        ok = isinstance(value, f.kind) and (f.kind is bool or not isinstance(value, bool))
+        if ok and (f.choices is None or value in f.choices):
+            continue
+        wanted = " or ".join(map(str, f.choices)) if f.choices else _KIND_WORDS.get(f.kind, f.kind.__name__)
+        raise InputError(f"{f.name} must be {wanted}, not {value!r}")

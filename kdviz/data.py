@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from kdviz.errors import InputError
 from kdviz.records import Example
 
 NLI_LABEL_NAMES = {0: "entailment", 1: "neutral", 2: "contradiction"}
 NLI_LABEL_NAMES_TUPLE = tuple(NLI_LABEL_NAMES.values())
+T = TypeVar("T")
 
 
 def example_from_row(row: dict, index: int) -> Example:
@@ -117,6 +119,56 @@ def _rows_hub(name: str):
     yield from loaded
 
 
+def rows_of(source: str | Path) -> tuple[Iterator[dict], str]:
+    """Returns (the raw records, the name to show in messages) of a JSONL, CSV or Parquet file or a hub dataset
+    ("hf:name[:split]"): the one place that picks a reader by file type.
+
+    Raises:
+        InputError: no such file, or an unsupported file type (malformed content raises while iterating).
+    """
+    text = str(source)
+    if text.startswith("hf:"):
+        return _rows_hub(text[3:]), text[3:]
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InputError(f"no such data file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _rows_jsonl(path), path.name
+    if suffix in (".csv", ".parquet"):
+        return _rows_table(path), path.name
+    raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """Returns the column mapping of "question=prompt,answer=label" (kdviz field = the file's column), or None
+    for an empty text.
+
+    Raises:
+        InputError: a pair that is not `field=column`.
+    """
+    mapping = {}
+    for pair in (p.strip() for p in (text or "").split(",")):
+        if not pair:
+            continue
+        ours, sep, theirs = (part.strip() for part in pair.partition("="))
+        if not (sep and ours and theirs):
+            raise InputError(f"column mapping {pair!r}: write kdviz_field=file_column, e.g. question=prompt")
+        mapping[ours] = theirs
+    return mapping or None
+
+
+def format_columns(columns: dict[str, str] | None) -> str | None:
+    """Returns the text `parse_columns` reads back into `columns` (None for no mapping)."""
+    return ",".join(f"{ours}={theirs}" for ours, theirs in columns.items()) if columns else None
+
+
+def absolute_source(source: str) -> str:
+    """Returns a data source as a saved config should keep it: "hf:name" as it is, a path made absolute (so the
+    config still points at the data from another working folder)."""
+    return source if source.startswith("hf:") else str(Path(source).expanduser().resolve())
+
+
 def load_examples(
     source: str | Path, limit: int | None = None, columns: dict[str, str] | None = None
 ) -> list[Example]:
@@ -129,21 +181,7 @@ def load_examples(
     Raises:
         InputError: missing, empty or malformed file, a missing column, or a record of no known shape.
     """
-    text = str(source)
-    if text.startswith("hf:"):
-        rows, name = _rows_hub(text[3:]), text[3:]
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"no such data file: {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json"):
-            rows = _rows_jsonl(path)
-        elif suffix in (".csv", ".parquet"):
-            rows = _rows_table(path)
-        else:
-            raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
-        name = path.name
+    rows, name = rows_of(source)
     rename = {theirs: ours for ours, theirs in (columns or {}).items()}
     examples: list[Example] = []
     for n, row in enumerate(rows):
@@ -160,17 +198,27 @@ def load_examples(
     return examples
 
 
+def hold_out(items: Sequence[T], n_held: int, seed: int) -> tuple[list[T], list[T]]:
+    """Returns (kept, held out): `n_held` items drawn by a seeded permutation, both in their original order.
+
+    The one seeded split: training's held-out set (`kdviz.distill.loop.split_train_eval`) and `split_examples`
+    draw with it, so a seed holds out the same examples everywhere. It is torch's `randperm`, which the training
+    split has always used, so runs made before keep their held-out examples.
+    """
+    import torch
+
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:n_held])
+    return [t for i, t in enumerate(items) if i not in held], [t for i, t in enumerate(items) if i in held]
+
+
 def split_examples(
     examples: list[Example], valid_fraction: float, seed: int = 0
 ) -> tuple[list[Example], list[Example]]:
-    """Returns (train, validation): a seeded shuffle, `valid_fraction` of the examples held out."""
+    """Returns (train, validation): `valid_fraction` of the examples (at least one) held out by `hold_out`."""
     if not 0 < valid_fraction < 1:
         raise InputError("the validation fraction must be between 0 and 1")
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_valid = max(1, round(len(examples) * valid_fraction))
-    held = set(order[:n_valid])
-    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+    return hold_out(examples, max(1, round(len(examples) * valid_fraction)), seed)
 
 
 def demo_path() -> Path:

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 R = TypeVar("R", bound="Record")
 
@@ -58,6 +58,19 @@ class Example(Record):
 
 
 @dataclass(frozen=True)
+class TrainExample(Record):
+    """A task example with a teacher's outputs for it (None where the data has none): what students train on."""
+
+    example: Example
+    teacher_answer: str | None = None
+    rationale: str | None = None  # the teacher's rationale words, space-separated
+
+    def __post_init__(self) -> None:
+        if isinstance(self.example, dict):
+            object.__setattr__(self, "example", Example.from_dict(self.example))
+
+
+@dataclass(frozen=True)
 class Generation(Record):
     """A model's free-text completion of a prompt."""
 
@@ -94,7 +107,34 @@ class ChoiceScores(Record):
         return self.choices[self.predicted_index]
 
 
-TARGET_MODES = ("generate", "choice", "gold", "forced")
+# How the attributed target was chosen: the model's free completion, its best-scoring choice, the gold answer, or
+# a target string the caller gave ("forced").
+TargetMode = Literal["generate", "choice", "gold", "forced"]
+TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
+SELECTABLE_TARGET_MODES: tuple[TargetMode, ...] = ("choice", "generate", "gold")  # "forced": give the target itself
+
+
+@dataclass(frozen=True)
+class Prediction(Record):
+    """What a model answered for an example, beside the target that was attributed.
+
+    `predicted` is its best-scoring choice where `choices` were scored (`choice_scores`, parallel to them, are
+    length-normalised log-likelihoods), or the answer it was judged on otherwise; `generated` its free completion
+    where one was generated; `correct` compares `predicted` with `gold` (None without a gold answer or prediction).
+    """
+
+    predicted: str | None = None
+    correct: bool | None = None
+    gold: str | None = None
+    choices: tuple[str, ...] = ()
+    choice_scores: tuple[float, ...] = ()
+    generated: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(self.choices))
+        object.__setattr__(self, "choice_scores", tuple(self.choice_scores))
+        if len(self.choices) != len(self.choice_scores):
+            raise ValueError(f"{len(self.choice_scores)} choice scores for {len(self.choices)} choices")
 
 
 @dataclass(frozen=True)
@@ -109,13 +149,15 @@ class TokenAttribution(Record):
     Word level (the same scores merged over subword pieces): `words`, `word_offsets`, `word_scores`
     ([len(words)]), `word_token_scores` ([len(output_tokens)][len(words)]), and `word_is_template`, true
     for the prompt format's own words ("Question:", "A)", ...).
+
+    `prediction` is what the model answered (its choice scores, correctness), where that is known.
     """
 
     model_name: str
     method: str
     prompt: str
     target: str
-    target_mode: str
+    target_mode: TargetMode
     input_tokens: tuple[str, ...]
     input_offsets: tuple[tuple[int, int], ...]
     output_tokens: tuple[str, ...]
@@ -127,7 +169,7 @@ class TokenAttribution(Record):
     word_token_scores: tuple[tuple[float, ...], ...] = ()
     word_is_template: tuple[bool, ...] = ()
     example_id: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    prediction: Prediction | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -143,6 +185,8 @@ class TokenAttribution(Record):
             "word_is_template",
         ):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        if isinstance(self.prediction, dict):
+            object.__setattr__(self, "prediction", Prediction.from_dict(self.prediction))
         n_in, n_out, n_words = len(self.input_tokens), len(self.output_tokens), len(self.words)
         if self.target_mode not in TARGET_MODES:
             raise ValueError(f"target_mode must be one of {TARGET_MODES}, not {self.target_mode!r}")
@@ -158,6 +202,19 @@ class TokenAttribution(Record):
             len(row) != n_words for row in self.word_token_scores
         ):
             raise ValueError(f"word_token_scores must be [{n_out}][{n_words}] (output tokens x words)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenAttribution:
+        if "meta" in data and "prediction" not in data:  # written before the Prediction record: its keys match
+            data = {**data, "prediction": Prediction.from_dict(data["meta"]) if data["meta"] else None}
+        return super().from_dict(data)
+
+    @property
+    def predicted(self) -> str | None:
+        """Returns the model's answer: its predicted choice where choices were scored, else a generated target."""
+        if self.prediction is not None and self.prediction.predicted is not None:
+            return self.prediction.predicted
+        return self.target if self.target_mode == "generate" else None
 
     def top_words(self, k: int = 10, include_template: bool = False) -> list[tuple[str, float]]:
         """Returns the k highest-scoring words as (word, score), best first."""

@@ -1,4 +1,5 @@
 import math
+import threading
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from kdviz import (
 )
 from kdviz.lm.forward import make_batch, target_logprobs
 from kdviz.lm.prompts import encode, encode_target, render
+from kdviz.records import Prediction
 
 MCQ = Example("q1", "mcqa", "Where would you keep milk cold?", ("cupboard", "refrigerator", "oven"), "refrigerator")
 METHODS = ["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]
@@ -47,9 +49,27 @@ def test_linear_methods_score_the_whole_target_as_the_sum_of_its_tokens(tiny, me
     assert column_sums == pytest.approx(list(attr.seq_scores), rel=1e-4, abs=1e-7)
 
 
-def test_saliency_is_a_gradient_norm(tiny):
-    attr = attribute(tiny, MCQ, target="refrigerator", method="saliency")
-    assert all(s >= 0 for row in attr.token_scores for s in row)
+def _target_batch(loaded, prompt: str, target: str):
+    enc = encode(loaded, prompt)
+    return enc, make_batch(loaded, [(enc.ids, encode_target(loaded, enc, target))])
+
+
+def test_saliency_is_the_gradient_norm_of_the_target_log_probability(tiny):
+    prompt, target = "Where would you keep milk cold?", "cold storage"
+    attr = attribute(tiny, prompt, target=target, method="saliency")
+    enc, batch = _target_batch(tiny, prompt, target)
+    emb = tiny.model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+    logp = target_logprobs(tiny, batch, inputs_embeds=emb)[0][0]
+    content = list(enc.content_positions)
+
+    def grad_norm(output: torch.Tensor) -> list[float]:
+        (grad,) = torch.autograd.grad(output, emb, retain_graph=True)
+        return grad[0].norm(dim=-1)[content].tolist()
+
+    assert len(attr.token_scores) == len(logp) >= 2
+    for t, row in enumerate(attr.token_scores):
+        assert list(row) == pytest.approx(grad_norm(logp[t]), rel=1e-4, abs=1e-7)
+    assert list(attr.seq_scores) == pytest.approx(grad_norm(logp.sum()), rel=1e-4, abs=1e-7)
 
 
 def test_integrated_gradients_satisfy_completeness(tiny):
@@ -79,10 +99,83 @@ def test_feature_ablation_is_the_drop_in_log_probability_without_the_word(tiny):
     assert attr.word_scores[attr.words.index("cat")] == pytest.approx(expected, abs=1e-5)
 
 
-def test_attention_rows_are_attention_weights(any_tiny):
-    attr = attribute(any_tiny, MCQ, target="refrigerator", method="attention")
-    assert all(0 <= s <= 1 for row in attr.token_scores for s in row)
-    assert all(sum(row) <= 1 + 1e-5 for row in attr.token_scores)
+def test_attention_rows_are_the_models_attention_from_the_predicting_positions(any_tiny):
+    attr = attribute(any_tiny, MCQ, target="cold storage", method="attention")
+    enc, batch = _target_batch(any_tiny, attr.prompt, attr.target)
+    model, n_target = any_tiny.model, batch.target_ids.shape[1]
+    previous = any_tiny.config._attn_implementation
+    assert previous == "sdpa"  # the method switched to eager for its call only
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            if any_tiny.is_encoder_decoder:  # decoder position t predicts target token t
+                out = model(
+                    input_ids=batch.input_ids, decoder_input_ids=batch.decoder_input_ids, output_attentions=True
+                )
+                maps, first = out.cross_attentions, 0
+            else:  # position p - 1 + t predicts target token t, for a prompt of p tokens
+                out = model(input_ids=batch.input_ids, output_attentions=True)
+                maps, first = out.attentions, len(enc.ids) - 1
+    finally:
+        model.set_attn_implementation(previous)
+    mean = torch.stack(maps)[:, 0].float().mean(dim=(0, 1))  # over layers and heads: [queries, keys]
+    expected = mean[first : first + n_target][:, list(enc.content_positions)]
+    assert len(attr.token_scores) == n_target >= 2
+    assert torch.allclose(torch.tensor(attr.token_scores), expected, atol=1e-6)
+    assert torch.allclose(torch.tensor(attr.seq_scores), expected.mean(0), atol=1e-6)
+
+
+def test_no_other_thread_runs_the_model_while_attention_has_switched_it(tiny):
+    # Issue #11: the attention method switches the shared model to eager attention for its forward. A forward from
+    # another thread (a Compare job, a Teacher click) must wait until it is switched back. The attention forward
+    # pauses (up to 0.5 s) once the other thread is about to run the model: without the model lock, that forward
+    # runs right then, on the switched model.
+    request = AttributionRequest("Where would you keep milk cold?", "refrigerator")
+    _, batch = _target_batch(tiny, request.prompt, request.target)
+    paused, calling, other_ran = threading.Event(), threading.Event(), threading.Event()
+    seen, errors, results = [], [], {}
+
+    def hook(module, args, kwargs):
+        if threading.current_thread().name == "attention" and not paused.is_set():
+            paused.set()
+            calling.wait(timeout=5)
+            other_ran.wait(timeout=0.5)
+        elif threading.current_thread().name == "scoring":
+            seen.append(module.config._attn_implementation)
+            other_ran.set()
+
+    def run_attention():
+        results["attention"] = attribute_requests(tiny, [request], "attention")[0]
+
+    def run_scoring():
+        paused.wait(timeout=5)
+        calling.set()
+        results["scoring"] = target_logprobs(tiny, batch)[0]
+
+    def guarded(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        return run
+
+    handle = tiny.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        threads = [threading.Thread(target=guarded(run_attention), name="attention")]
+        threads.append(threading.Thread(target=guarded(run_scoring), name="scoring"))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        handle.remove()
+    assert not errors and paused.is_set()
+    assert seen == ["sdpa"]  # the other thread's forward ran on the model as loaded, not switched to eager
+    assert tiny.config._attn_implementation == "sdpa"
+    assert results["attention"] == attribute_requests(tiny, [request], "attention")[0]
+    assert torch.equal(results["scoring"], target_logprobs(tiny, batch)[0])
 
 
 def test_input_x_gradient_matches_captum(tiny):
@@ -109,7 +202,8 @@ def test_batching_and_padding_do_not_change_scores(any_tiny, method):
     ]
     one_by_one = [attribute_requests(any_tiny, [r], method, steps=8)[0] for r in requests]
     batched = attribute_requests(any_tiny, requests, method, steps=8, batch_size=3)
-    for single, together in zip(one_by_one, batched, strict=False):
+    assert len(batched) == 3
+    for single, together in zip(one_by_one, batched, strict=True):
         assert together.seq_scores == pytest.approx(single.seq_scores, rel=1e-3, abs=1e-5)
         assert together.output_tokens == single.output_tokens
 
@@ -125,13 +219,26 @@ def test_fast_path_without_token_matrix_gives_the_same_whole_target_scores(tiny)
 
 def test_target_modes_pick_prediction_gold_or_generation(tiny):
     chosen = attribute(tiny, MCQ)
-    assert chosen.target_mode == "choice" and chosen.target == chosen.meta["predicted"] in MCQ.choices
-    assert chosen.meta["correct"] == (chosen.meta["predicted"] == "refrigerator")
+    pred = chosen.prediction
+    assert chosen.target_mode == "choice" and chosen.target == pred.predicted in MCQ.choices
+    assert pred.correct == (pred.predicted == "refrigerator") and pred.gold == "refrigerator"
+    assert pred.choices == MCQ.choices and len(pred.choice_scores) == 3
+    assert pred.predicted == MCQ.choices[max(range(3), key=pred.choice_scores.__getitem__)]
+    assert chosen.predicted == pred.predicted
     gold = attribute(tiny, MCQ, target_mode="gold")
     assert (gold.target_mode, gold.target) == ("gold", "refrigerator")
+    assert gold.prediction == pred  # the choices are scored whatever is attributed
     forced = attribute(tiny, MCQ, target="a cold box")
     assert (forced.target_mode, forced.target) == ("forced", "a cold box")
-    assert forced.meta["predicted"] == chosen.meta["predicted"] and forced.meta["gold"] == "refrigerator"
+    assert forced.prediction == pred
+
+
+def test_free_prompts_record_what_is_known_of_the_prediction(tiny):
+    free = attribute(tiny, "the cat sat on the", target="mat")
+    assert free.prediction is None and free.predicted is None  # nothing predicted, no gold
+    generated = attribute(tiny, Example("g", "qa", "What do cats chase?", (), "mice"), target_mode="generate")
+    assert generated.prediction == Prediction(gold="mice", generated=generated.target)
+    assert generated.predicted == generated.target  # a generated target is the model's answer
 
 
 def test_generated_target_is_the_models_own_completion(tiny):

@@ -2,9 +2,23 @@ import json
 
 import pytest
 
+from kdviz.config import ModelSpec
 from kdviz.data import demo_path, load_examples
-from kdviz.rationales.build import AttributionCache, build_rationales, example_key, reselect
+from kdviz.errors import InputError, KdvizError
+from kdviz.rationales.build import (
+    AttributionCache,
+    BuildResult,
+    build_into_workspace,
+    build_rationales,
+    example_key,
+    rationales_command,
+    reselect,
+)
+from kdviz.rationales.curation import CurationStore
 from kdviz.rationales.select import SelectionRule
+from kdviz.rationales.stats import RationaleStats, rationale_stats
+from kdviz.records import RationaleRecord, load_jsonl, save_jsonl
+from kdviz.workspace import BuildInfo, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +37,7 @@ def test_build_keeps_everything_a_record_needs(tiny, examples, tmp_path):
         assert rec.rationale_text == " ".join(rec.words[i] for i in rec.rationale)
         assert rec.provenance["teacher"] == "tiny" and rec.provenance["rule"].startswith("top-3")
         assert {"method", "kdviz_version", "created", "rule_config"} <= set(rec.provenance)
-    assert result.stats["n"] == 6
+    assert result.stats.n == 6 and result.stats == rationale_stats(result.records)
 
 
 def test_a_rerun_reads_the_cache_and_a_crash_loses_only_the_torn_line(tiny, examples, tmp_path):
@@ -36,9 +50,8 @@ def test_a_rerun_reads_the_cache_and_a_crash_loses_only_the_torn_line(tiny, exam
         tiny, examples, "saliency", cache_dir=tmp_path, batch_size=2, on_progress=lambda d, t: seen.append(d)
     )
     assert second.from_cache == 4 and seen[0] == 4 and seen[-1] == 6
-    assert [r.to_dict() for r in second.records[:4]] != [] and second.records[0].word_scores == first.records[
-        0
-    ].word_scores
+    assert len(first.records) == 4 and len(second.records) == 6
+    assert [r.word_scores for r in second.records[:4]] == [r.word_scores for r in first.records]  # cached, same
 
 
 def test_cancel_returns_the_finished_batches_and_a_rerun_resumes(tiny, examples, tmp_path):
@@ -82,7 +95,84 @@ def test_cache_is_keyed_by_teacher_method_settings_and_example(examples, tmp_pat
 def test_reselect_applies_another_rule_without_a_model(tiny, examples, tmp_path):
     records = build_rationales(tiny, examples, "saliency", SelectionRule(top_k=2), cache_dir=tmp_path).records
     wider = reselect(records, SelectionRule(top_k=4))
-    assert all(
+    assert len(wider) == len(records) == 6 and all(
         len(r.rationale) == 4 and set(old.rationale) <= set(r.rationale) for r, old in zip(wider, records, strict=True)
     )
     assert json.loads(json.dumps(wider[0].to_dict()))["provenance"]["rule"].startswith("top-4")
+
+
+def test_records_and_build_results_round_trip(tiny, examples, tmp_path):
+    result = build_rationales(tiny, examples[:3], "saliency", cache_dir=tmp_path)
+    save_jsonl(result.records, tmp_path / "records.jsonl")
+    assert tuple(load_jsonl(tmp_path / "records.jsonl", RationaleRecord)) == result.records
+    back = BuildResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back == result and isinstance(back.stats, RationaleStats) and isinstance(back.records[0], RationaleRecord)
+
+
+def test_build_into_a_workspace_writes_a_build_the_app_opens(tiny, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    seen = []
+    info, result = build_into_workspace(
+        ws, "first", tiny, demo_path(), "saliency", SelectionRule(top_k=3), limit=4, batch_size=2,
+        cache_dir=tmp_path / "cache", on_progress=lambda d, t: seen.append((d, t)),
+    )  # fmt: skip
+    assert ws.list_builds() == ["first"] and seen[-1] == (4, 4) and len(result.records) == 4
+    store = CurationStore(ws.build_dir("first"))
+    assert store.info == info and isinstance(store.info, BuildInfo)  # build.json round trip
+    assert (info.name, info.source, info.teacher, info.examples, info.cancelled) == (
+        "first", "cqa_demo.jsonl", "tiny", 4, False
+    )  # fmt: skip
+    assert info.rule == "top-3, excluding stopwords, punctuation, choice letters, template"
+    assert info.command == rationales_command(
+        "tiny", demo_path(), "saliency", SelectionRule(top_k=3), limit=4, batch_size=2, workspace=ws, name="first"
+    )
+    assert store.records() == list(result.records) and store.stats() == result.stats
+    with pytest.raises(InputError, match="a build named 'first' exists already"):
+        build_into_workspace(ws, "first", tiny, demo_path(), "saliency", cache_dir=tmp_path / "cache")
+    default, _ = build_into_workspace(ws, None, tiny, demo_path(), "saliency", limit=2, cache_dir=tmp_path / "cache")
+    assert default.name.startswith("cqa_demo-saliency-") and ws.list_builds()[0] == default.name
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(name="../escape"), "is not a valid name"),
+        (dict(method="magic"), "unknown attribution method 'magic'"),
+        (dict(target_mode="forced"), "unknown target mode 'forced'"),
+        (dict(teacher=" "), "choose a teacher model"),
+        (dict(limit=0), "must be at least 1"),
+        (dict(batch_size=0), "must be at least 1"),
+        (dict(columns={"question": "prompt"}), "column 'prompt' (mapped in the column mapping) is missing"),
+    ],
+)
+def test_bad_workspace_build_settings_fail_before_any_model_loads(tmp_path, settings, message):
+    args = dict(name="b", teacher="no/such-model-anywhere", source=demo_path()) | settings
+    with pytest.raises(KdvizError) as info:
+        build_into_workspace(tmp_path, args.pop("name"), args.pop("teacher"), args.pop("source"), **args)
+    assert message in str(info.value) and not (tmp_path / "builds").exists()
+
+
+def test_cancelled_before_any_example_saves_nothing(tiny, tmp_path):
+    info, result = build_into_workspace(
+        tmp_path, "none", tiny, demo_path(), "saliency", limit=2, cache_dir=tmp_path / "c", should_stop=lambda: True
+    )
+    assert info is None and result.cancelled and result.records == () and Workspace(tmp_path).list_builds() == []
+
+
+def test_the_equivalent_command_names_every_setting_that_matters(tmp_path):
+    spec = ModelSpec("org/teacher", device="cpu", chat=False)
+    rule = SelectionRule(top_k=None, mass=0.5, exclude_stopwords=False)
+    command = rationales_command(
+        spec, "data dir/q.jsonl", "integrated_gradients", rule, target_mode="gold", columns={"question": "q"},
+        steps=8, batch_size=2, workspace=Workspace(tmp_path), name="b1",
+    )  # fmt: skip
+    assert command == (
+        "kdviz rationales --teacher org/teacher --device cpu --no-chat --data 'data dir/q.jsonl' --columns question=q "
+        "--method integrated_gradients --target-mode gold --mass 0.5 --keep-stopwords --steps 8 --batch-size 2 "
+        f"--workspace {tmp_path.resolve()} --name b1"
+    )
+    plain = rationales_command("tiny", "d.jsonl", "saliency", SelectionRule(), limit=3, steps=8, out="r.jsonl")
+    assert plain == (
+        "kdviz rationales --teacher tiny --data d.jsonl --limit 3 --method saliency --target-mode choice --top-k 5 "
+        "--batch-size 4 --out r.jsonl"
+    )

@@ -95,3 +95,34 @@ def test_rationales_on_a_bad_file_leaves_no_output(tmp_path, capsys):
     assert main(["rationales", "--teacher", "tiny", "--data", str(bad), "--out", str(out)]) == 2
     assert "line 2: not valid JSON" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_internal_error_is_not_passed_off_as_bad_input(capsys, monkeypatch):
+    import kdviz.cli.app
+
+    def broken(args):
+        raise RuntimeError("a bug, not the user's input")
+
+    monkeypatch.setattr(kdviz.cli.app, "run_models", broken)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'raise RuntimeError("a bug' in err
+    assert err.strip().splitlines()[-1] == (
+        "error: internal error in kdviz models (RuntimeError: a bug, not the user's input); "
+        "the traceback above says where"
+    )
+
+
+def test_a_value_error_from_a_library_bug_keeps_its_traceback(capsys, monkeypatch):
+    import kdviz.cli.app
+
+    monkeypatch.setattr(kdviz.cli.app, "run_models", lambda args: dict([("only one",)]))
+    assert main(["models"]) == 1  # was exit 2 with "dictionary update sequence element #0 has length 1"
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from kdviz import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kdviz {__version__}"

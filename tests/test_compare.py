@@ -1,21 +1,34 @@
 """Comparing a teacher and students: statistics with known answers, word alignment across tokenizers, the
 comparison on tiny models (identical models, rationale_input students, cancel and resume), reports and the CLI."""
 
+import dataclasses
 import json
+import shlex
+import shutil
 
 import pytest
 
 from kdviz import InputError, load_model
 from kdviz.attribution.targets import attribute
-from kdviz.cli.main import main
-from kdviz.compare.report import load_report, write_report
-from kdviz.compare.run import compare
-from kdviz.compare.stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar
+from kdviz.cli.main import build_parser, main
+from kdviz.compare.records import AttributionAgreement, Comparison, ComparisonSettings, ModelSummary, PairwiseTest
+from kdviz.compare.report import check_may_write, compare_command, load_report, may_write, write_report
+from kdviz.compare.run import compare, with_names
+from kdviz.compare.stats import (
+    agreement,
+    align_words,
+    attribution_agreement,
+    bootstrap_ci,
+    mcnemar,
+    sign_flip_p,
+)
 from kdviz.compare.viz import example_html, filter_examples, summary_rows
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import demo_path, load_examples
 from kdviz.distill.loop import finetune
 from kdviz.lm.models import LoadedModel
+from kdviz.records import ProgressEvent
+from kdviz.workspace import Workspace
 
 EXAMPLES = load_examples(demo_path())[:8]
 
@@ -29,14 +42,47 @@ def test_bootstrap_interval_contains_the_estimate_and_collapses_when_certain():
     assert bootstrap_ci(correct, seed=1) == bootstrap_ci(correct, seed=1)
 
 
+def test_bootstrap_interval_is_the_binomial_quantiles_of_the_resampled_accuracy():
+    # A resample of n marks with k right has Binomial(n, k/n) right answers, so the percentile interval's ends are
+    # that distribution's 2.5% and 97.5% quantiles (over n), up to the Monte Carlo noise of 2000 resamples: about a
+    # third of an example at these sizes, so 1.5 examples is a bound several standard deviations wide.
+    from scipy.stats import binom
+
+    for n, k in [(100, 42), (50, 24), (50, 30), (20, 3), (7, 5)]:
+        low, high = bootstrap_ci([True] * k + [False] * (n - k))
+        assert low == pytest.approx(binom.ppf(0.025, n, k / n) / n, abs=1.5 / n), (n, k)
+        assert high == pytest.approx(binom.ppf(0.975, n, k / n) / n, abs=1.5 / n), (n, k)
+    # docs/results.md: the teacher right on 42 of 100 test questions, "95% CI 32.0%–52.0%" (the former resampler,
+    # on the report's order of marks). Both ends lie where the binomial CDF crosses 2.5% and 97.5% within 0.3
+    # points, so a resampler lands one question either side by Monte Carlo noise alone (this one: 33%–51%).
+    assert bootstrap_ci([True] * 42 + [False] * 58) == pytest.approx((0.32, 0.52), abs=0.0101)
+    assert bootstrap_ci([0.5]) == (0.5, 0.5)  # one value: every resample is that value
+
+
+def test_sign_flip_test_is_the_sign_test_on_plus_minus_one_differences():
+    from scipy.stats import binomtest
+
+    # Up to 13 non-zero differences every sign pattern is counted (zeros change nothing): the exact sign test.
+    for plus, minus in [(10, 0), (9, 3), (7, 6), (3, 1), (0, 2)]:
+        differences = [1.0] * plus + [-1.0] * minus + [0.0] * 5
+        assert sign_flip_p(differences) == pytest.approx(binomtest(plus, plus + minus).pvalue, rel=1e-9)
+    # More, and 10,000 random patterns are drawn: the p-value's Monte Carlo sd is at most 0.005.
+    for plus, minus in [(30, 20), (40, 22), (12, 12)]:
+        assert sign_flip_p([1.0] * plus + [-1.0] * minus) == pytest.approx(
+            binomtest(plus, plus + minus).pvalue, abs=0.02
+        )
+    assert sign_flip_p([0.0] * 4) == sign_flip_p([]) == sign_flip_p([0.0, 0.5]) == 1.0
+    assert sign_flip_p([0.5, 1.0, -1 / 3, 2 / 3] * 8, seed=3) == sign_flip_p([0.5, 1.0, -1 / 3, 2 / 3] * 8, seed=3)
+
+
 def test_mcnemar_on_a_known_table():
     # 10 examples only A gets right, 2 only B: exact two-sided binomial p = 2 * P(X <= 2 | n=12, 1/2) = 0.03857.
     a = [True] * 10 + [False] * 2 + [True] * 5 + [False] * 3
     b = [False] * 10 + [True] * 2 + [True] * 5 + [False] * 3
     test = mcnemar(a, b)
-    assert (test["a_only"], test["b_only"], test["n"]) == (10, 2, 20)
-    assert test["p_value"] == pytest.approx(0.038574, abs=1e-5)
-    assert mcnemar(a, a)["p_value"] == 1.0
+    assert (test.a_only, test.b_only, test.n) == (10, 2, 20)
+    assert test.p_value == pytest.approx(0.038574, abs=1e-5)
+    assert mcnemar(a, a).p_value == 1.0
     assert agreement(["x", "y"], ["x", "z"]) == 0.5
     with pytest.raises(ValueError):
         mcnemar([True], [True, False])
@@ -46,15 +92,13 @@ def test_attribution_agreement_limits():
     pairs = [(i, i) for i in range(6)]
     scores = [0.9, 0.1, 0.5, -0.2, 0.3, 0.0]
     same = attribution_agreement(scores, scores, pairs, k=3)
-    assert (
-        same["top_k_overlap"] == 1.0
-        and same["spearman"] == pytest.approx(1.0)
-        and same["kendall"] == pytest.approx(1.0)
-    )
+    assert same.top_k_overlap == 1.0 and same.spearman == pytest.approx(1.0) and same.kendall == pytest.approx(1.0)
+    assert same.n_words == 6
     reverse = attribution_agreement(scores, [-s for s in scores], pairs, k=3)
-    assert reverse["top_k_overlap"] == 0.0 and reverse["spearman"] == pytest.approx(-1.0)
-    assert attribution_agreement(scores, [1.0] * 6, pairs)["spearman"] is None  # constant: undefined
-    assert attribution_agreement(scores, scores, [])["top_k_overlap"] is None
+    assert reverse.top_k_overlap == 0.0 and reverse.spearman == pytest.approx(-1.0)
+    assert reverse.kendall == pytest.approx(-1.0)
+    assert attribution_agreement(scores, [1.0] * 6, pairs).spearman is None  # constant: undefined
+    assert attribution_agreement(scores, scores, []) == AttributionAgreement(n_words=0)
 
 
 def _other_tokenizer_model() -> LoadedModel:
@@ -101,15 +145,25 @@ def tiny_copy(tmp_path_factory):
 
 
 def test_identical_models_agree_completely(tiny_copy, tmp_path):
-    result = compare("tiny", [tiny_copy], EXAMPLES, cache_dir=tmp_path)
+    events: list[ProgressEvent] = []
+    result = compare("tiny", [tiny_copy], EXAMPLES, cache_dir=tmp_path, on_progress=events.append)
+    # Progress: each model's events in turn, from none done (nothing cached) to all 8.
+    teacher_events = [e for e in events if e.stage == "teacher"]
+    student_events = [e for e in events if e.stage == "student"]
+    assert events == teacher_events + student_events and len(teacher_events) >= 2 and len(student_events) >= 2
+    assert {e.model for e in teacher_events} == {"tiny"} and {e.model for e in student_events} == {tiny_copy}
+    for stage in (teacher_events, student_events):
+        assert (stage[0].done, stage[-1].done) == (0, 8) and {e.total for e in stage} == {8}
+        assert [e.done for e in stage] == sorted(e.done for e in stage)
     student = result.summary[tiny_copy]
-    assert student["agreement_with_teacher"] == 1.0
-    assert student["accuracy"] == result.summary["tiny"]["accuracy"]
-    assert student["attribution_vs_teacher"]["top_k_overlap"] == pytest.approx(1.0)
-    assert student["attribution_vs_teacher"]["spearman"] == pytest.approx(1.0)
+    assert student.agreement_with_teacher == 1.0
+    assert student.accuracy == result.summary["tiny"].accuracy
+    assert student.attribution_vs_teacher.top_k_overlap == pytest.approx(1.0)
+    assert student.attribution_vs_teacher.spearman == pytest.approx(1.0)
     (pair,) = result.pairwise
-    assert (pair["a_only"], pair["b_only"], pair["p_value"]) == (0, 0, 1.0)
-    assert student["ci_low"] <= student["accuracy"] <= student["ci_high"]
+    assert (pair.a, pair.b, pair.a_only, pair.b_only, pair.n, pair.p_value) == ("tiny", tiny_copy, 0, 0, 8, 1.0)
+    assert pair.agreement == 1.0
+    assert student.ci_low <= student.accuracy <= student.ci_high
 
 
 def test_rationale_input_students_get_the_teachers_rationales(rationale_export, tmp_path):
@@ -121,7 +175,8 @@ def test_rationale_input_students_get_the_teachers_rationales(rationale_export, 
     assert student.method == "rationale_input" and student.teacher_at_test_time
     assert all(f"\nRationale: {t.rationale_text}\nAnswer:" in s.prompt
                for t, s in zip(teacher.records, student.records, strict=True))  # fmt: skip
-    assert "accuracy_no_rationale" in result.summary[str(run)] and len(student.predicted_no_rationale) == 8
+    assert result.summary[str(run)].accuracy_no_rationale is not None and len(student.predicted_no_rationale) == 8
+    assert result.summary["tiny"].accuracy_no_rationale is None
     assert all("Rationale" not in s.rationale_text for s in student.records)  # the inserted line is format
 
 
@@ -141,24 +196,108 @@ def test_bad_comparisons_are_clear_errors(tmp_path):
         compare("tiny", ["tiny"], EXAMPLES)
     with pytest.raises(InputError, match="no examples"):
         compare("tiny", ["tiny-student"], [])
+    ungraded = [dataclasses.replace(ex, answer=None) for ex in EXAMPLES]
+    with pytest.raises(InputError, match="no example has a gold answer"):  # before any model is loaded
+        compare("no-such/model", ["tiny-student"], ungraded)
 
 
-def test_report_files_views_and_filters(tmp_path):
-    result = compare("tiny", ["tiny-student", "tiny-t5"], EXAMPLES, cache_dir=tmp_path / "cache")
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> Comparison:
+    """The tiny teacher against two students of other kinds on the 8 examples."""
+    return compare("tiny", ["tiny-student", "tiny-t5"], EXAMPLES, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_report_files_views_and_filters(compared, tmp_path):
+    result = compared
     paths = write_report(result, tmp_path / "report")
     assert load_report(tmp_path / "report") == result
+    # report.json keeps its shape: the summary by model name, flat pairwise rows, then the rest.
+    stored = json.loads(paths["json"].read_text())
+    assert list(stored) == ["summary", "pairwise", "settings", "examples", "models", "cancelled"]
+    assert list(stored["summary"]) == ["tiny", "tiny-student", "tiny-t5"]
+    assert {"role", "method", "teacher_at_test_time", "n", "accuracy", "ci_low", "ci_high", "agreement_with_teacher",
+            "overlap", "accuracy_no_rationale", "attribution_vs_teacher"} == set(stored["summary"]["tiny"])  # fmt: skip
+    assert stored["summary"]["tiny-t5"]["overlap"]["by_correctness"]["correct"]["n"] >= 0
+    assert [set(p) for p in stored["pairwise"]] == [{"a", "b", "a_only", "b_only", "n", "p_value", "agreement"}] * 3
+    assert stored["settings"]["students"] == ["tiny-student", "tiny-t5"] and stored["settings"]["n"] == 8
     page = paths["html"].read_text()
     assert page.count("<script") >= 3 and "McNemar" in page and EXAMPLES[0].question in page
     csv_text = paths["csv"].read_text().splitlines()
     assert len(csv_text) == 9 and "tiny-student correct" in csv_text[0]
     assert [row[0] for row in summary_rows(result)] == ["tiny", "tiny-student", "tiny-t5"]
-    everyone_wrong = filter_examples(result, "all_wrong")
-    for i in everyone_wrong:
-        assert all(m.correct[i] is False for m in result.models)
-    t_right = filter_examples(result, "teacher_right_student_wrong")
-    assert all(result.models[0].correct[i] for i in t_right)
-    assert set(filter_examples(result, "all")) == set(range(8))
+    teacher, students = result.models[0], result.models[1:]
+    assert filter_examples(result, "all_wrong") == [
+        i for i in range(8) if all(m.correct[i] is False for m in result.models)
+    ]
+    assert filter_examples(result, "teacher_right_student_wrong") == [
+        i for i in range(8) if teacher.correct[i] is True and any(s.correct[i] is False for s in students)
+    ]
+    assert filter_examples(result, "all") == list(range(8))
+    with pytest.raises(ValueError, match="unknown filter"):
+        filter_examples(result, "magic")
     assert example_html(result, 0).count("kdviz-word") > 10
+
+
+def test_summary_rows_pairwise_tests_and_settings_round_trip(compared):
+    def through_json(record):
+        return type(record).from_dict(json.loads(json.dumps(record.to_dict())))
+
+    assert all(isinstance(row, ModelSummary) and through_json(row) == row for row in compared.summary.values())
+    assert all(isinstance(test, PairwiseTest) and through_json(test) == test for test in compared.pairwise)
+    assert isinstance(compared.settings, ComparisonSettings) and through_json(compared.settings) == compared.settings
+    assert through_json(compared) == compared
+    assert [(p.a, p.b) for p in compared.pairwise] == [
+        ("tiny", "tiny-student"), ("tiny", "tiny-t5"), ("tiny-student", "tiny-t5")
+    ]  # fmt: skip
+    for test in compared.pairwise:  # the pair's counts agree with the models' correctness marks
+        a, b = (next(m for m in compared.models if m.name == name) for name in (test.a, test.b))
+        assert test.a_only == sum(x is True and y is False for x, y in zip(a.correct, b.correct, strict=True))
+        assert test.b_only == sum(x is False and y is True for x, y in zip(a.correct, b.correct, strict=True))
+        assert test.agreement == agreement(a.predicted, b.predicted)
+
+
+def test_reports_written_before_the_records_read_back(compared, tmp_path):
+    old = compared.to_dict()  # less what the records added: the null rows and the recorded command
+    for row in old["summary"].values():
+        for key in ("accuracy_no_rationale", "attribution_vs_teacher"):
+            if row[key] is None:
+                del row[key]
+        if row.get("attribution_vs_teacher"):
+            del row["attribution_vs_teacher"]["n_words"]
+    for key in ("data", "limit", "command"):
+        del old["settings"][key]
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    assert load_report(tmp_path) == compared
+    (tmp_path / "report.json").write_text(json.dumps({**old, "models": [{"name": "x"}]}))
+    with pytest.raises(InputError, match="report.json cannot be read as a comparison report"):
+        load_report(tmp_path)
+    with pytest.raises(InputError, match="no comparison report at"):
+        load_report(tmp_path / "missing.json")
+
+
+def test_a_finished_comparison_is_kept_and_a_cancelled_one_resumed(compared, tmp_path):
+    folder = tmp_path / "c"
+    assert may_write(folder) and check_may_write(folder) == folder  # nothing there yet
+    write_report(dataclasses.replace(compared, cancelled=True), folder)
+    assert may_write(folder)  # cancelled: a new comparison under this name resumes it
+    write_report(compared, folder)
+    assert not may_write(folder)
+    with pytest.raises(InputError, match="a comparison named 'c' exists already"):
+        check_may_write(folder)
+    (folder / "report.json").write_text("{")
+    assert not may_write(folder)  # unreadable: kept for a person to look at
+
+
+def test_shown_names_and_the_equivalent_command(compared):
+    shown = with_names(compared, {"tiny-t5": "t5"}, data="d.jsonl", limit=8, command="kdviz compare ...")
+    assert [m.name for m in shown.models] == ["tiny", "tiny-student", "t5"] and list(shown.summary)[2] == "t5"
+    assert [(p.a, p.b) for p in shown.pairwise][1:] == [("tiny", "t5"), ("tiny-student", "t5")]
+    assert shown.settings.students == ("tiny-student", "t5") and shown.settings.limit == 8
+    assert shown.summary["t5"] == compared.summary["tiny-t5"]
+    command = compare_command("tiny", ["runs/a b", "x"], "/d/e.jsonl", limit=3, method="saliency", top_k=2,
+                              batch_size=1, workspace="/w s", name="n")  # fmt: skip
+    assert command == ("kdviz compare --teacher tiny --student 'runs/a b' --student x --data /d/e.jsonl --limit 3 "
+                       "--workspace '/w s' --name n --method saliency --top-k 2 --batch-size 1")  # fmt: skip
 
 
 def test_cli_writes_the_three_files_and_prints_the_summary(tmp_path, capsys):
@@ -170,3 +309,20 @@ def test_cli_writes_the_three_files_and_prints_the_summary(tmp_path, capsys):
     assert {p.name for p in (tmp_path / "cmp").iterdir()} == {"report.json", "examples.csv", "report.html"}
     assert main(["compare", "--student", "tiny-student", "--data", "nowhere.jsonl", "--out", str(tmp_path)]) == 2
     assert "no such data file" in capsys.readouterr().err
+
+
+def test_cli_writes_a_workspace_comparison_the_app_lists_and_never_overwrites(tiny_copy, tmp_path, capsys):
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(tiny_copy, ws.root / "models" / "copy")  # a model folder inside the workspace
+    args = ["compare", "--teacher", "tiny", "--student", "models/copy", "--data", str(demo_path()), "--limit", "4",
+            "--workspace", str(ws.root), "--name", "cli", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main(args) == 0
+    assert ws.list_comparisons() == ["cli"]
+    saved = load_report(ws.comparison_dir("cli"))
+    assert [m.name for m in saved.models] == ["tiny", "models/copy"]  # read from the workspace, shown as typed
+    assert (saved.settings.data, saved.settings.limit) == (str(demo_path()), 4)
+    parsed = build_parser().parse_args(shlex.split(saved.settings.command)[1:])
+    assert (parsed.workspace, parsed.name, parsed.student, parsed.limit) == (str(ws.root), "cli", ["models/copy"], 4)
+    capsys.readouterr()
+    assert main(args) == 2 and "a comparison named 'cli' exists already" in capsys.readouterr().err
+    assert main([*args[:-4], "--name", "../x"]) == 2 and "not a valid name" in capsys.readouterr().err

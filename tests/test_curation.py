@@ -5,7 +5,17 @@ import pytest
 from kdviz import InputError
 from kdviz.data import demo_path, load_examples
 from kdviz.rationales.build import build_rationales
-from kdviz.rationales.curation import CurationStore, filter_records, rationale_share, safe_child
+from kdviz.rationales.curation import (
+    CurationStore,
+    filter_records,
+    import_build,
+    open_build,
+    rationale_share,
+    safe_child,
+)
+from kdviz.rationales.stats import RationaleStats, rationale_stats
+from kdviz.records import save_jsonl
+from kdviz.workspace import BuildInfo, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +26,7 @@ def records(tiny, tmp_path_factory):
 
 @pytest.fixture
 def store(records, tmp_path):
-    return CurationStore.create(tmp_path / "build", records, {"name": "build"})
+    return CurationStore.create(tmp_path / "build", records, BuildInfo("build", "cqa_demo.jsonl"))
 
 
 def test_every_change_is_on_disk_for_a_new_store(store):
@@ -53,14 +63,16 @@ def test_filters_and_bulk_actions(store):
     records = store.records()
     right = filter_records(records, correct=True)
     wrong = filter_records(records, correct=False)
-    assert len(right) + len(wrong) == 6 and all(r.correct for r in right)
+    assert len(right) + len(wrong) == 6
+    assert right == [r for r in records if r.correct is True] and wrong == [r for r in records if r.correct is False]
     store.set_status([r.id for r in wrong], "rejected")
     assert store.counts()["rejected"] == len(wrong)
     assert filter_records(store.records(), status="rejected") == [store.get(r.id) for r in wrong]
     word = records[0].example.question.split()[2]
     assert records[0] in filter_records(records, text=word.upper())
     assert filter_records(records, share_range=(1.01, 2.0)) == []
-    assert all(0 <= rationale_share(r) <= 1 for r in records)
+    shares = [rationale_share(r) for r in records]
+    assert len(shares) == 6 and all(0 <= share <= 1 for share in shares) and max(shares) > 0
 
 
 def test_concurrent_changes_are_all_kept(store):
@@ -79,9 +91,50 @@ def test_names_cannot_escape_the_workspace(tmp_path, records):
         with pytest.raises(InputError):
             safe_child(tmp_path, bad)
     with pytest.raises(InputError, match="appears more than once"):
-        CurationStore.create(tmp_path / "dup", [records[0], records[0]], {})
-    CurationStore.create(tmp_path / "b", records, {})
+        CurationStore.create(tmp_path / "dup", [records[0], records[0]], BuildInfo("dup", "x"))
+    CurationStore.create(tmp_path / "b", records, BuildInfo("b", "x"))
     with pytest.raises(InputError, match="exists already"):
-        CurationStore.create(tmp_path / "b", records, {})
+        CurationStore.create(tmp_path / "b", records, BuildInfo("b", "x"))
     with pytest.raises(InputError, match="no rationale build"):
         CurationStore(tmp_path / "nothing")
+
+
+def test_build_info_round_trips_through_build_json(store):
+    info = BuildInfo("build", "cqa_demo.jsonl", teacher="tiny", columns={"question": "q"}, examples=6, command="x y")
+    again = CurationStore.create(store.folder.parent / "again", store.records(), info)
+    assert CurationStore(again.folder).info == info and store.info == BuildInfo.from_dict(store.info.to_dict())
+    (store.folder / "build.json").unlink()  # a build made by hand: described by its folder
+    assert CurationStore(store.folder).info.name == "build"
+    (store.folder / "build.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="build.json is not a build description"):
+        CurationStore(store.folder)
+
+
+def test_statistics_of_all_or_the_accepted_records(store):
+    first = store.records()[0].id
+    store.set_status([first], "accepted")
+    assert isinstance(store.stats(), RationaleStats) and store.stats().n == 6
+    assert store.stats(accepted_only=True) == rationale_stats([store.get(first)])
+
+
+def test_open_and_import_builds_by_name_in_a_workspace(records, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    save_jsonl(records, tmp_path / "records.jsonl")
+    info = import_build(ws, tmp_path / "records.jsonl", "copy")
+    assert (info.name, info.source, info.imported) == ("copy", "records.jsonl", True)
+    assert open_build(ws, "copy").records() == list(records) and open_build(ws, "copy").info == info
+    default = import_build(str(ws.root), tmp_path / "records.jsonl")
+    assert default.name.startswith("records-imported-") and set(ws.list_builds()) == {"copy", default.name}
+    with pytest.raises(InputError, match="exists already"):
+        import_build(ws, tmp_path / "records.jsonl", "copy")
+    with pytest.raises(InputError, match="no build is open"):
+        open_build(ws, "")
+    with pytest.raises(InputError, match="not a valid name"):
+        open_build(ws, "../copy")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "question": "not a record"}\n')
+    with pytest.raises(InputError, match="bad.jsonl is not a file of rationale records"):
+        import_build(ws, bad)
+    save_jsonl([records[0], records[0]], tmp_path / "dups.jsonl")
+    with pytest.raises(InputError, match="record ids must be unique"):
+        import_build(ws, tmp_path / "dups.jsonl")

@@ -93,3 +93,30 @@ def test_unsupported_or_unreadable_files_and_offline_hub(tmp_path):
         load_examples(tmp_path / "d.parquet")
     with pytest.raises(InputError, match="could not load dataset 'tau/commonsense_qa'.*HF_HUB_OFFLINE"):
         load_examples("hf:tau/commonsense_qa")
+
+
+def test_one_seeded_split_for_validation_and_training():
+    from kdviz.data import hold_out, split_examples
+
+    examples = load_examples(demo_path())
+    train, valid = split_examples(examples, 0.25, seed=3)
+    assert len(valid) == 10 and (train, valid) == hold_out(examples, 10, seed=3)
+    assert sorted(e.id for e in train + valid) == sorted(e.id for e in examples) and not set(train) & set(valid)
+    assert [e.id for e in valid] != [e.id for e in split_examples(examples, 0.25, seed=4)[1]]  # the seed matters
+    with pytest.raises(InputError, match="between 0 and 1"):
+        split_examples(examples, 1.0)
+
+
+def test_one_reader_per_file_type_for_examples_and_training_data(tmp_path):
+    from kdviz.data import rows_of
+    from kdviz.distill.data import load_train_examples
+
+    rows, name = rows_of(write(tmp_path, '{"question": "q?", "answer": "a"}\n\n{"question": "r?"}\n'))
+    assert (list(rows), name) == ([{"question": "q?", "answer": "a"}, {"question": "r?"}], "data.jsonl")
+    (tmp_path / "d.txt").write_text("q")
+    for read in (load_examples, load_train_examples):
+        with pytest.raises(InputError, match=r"d\.txt: unsupported file type '\.txt'"):
+            read(tmp_path / "d.txt")
+        with pytest.raises(InputError, match="no such data file"):
+            read(tmp_path / "nope.csv")
+    assert [t.example for t in load_train_examples(demo_path())] == load_examples(demo_path())

@@ -26,7 +26,7 @@ def test_each_embedded_default_loads_and_attributes_a_commonsenseqa_question(spe
     assert loaded.chat == EMBEDDED[spec].chat
     attr = attribute(loaded, question, method="input_x_gradient")
     assert attr.target_mode == "choice" and attr.target in question.choices
-    assert attr.meta["predicted"] == attr.target and "correct" in attr.meta
+    assert attr.prediction.predicted == attr.target and attr.prediction.correct is not None
     # chat-template and special tokens are never attributed; the question's words all are
     assert not any("<|" in tok or "<bos>" in tok for tok in attr.input_tokens)
     assert set(question.question.split()) <= set(attr.words)

@@ -6,14 +6,17 @@ from kdviz import InputError, UnknownNameError
 from kdviz.data import demo_path, load_examples
 from kdviz.rationales.build import build_rationales
 from kdviz.rationales.curation import CurationStore
-from kdviz.rationales.export import export_records, push_to_hub
+from kdviz.rationales.export import export_build, export_records, push_to_hub
+from kdviz.rationales.stats import rationale_stats
+from kdviz.workspace import BuildInfo, Workspace
 
 
 @pytest.fixture(scope="module")
 def store(tiny, tmp_path_factory):
     examples = load_examples(demo_path(), limit=5)
     records = build_rationales(tiny, examples, "saliency", cache_dir=tmp_path_factory.mktemp("c")).records
-    store = CurationStore.create(tmp_path_factory.mktemp("w") / "b", records, {})
+    ws = Workspace(tmp_path_factory.mktemp("w"))
+    store = CurationStore.create(ws.build_dir("b"), records, BuildInfo("b", "cqa_demo.jsonl"))
     store.set_status([r.id for r in records[:2]], "accepted")
     store.set_status([records[2].id], "rejected")
     return store
@@ -23,7 +26,7 @@ def test_accepted_records_round_trip_through_every_format(store, tmp_path):
     import datasets
     import pandas as pd
 
-    paths = export_records(store.records(), tmp_path, info={"name": "demo", "source": "cqa_demo.jsonl"})
+    paths = export_records(store.records(), tmp_path, name="demo", source="cqa_demo.jsonl")
     assert sorted(p.name for p in paths) == ["README.md", "hf_dataset", "rationales.jsonl", "rationales.parquet"]
     rows = [json.loads(line) for line in (tmp_path / "rationales.jsonl").read_text().splitlines()]
     accepted = [r for r in store.records() if r.status == "accepted"]
@@ -33,6 +36,9 @@ def test_accepted_records_round_trip_through_every_format(store, tmp_path):
     assert datasets.load_from_disk(str(tmp_path / "hf_dataset"))["rationale"] == [r.rationale_text for r in accepted]
     card = (tmp_path / "README.md").read_text()
     assert "teacher: tiny" in card and "gold overlap" in card and "records: 2 (accepted only)" in card
+    assert "# Rationale dataset: demo" in card and "source data: cqa_demo.jsonl" in card
+    stats = rationale_stats(accepted)
+    assert f"| records | 2 | {stats.by_correctness.correct.n} | {stats.by_correctness.incorrect.n} |" in card
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -59,3 +65,21 @@ def test_push_to_hub_without_login_says_so(store, tmp_path, monkeypatch):
     export_records(store.records(), tmp_path, ["hf"])
     with pytest.raises(InputError, match="not logged in"):
         push_to_hub(tmp_path, "me/data")
+    with pytest.raises(InputError, match="owner/name"):
+        push_to_hub(tmp_path, "not a repo")
+
+
+def test_export_a_build_of_the_workspace_by_name(store):
+    ws = Workspace(store.folder.parent.parent)
+    paths = export_build(ws, "b", "v1", ["jsonl"])
+    out = ws.export_dir("b", "v1")
+    assert paths == [out / "README.md", out / "rationales.jsonl"] and ws.list_exports("b") == [out]
+    assert "# Rationale dataset: b/v1" in (out / "README.md").read_text()
+    assert "source data: cqa_demo.jsonl" in (out / "README.md").read_text()
+    with pytest.raises(InputError, match="choose at least one export format"):
+        export_build(ws, "b", "v2", [])
+    for bad in ("../x", "a/b", ""):
+        with pytest.raises(InputError, match="not a valid name"):
+            export_build(ws, "b", bad, ["jsonl"])
+    with pytest.raises(InputError, match="no rationale build"):
+        export_build(ws, "missing", "v1", ["jsonl"])

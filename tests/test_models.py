@@ -74,3 +74,13 @@ def test_gguf_parts_are_concatenated_once_into_the_cache(tmp_path, monkeypatch):
     out = embedded.gguf_path("embedded-teacher")
     assert out.read_bytes() == b"abcdefg" and out.parent == tmp_path / "cache" / "gguf"
     assert embedded.gguf_path("embedded-teacher") == out  # reused, not rewritten
+
+
+def test_each_model_has_one_lock_shared_by_every_caller():
+    from kdviz.lm.forward import model_lock
+
+    teacher, student = load_model("tiny"), load_model("tiny-student")
+    assert model_lock(teacher) is model_lock(load_model(ModelSpec("tiny")))
+    assert model_lock(teacher) is not model_lock(student)
+    with model_lock(teacher), model_lock(teacher):  # re-entrant: the holder runs its own forwards inside
+        pass

@@ -1,7 +1,7 @@
 import pytest
 
 from kdviz import Example, InputError, UnknownNameError, load_model, render
-from kdviz.lm.prompts import MAX_PROMPT_CHARS, encode, encode_target
+from kdviz.lm.prompts import MAX_PROMPT_CHARS, encode, encode_target, prompt_example, prompt_text
 
 MCQ = Example("q1", "mcqa", "Where would you keep milk cold?", ("cupboard", "refrigerator", "oven"), "refrigerator")
 
@@ -64,4 +64,23 @@ def test_without_chat_template_the_target_follows_after_a_space():
     assert enc.target_prefix == " "
     assert plain.tokenizer.decode(list(encode_target(plain, enc, "fridge"))) == " fridge"
     left_out = set(range(len(enc.ids))) - set(enc.content_positions)
-    assert all(not plain.tokenizer.decode([enc.ids[i]]).strip() for i in left_out)  # only whitespace tokens
+    assert left_out and all(
+        not plain.tokenizer.decode([enc.ids[i]]).strip() for i in left_out
+    )  # only whitespace tokens
+
+
+def test_a_typed_prompt_becomes_an_example():
+    example, fmt = prompt_example("Where is milk kept?", ["fridge ", "", "oven"], " fridge ")
+    assert fmt == "mcqa" and example == Example("prompt", "mcqa", "Where is milk kept?", ("fridge", "oven"), "fridge")
+    assert prompt_example("the cat sat", gold="") == (Example("prompt", "qa", "the cat sat"), "raw")
+    # before the last blank line: the context (an NLI premise), except in the raw format
+    nli, _ = prompt_example("A man plays a guitar.\n\nA person makes music.", fmt="nli")
+    assert (nli.task, nli.context, nli.question) == ("nli", "A man plays a guitar.", "A person makes music.")
+    assert prompt_text(nli) == "A man plays a guitar.\n\nA person makes music."
+    assert prompt_example("a\n\nb")[0].question == "a\n\nb"
+    with pytest.raises(InputError, match="the gold answer 'c' is not one of the choices: a, b"):
+        prompt_example("q?", ["a", "b"], "c")
+    with pytest.raises(UnknownNameError, match="prompt format"):
+        prompt_example("q?", fmt="poem")
+    with pytest.raises(InputError, match="needs a premise"):
+        prompt_example("just a hypothesis", fmt="nli")

@@ -1,6 +1,6 @@
 import pytest
 
-from kdviz import TokenAttribution
+from kdviz import InputError, TokenAttribution, UnknownNameError
 from kdviz.rationales.select import SelectionRule, gold_overlap, normalize, plausibility, select_rationale
 
 PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
@@ -64,12 +64,27 @@ def test_z_threshold_keeps_outliers():
 
 
 def test_a_rule_needs_exactly_one_criterion():
-    with pytest.raises(ValueError):
-        SelectionRule(top_k=3, mass=0.5)
-    with pytest.raises(ValueError):
-        SelectionRule(top_k=None)
-    with pytest.raises(ValueError):
-        SelectionRule(top_k=None, mass=1.5)
+    for bad in (dict(top_k=3, mass=0.5), dict(top_k=None), dict(top_k=None, mass=1.5), dict(top_k=0)):
+        with pytest.raises(InputError):  # a kdviz error: the CLI and the app show it as a message
+            SelectionRule(**bad)
+
+
+def test_a_rule_of_a_kind_and_a_number_as_a_form_gives_them():
+    assert SelectionRule.of("top_k", 5.0) == SelectionRule(top_k=5)
+    assert SelectionRule.of("mass", 0.5, exclude_template=False) == SelectionRule(
+        top_k=None, mass=0.5, exclude_template=False
+    )
+    assert SelectionRule.of("z", 1).kind == "z" and SelectionRule(top_k=2).kind == "top_k"
+    with pytest.raises(InputError, match="give the top-k rule a whole number"):
+        SelectionRule.of("top_k", 2.5)
+    with pytest.raises(InputError, match="give the mass rule a number"):
+        SelectionRule.of("mass", None)
+    with pytest.raises(InputError, match=r"mass must be in \(0, 1\]"):
+        SelectionRule.of("mass", 1.5)
+    with pytest.raises(UnknownNameError, match="unknown selection rule 'median'"):
+        SelectionRule.of("median", 1)
+    with pytest.raises(UnknownNameError, match="unknown exclusion 'exclude_vowels'"):
+        SelectionRule.of("top_k", 1, exclude_vowels=True)
 
 
 def test_gold_overlap_statistics():

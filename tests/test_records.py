@@ -3,21 +3,41 @@ import json
 import pytest
 
 from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
-from kdviz.records import write_atomic
+from kdviz.records import Prediction, write_atomic
 
 
 def test_every_record_round_trips_through_jsonl(tmp_path, tiny):
     attr = attribute(tiny, Example("e1", "mcqa", "Where is milk kept cold?", ("fridge", "oven"), "fridge"))
+    assert attr.prediction is not None and attr.prediction.choices == ("fridge", "oven")
     records = {
         Example: Example("e1", "mcqa", "q?", ("a", "b"), "a", None, "q"),
         Generation: Generation("tiny", "q?", "a", ("a",)),
         ChoiceScores: ChoiceScores("tiny", "q?", ("a", "b"), (-1.0, -2.0)),
+        Prediction: Prediction("a", False, "b", ("a", "b"), (-0.5, -1.25), "a and b"),
         TokenAttribution: attr,
     }
     for cls, record in records.items():
         path = save_jsonl([record, record], tmp_path / f"{cls.__name__}.jsonl")
         assert load_jsonl(path, cls) == [record, record]
         assert cls.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    loaded = load_jsonl(tmp_path / "TokenAttribution.jsonl", TokenAttribution)[0]
+    assert isinstance(loaded.prediction, Prediction) and loaded.prediction == attr.prediction
+
+
+def test_attributions_saved_with_a_meta_dict_still_load(tiny):
+    attr = attribute(tiny, Example("e1", "mcqa", "Where is milk kept cold?", ("fridge", "oven"), "fridge"))
+    pred = attr.prediction
+    old = {k: v for k, v in attr.to_dict().items() if k != "prediction"}  # the format before the Prediction record
+    meta = {"gold": "fridge", "choices": ["fridge", "oven"], "choice_scores": list(pred.choice_scores)}
+    meta |= {"predicted": pred.predicted, "correct": pred.correct}
+    assert TokenAttribution.from_dict({**old, "meta": meta}) == attr
+    assert TokenAttribution.from_dict({**old, "meta": {}}).prediction is None
+    assert TokenAttribution.from_dict(old).prediction is None
+
+
+def test_prediction_rejects_scores_that_do_not_match_the_choices():
+    with pytest.raises(ValueError, match="1 choice scores for 2 choices"):
+        Prediction("a", None, None, ("a", "b"), (-1.0,))
 
 
 def test_attribution_record_rejects_mismatched_shapes(tiny):

@@ -5,10 +5,12 @@ answers, the table by method, its Markdown and chart, and bench/reproduce_cqa.py
 import importlib.util
 import json
 import sys
+from itertools import product
 
 import pytest
 
-from kdviz.compare.results import method_table, paired_difference, results_markdown
+from kdviz.compare.records import ComparisonSettings
+from kdviz.compare.results import PairedDifference, ResultsTable, method_table, paired_difference, results_markdown
 from kdviz.compare.run import Comparison, ModelAnswers, summarize_models
 from kdviz.compare.viz import method_accuracy_figure
 from kdviz.records import Example, RationaleRecord
@@ -48,26 +50,43 @@ def _comparison(runs: dict[str, list[list[bool]]]) -> Comparison:
     for method, seeds in runs.items():
         models += [_model(f"{method}-seed{s}", "student", method, c) for s, c in enumerate(seeds)]
     summary, pairwise = summarize_models(models, EXAMPLES, 2)
-    return Comparison(tuple(EXAMPLES), tuple(models), summary, tuple(pairwise), {"top_k": 2})
+    settings = ComparisonSettings("teacher", tuple(m.name for m in models[1:]), "input_x_gradient", 2, len(EXAMPLES))
+    return Comparison(tuple(EXAMPLES), tuple(models), settings, summary, tuple(pairwise))
 
 
 def test_paired_difference_known_cases():
     same = [[True, False, True, False] * 5] * 3
-    assert paired_difference(same, same) == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+    assert paired_difference(same, same) == PairedDifference(difference=0.0, ci_low=0.0, ci_high=0.0, p_value=1.0)
     better = [[True] * 20] * 3
     worse = [[False] * 10 + [True] * 10] * 3
     up = paired_difference(better, worse)
-    assert up["difference"] == pytest.approx(0.5) and 0 < up["ci_low"] <= 0.5 <= up["ci_high"]
-    assert up["p_value"] < 0.01  # 10 of 10 discordant examples favour the method: p ~ 2 / 2**10
+    assert up.difference == pytest.approx(0.5) and 0 < up.ci_low <= 0.5 <= up.ci_high
+    # 10 of 10 discordant examples favour the method: 2 of the 2**10 sign flips are as extreme (counted exactly).
+    assert up.p_value == pytest.approx(2 / 2**10, rel=1e-9)
     down = paired_difference(worse, better)
-    assert down["difference"] == pytest.approx(-0.5) and down["p_value"] == pytest.approx(up["p_value"], abs=0.01)
+    assert down.difference == pytest.approx(-0.5) and down.p_value == pytest.approx(up.p_value, rel=1e-9)
+    assert (down.ci_low, down.ci_high) == pytest.approx((-up.ci_high, -up.ci_low), abs=0.05)
     # One seed better on 2 examples, another worse on the same 2: seeds average out.
     mixed = paired_difference([[True] * 2 + [False] * 18, [False] * 20], [[False] * 20, [True] * 2 + [False] * 18])
-    assert mixed["difference"] == 0.0 and mixed["p_value"] == 1.0
+    assert mixed.difference == 0.0 and mixed.p_value == 1.0
     with pytest.raises(ValueError):
         paired_difference([[True]], [[True], [False]])
     with pytest.raises(ValueError):
         paired_difference([[True, False]], [[True]])
+
+
+def test_the_permutation_p_value_counts_every_sign_flip_of_seed_averaged_differences():
+    # 3 seeds: each example's difference is a multiple of 1/3; 7 are non-zero, so all 2**7 flips are counted.
+    method = [[i < 12 for i in range(20)], [i < 10 or i == 15 for i in range(20)], [i < 11 for i in range(20)]]
+    baseline = [[i < 8 for i in range(20)], [i < 9 for i in range(20)], [i < 7 or i == 14 for i in range(20)]]
+    result = paired_difference(method, baseline)
+    diffs = [sum(float(m[i]) - float(b[i]) for m, b in zip(method, baseline, strict=True)) / 3 for i in range(20)]
+    nonzero = [d for d in diffs if d]
+    assert len(nonzero) == 7 and result.difference == pytest.approx(sum(diffs) / 20)
+    flips = [abs(sum(s * d for s, d in zip(signs, nonzero, strict=True))) for signs in product((1, -1), repeat=7)]
+    expected = sum(f >= abs(sum(nonzero)) - 1e-12 for f in flips) / len(flips)
+    assert result.p_value == pytest.approx(expected, rel=1e-9)
+    assert result.ci_low < result.difference < result.ci_high
 
 
 def test_method_table_means_seeds_and_tests_against_standard():
@@ -76,23 +95,21 @@ def test_method_table_means_seeds_and_tests_against_standard():
     comparison = _comparison({"standard": standard, "multitask": multitask})
     method_of = {m.name: m.method for m in comparison.models[1:]}
     table = method_table(comparison, method_of)
-    assert table["n_test"] == 20 and table["teacher"]["accuracy"] == pytest.approx(0.75)
-    assert table["teacher"]["plausibility"]["n"] == 20  # the examples carry human rationales
-    std, mt = table["methods"]["standard"], table["methods"]["multitask"]
-    assert std["accuracies"] == pytest.approx([0.5, 0.6, 0.4]) and std["mean"] == pytest.approx(0.5)
-    assert std["sd"] == pytest.approx(0.1) and "vs_baseline" not in std
-    assert mt["mean"] == pytest.approx(0.85) and mt["vs_baseline"]["difference"] == pytest.approx(0.35)
-    assert mt["vs_baseline"]["p_value"] < 0.01
+    assert table.n_test == 20 and table.teacher.accuracy == pytest.approx(0.75)
+    assert table.teacher.plausibility.n == 20  # the examples carry human rationales
+    std, mt = table.methods["standard"], table.methods["multitask"]
+    assert std.accuracies == pytest.approx([0.5, 0.6, 0.4]) and std.mean == pytest.approx(0.5)
+    assert std.sd == pytest.approx(0.1) and std.vs_baseline is None and std.accuracy_no_rationale_mean is None
+    assert mt.mean == pytest.approx(0.85) and mt.vs_baseline.difference == pytest.approx(0.35)
+    assert mt.vs_baseline.p_value < 0.01
     # Seed s of multitask is tested against seed s of standard: 6, 6 and 9 discordant examples, all one way.
-    assert mt["vs_baseline"]["mcnemar_p_by_seed"] == pytest.approx([2 / 2**6, 2 / 2**6, 2 / 2**9])
+    assert mt.vs_baseline.mcnemar_p_by_seed == pytest.approx([2 / 2**6, 2 / 2**6, 2 / 2**9])
+    assert ResultsTable.from_dict(json.loads(json.dumps(table.to_dict()))) == table  # results.json round trip
     markdown = results_markdown(table)
     assert "| `multitask` | 85.0% ± 5.0 | 80.0, 90.0, 85.0 | +35.0" in markdown
     assert "teacher `teacher` | 75.0%" in markdown
     fig = method_accuracy_figure(table)
-    assert list(fig.data[0].x) == ["standard", "multitask"] and list(fig.data[0].error_y.array) == [
-        std["sd"],
-        mt["sd"],
-    ]
+    assert list(fig.data[0].x) == ["standard", "multitask"] and list(fig.data[0].error_y.array) == [std.sd, mt.sd]
     assert len(fig.data[1].y) == 6  # every seed drawn as a dot
     with pytest.raises(ValueError, match="no 'standard' runs"):
         method_table(comparison, {name: "multitask" for name in method_of})

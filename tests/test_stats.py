@@ -1,7 +1,16 @@
+import json
+
 import pytest
 
 from kdviz import Example
-from kdviz.rationales.stats import overlap_of, summarize
+from kdviz.rationales.stats import (
+    ByCorrectness,
+    OverlapStats,
+    PlausibilityMeans,
+    RationaleStats,
+    overlap_of,
+    summarize,
+)
 
 CAKE = Example(
     "1",
@@ -11,34 +20,58 @@ CAKE = Example(
     "oven",
     human_rationale="bake a birthday cake",
 )
+ITEMS = [
+    (["oven"], CAKE, True),  # overlaps gold
+    (["cake"], CAKE, True),  # does not
+    (["birthday"], CAKE, False),  # only a distractor
+    (["oven", "bake"], CAKE, False),  # overlaps gold, half its words
+]
 
 
 def test_one_example_overlaps():
     figures = overlap_of(["bake", "Oven", "cake"], CAKE)
-    assert figures["gold_overlap"] is True and figures["gold_word_fraction"] == pytest.approx(1 / 3)
-    assert figures["choice_overlap"] == [True, False, False] and figures["distractor_overlap"] == 0.0
-    assert figures["plausibility"]["precision"] == pytest.approx(2 / 3)
-    assert overlap_of(["birthday"], CAKE)["distractor_overlap"] == 0.5  # "birthday party", not "fridge"
+    assert figures.gold_overlap is True and figures.gold_word_fraction == pytest.approx(1 / 3)
+    assert figures.choice_overlap == (True, False, False) and figures.distractor_overlap == 0.0
+    assert figures.plausibility.precision == pytest.approx(2 / 3)
+    assert overlap_of(["birthday"], CAKE).distractor_overlap == 0.5  # "birthday party", not "fridge"
 
 
 def test_summary_rates_split_by_correctness():
-    items = [
-        (["oven"], CAKE, True),  # overlaps gold
-        (["cake"], CAKE, True),  # does not
-        (["birthday"], CAKE, False),  # only a distractor
-        (["oven", "bake"], CAKE, False),  # overlaps gold, half its words
-    ]
-    s = summarize(items)
-    assert s["n"] == 4 and s["accuracy"] == 0.5
-    assert s["gold_overlap"] == 0.5 and s["gold_word_fraction"] == pytest.approx((1 + 0 + 0 + 0.5) / 4)
-    assert s["by_correctness"]["correct"]["gold_overlap"] == 0.5
-    assert s["by_correctness"]["incorrect"]["gold_overlap"] == 0.5
-    assert s["by_correctness"]["incorrect"]["distractor_overlap"] == 0.25
-    assert s["choice_overlap_by_position"] == [0.5, 0.0, 0.25]
-    assert s["plausibility"]["n"] == 4
+    s = summarize(ITEMS)
+    assert s.n == 4 and s.accuracy == 0.5
+    assert s.gold_overlap == 0.5 and s.gold_word_fraction == pytest.approx((1 + 0 + 0 + 0.5) / 4)
+    assert s.by_correctness.correct.gold_overlap == 0.5 and s.by_correctness.correct.n == 2
+    assert s.by_correctness.incorrect.gold_overlap == 0.5
+    assert s.by_correctness.incorrect.distractor_overlap == 0.25
+    assert s.choice_overlap_by_position == (0.5, 0.0, 0.25)
+    assert s.plausibility.n == 4 and s.by_correctness.incorrect.plausibility.n == 2
 
 
 def test_examples_without_gold_or_human_rationale_are_left_out_of_those_rates():
     bare = Example("2", "qa", "Say something")
     s = summarize([(["x"], bare, None)])
-    assert s["gold_overlap"] is None and s["plausibility"] is None and s["accuracy"] is None
+    assert s.n == 1 and s.gold_overlap is None and s.plausibility is None and s.accuracy is None
+    assert s.by_correctness.correct.n == s.by_correctness.incorrect.n == 0  # ungraded: in neither group
+    assert s.choice_overlap_by_position == ()
+
+
+def test_stats_round_trip_through_json_with_the_dict_layout_of_before():
+    s = summarize(ITEMS)
+    data = json.loads(json.dumps(s.to_dict()))  # what `kdviz rationales` prints and report.json stores
+    assert list(data) == [
+        "n",
+        "gold_overlap",
+        "gold_word_fraction",
+        "distractor_overlap",
+        "plausibility",
+        "accuracy",
+        "by_correctness",
+        "choice_overlap_by_position",
+    ]
+    assert data["by_correctness"]["incorrect"]["distractor_overlap"] == 0.25
+    assert list(data["plausibility"]) == ["n", "precision", "recall", "f1", "iou"]
+    back = RationaleStats.from_dict(data)
+    assert back == s and isinstance(back.by_correctness, ByCorrectness)
+    assert isinstance(back.by_correctness.correct, OverlapStats) and isinstance(back.plausibility, PlausibilityMeans)
+    empty = summarize([])
+    assert RationaleStats.from_dict(json.loads(json.dumps(empty.to_dict()))) == empty

@@ -1,8 +1,10 @@
 """Student fine-tuning: every method on both model kinds, run folders, cancel, reproducibility, clear errors."""
 
+import dataclasses
 import json
 import math
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -10,15 +12,36 @@ import torch
 from safetensors.torch import load_file
 
 from kdviz import InputError, KdvizError, load_model
-from kdviz.cli.main import main
+from kdviz.cli.main import build_parser, main
+from kdviz.cli.train import _config as cli_config
 from kdviz.config import TrainConfig
 from kdviz.data import demo_path
 from kdviz.distill.data import load_train_examples
 from kdviz.distill.evaluation import accuracy, normalize_answer, predict_answers
-from kdviz.distill.loop import _encode_pairs, check_same_vocabulary, finetune, split_train_eval
+from kdviz.distill.loop import (
+    TrainResult,
+    _encode_pairs,
+    _scheduler,
+    check_same_vocabulary,
+    finetune,
+    split_train_eval,
+)
 from kdviz.distill.losses import masked_cross_entropy
 from kdviz.distill.methods import METHODS, get_method
-from kdviz.distill.runs import list_runs, read_rows, read_status
+from kdviz.distill.metrics import EvalRow, FinalMetrics, Sample, StepRow
+from kdviz.distill.runs import (
+    RunInfo,
+    RunStatus,
+    list_runs,
+    log_row,
+    log_samples,
+    read_rows,
+    read_samples,
+    read_status,
+    rerun_command,
+    train_command,
+    write_status,
+)
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.tiny import build_tiny
 
@@ -34,15 +57,21 @@ def _config(export, out, **kw) -> TrainConfig:
 @pytest.mark.parametrize("student", STUDENTS)
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_both_model_kinds_and_the_checkpoint_reloads(rationale_export, tmp_path, method, student):
-    result = finetune(_config(rationale_export, tmp_path / "run", student=student, method=method))
+    rows = []
+    result = finetune(_config(rationale_export, tmp_path / "run", student=student, method=method), rows.append)
     assert result.status == "completed" and result.steps == 3
-    steps = [r for r in read_rows(result.run_dir) if r["kind"] == "step"]
-    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert read_rows(result.run_dir) == rows  # what on_metrics received is what metrics.jsonl holds
+    steps = [r for r in rows if isinstance(r, StepRow)]
+    assert [r.step for r in steps] == [1, 2, 3]
     expected = {"loss", "loss_answer"} | {"multitask": {"loss_rationale"}, "logit_kd": {"loss_kd"}}.get(method, set())
-    assert {k for k in steps[0] if k.startswith("loss")} == expected
-    assert all(math.isfinite(r[k]) for r in steps for k in expected)
-    evals = [r for r in read_rows(result.run_dir) if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [0, 2, 3] and evals[-1]["samples"]
+    first_line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
+    assert first_line["kind"] == "step" and {k for k in first_line if k.startswith("loss")} == expected
+    assert {"loss", *(f"loss_{p}" for p in steps[0].parts)} == expected
+    assert all(math.isfinite(v) for r in steps for v in (r.loss, *r.parts.values()))
+    evals = [r for r in rows if isinstance(r, EvalRow)]
+    assert [r.step for r in evals] == [0, 2, 3] and evals[-1].samples
+    assert read_samples(result.run_dir) == [(r.step, s) for r in evals for s in r.samples]
+    assert result.final.loss == steps[-1].loss and result.final.eval_accuracy == evals[-1].eval_accuracy
 
     trained = load_file(str(tmp_path / "run" / "checkpoint" / "model.safetensors"))
     initial = build_tiny(student)[0].state_dict()
@@ -101,7 +130,7 @@ def test_cancel_keeps_the_partial_run_marked_cancelled(rationale_export, tmp_pat
 
     result = finetune(_config(rationale_export, tmp_path / "c", max_steps=50, eval_every=0), should_stop=should_stop)
     assert (result.status, result.steps) == ("cancelled", 2)
-    assert read_status(tmp_path / "c")["status"] == "cancelled"
+    assert read_status(tmp_path / "c").status == "cancelled"
     assert (tmp_path / "c" / "checkpoint" / "model.safetensors").exists()
     info = list_runs(tmp_path)[0]
     assert (info.status, info.step, info.has_checkpoint) == ("cancelled", 2, True)
@@ -120,9 +149,9 @@ def test_runs_are_reproducible_from_config_yaml(rationale_export, tmp_path, caps
     assert main(["train", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
 
     def losses(run):
-        return [{k: v for k, v in r.items() if k.startswith("loss")} for r in read_rows(run) if r["kind"] == "step"]
+        return [(r.loss, r.parts) for r in read_rows(run) if isinstance(r, StepRow)]
 
-    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert len(losses(tmp_path / "a")) == 3 and losses(tmp_path / "a") == losses(tmp_path / "b")
 
 
 def test_logit_kd_checks_the_vocabulary_up_front(rationale_export, tmp_path):
@@ -150,18 +179,61 @@ def test_an_existing_run_is_never_overwritten(rationale_export, tmp_path):
     assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
 
 
-def test_out_of_memory_becomes_a_smaller_batch_message_and_keeps_the_run(rationale_export, tmp_path, monkeypatch):
+def test_out_of_memory_becomes_a_smaller_batch_message_and_keeps_a_run_that_trained(
+    rationale_export, tmp_path, monkeypatch
+):
     import kdviz.distill.loop as train_module
+
+    real_step, calls = train_module._Loop.step, []
+
+    def oom_at_step_2(self, indices):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, indices)
+
+    monkeypatch.setattr(train_module._Loop, "step", oom_at_step_2)
+    with pytest.raises(KdvizError, match="try batch size 2"):
+        finetune(_config(rationale_export, tmp_path / "o"))
+    status = read_status(tmp_path / "o")
+    assert (status.status, status.step) == ("failed", 1) and "out of memory" in status.error
+    rows = read_rows(tmp_path / "o")  # what was logged before the failure stays
+    assert [(type(r), r.step) for r in rows] == [(EvalRow, 0), (StepRow, 1)]
+    assert status.final.loss == rows[1].loss
+
+
+def test_a_failure_before_the_first_step_removes_the_run_so_the_corrected_command_runs(
+    rationale_export, tmp_path, monkeypatch
+):
+    import kdviz.distill.loop as train_module
+
+    with pytest.raises(KdvizError, match="could not load model"):
+        finetune(_config(rationale_export, tmp_path / "r", student=str(tmp_path / "no-such-student")))
+    assert not (tmp_path / "r").exists()
 
     def oom(self, indices):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_module._Loop, "step", oom)
-    with pytest.raises(KdvizError, match="try batch size 2"):
-        finetune(_config(rationale_export, tmp_path / "o"))
-    status = read_status(tmp_path / "o")
-    assert status["status"] == "failed" and "out of memory" in status["error"]
-    assert read_rows(tmp_path / "o")[0]["kind"] == "eval"  # what was logged before the failure stays
+    with monkeypatch.context() as patch:  # out of memory at the first step: nothing trained, nothing kept
+        patch.setattr(train_module._Loop, "step", oom)
+        with pytest.raises(KdvizError, match="try batch size 2"):
+            finetune(_config(rationale_export, tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+    assert finetune(_config(rationale_export, tmp_path / "r", max_steps=1)).status == "completed"
+
+
+def test_the_learning_rate_warms_up_then_decays_linearly_to_zero():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1e-3)
+    scheduler = _scheduler(optimizer, TrainConfig(data="d", out="o", lr=1e-3, warmup_steps=2, max_steps=6))
+    rates = []
+    for _ in range(6):
+        rates.append(scheduler.get_last_lr()[0])  # the rate the step uses, as the loop logs it
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.0, 5e-4, 1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    no_warmup = _scheduler(torch.optim.AdamW([param], lr=1e-3), TrainConfig(data="d", out="o", lr=1e-3, max_steps=4))
+    assert no_warmup.get_last_lr() == pytest.approx([1e-3])
 
 
 def test_training_data_from_every_kdviz_output(rationale_export, tmp_path):
@@ -171,7 +243,7 @@ def test_training_data_from_every_kdviz_output(rationale_export, tmp_path):
     plain = load_train_examples(demo_path())
     assert [t.example for t in plain] == [t.example for t in from_folder]
     # The demo set, like the CommonsenseQA file, carries a teacher's chain of thought: a rationale source too.
-    assert all(t.rationale and t.rationale.startswith(("The answer", "A ", "The ")) for t in plain[:1])
+    assert plain[0].rationale.startswith(("The answer", "A ", "The "))
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "q?", "choices": ["a", "b"], "answer": "a"}) + "\n")
     with pytest.raises(InputError, match="Rationales panel"):
@@ -199,6 +271,9 @@ def test_split_and_answer_normalisation(rationale_export):
     train, held = split_train_eval(items, eval_size=8, seed=3)
     assert len(held) == 8 and len(train) == 32 and not {t.example.id for t in held} & {t.example.id for t in train}
     assert split_train_eval(items, 8, 3) == (train, held)
+    # The held-out examples of a seed are those runs have always used: the first 8 of torch's seeded permutation.
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(3)).tolist()
+    assert [t.example.id for t in held] == [items[i].example.id for i in sorted(order[:8])]
     assert len(split_train_eval(items[:6], eval_size=50, seed=0)[1]) == 3  # at most half the data
     assert normalize_answer("The  Refrigerator!") == "refrigerator"
     assert accuracy([held[0].example.answer, "nonsense"], held[:2]) == 0.5
@@ -206,6 +281,28 @@ def test_split_and_answer_normalisation(rationale_export):
         TrainConfig(data="d", out="o", alpha=2.0)
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_yaml("data: d\nout: o\nlearning_rate: 1\n")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("max_steps: ten", "max_steps must be a whole number, not 'ten'"),
+        ("max_steps: 2.5", "max_steps must be a whole number, not 2.5"),
+        ("lr: fast", "lr must be a number, not 'fast'"),
+        ("lora: maybe", "lora must be true or false, not 'maybe'"),
+        ("kd_loss: reverse", "kd_loss must be kl or jsd, not 'reverse'"),
+        ("teacher: [a, b]", "teacher must be text, not ['a', 'b']"),
+        ("max_steps: [", "must be valid YAML"),
+    ],
+)
+def test_a_config_of_the_wrong_type_is_an_input_error_naming_the_field(tmp_path, capsys, line, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        TrainConfig.from_yaml(f"data: d\nout: o\n{line}\n")
+    (tmp_path / "c.yaml").write_text(f"data: d\nout: {tmp_path / 'o'}\n{line}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2  # one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_data_parallel_training_with_two_processes(rationale_export, tmp_path):
@@ -225,6 +322,87 @@ def test_data_parallel_training_with_two_processes(rationale_export, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(results) == 1 and results[0]["status"] == "completed"  # one result line, from the first process
-    steps = [r for r in read_rows(out) if r["kind"] == "step"]
-    assert [r["step"] for r in steps] == [1, 2] and steps[0]["samples_per_s"] > 0
+    steps = [r for r in read_rows(out) if isinstance(r, StepRow)]
+    assert [r.step for r in steps] == [1, 2] and steps[0].samples_per_s > 0
     assert (out / "checkpoint" / "model.safetensors").exists()
+
+
+def _records():
+    sample = Sample("q1", "Where is milk kept?", "fridge", "oven", False)
+    step = StepRow(step=1, loss_answer=1.25, loss_kd=0.5, loss=0.875, lr=1e-4, elapsed_s=2.5, eta_s=3.0,
+                   samples_per_s=4.0)  # fmt: skip
+    evaluation = EvalRow(step=2, eval_accuracy=0.5, eval_n=8, elapsed_s=3.0, samples=(sample,))
+    final = FinalMetrics().after_step(step)
+    return sample, step, evaluation, final
+
+
+def test_metrics_rows_and_samples_round_trip_through_the_run_folder(tmp_path):
+    sample, step, evaluation, _ = _records()
+    unjudged = EvalRow(
+        step=0, eval_accuracy=None, eval_n=8, elapsed_s=1.0, samples=(Sample("q2", "?", None, "", None),)
+    )
+    for row in (unjudged, step, evaluation):
+        log_row(tmp_path, row)
+        if isinstance(row, EvalRow):
+            log_samples(tmp_path, row.step, row.samples)
+    assert read_rows(tmp_path) == [unjudged, step, evaluation]
+    assert read_samples(tmp_path) == [(0, unjudged.samples[0]), (2, sample)]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[1] == {"kind": "step", "step": 1, "loss_answer": 1.25, "loss_kd": 0.5, "loss": 0.875, "lr": 1e-4,
+                        "elapsed_s": 2.5, "eta_s": 3.0, "samples_per_s": 4.0}  # fmt: skip
+    assert lines[2]["kind"] == "eval" and lines[2]["samples"] == [sample.to_dict()]
+    with (tmp_path / "metrics.jsonl").open("a") as handle:
+        handle.write('{"kind": "step", "step": 3, "lo')  # a line a crash cut short is skipped
+    assert len(read_rows(tmp_path)) == 3
+    assert step.parts == {"answer": 1.25, "kd": 0.5}
+
+
+def test_results_status_and_run_info_round_trip(tmp_path):
+    _, step, _, final = _records()
+    assert final.to_dict() == {"loss": 0.875, "loss_answer": 1.25, "loss_kd": 0.5}  # parts not logged are absent
+    result = TrainResult(str(tmp_path), "completed", 3, 1.5, final, True)
+    assert TrainResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    info = RunInfo("r", str(tmp_path), "failed", "logit_kd", "tiny", 1, 3, 2.0, final, "boom", False)
+    assert RunInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    assert read_status(tmp_path) is None
+    first = write_status(tmp_path, status="running", started_at=1.0)
+    written = write_status(tmp_path, step=1, final=final, n_train=32, device="cpu")
+    assert (written.status, written.started_at, written.step, written.pid) == ("running", 1.0, 1, os.getpid())
+    assert read_status(tmp_path) == written and written.updated_at >= first.updated_at
+    assert RunStatus.from_dict({"status": "failed"}).final == FinalMetrics()  # a status file from another writer
+
+
+def test_train_config_round_trips_through_yaml_and_the_equivalent_command(tmp_path):
+    config = TrainConfig(data="d.jsonl", out=str(tmp_path / "run"), method="logit_kd", teacher="tiny", lr=3e-4,
+                         kd_loss="jsd", lora=True, limit=10, alpha=1)  # fmt: skip
+    assert isinstance(config.alpha, float) and TrainConfig.from_yaml(config.to_yaml()) == config
+    command = train_command(config)
+    assert command == (
+        f"kdviz train --data d.jsonl --out {tmp_path / 'run'} --student embedded-student --method logit_kd "
+        "--teacher tiny --lr 0.0003 --limit 10 --alpha 1.0 --kd-loss jsd --lora"
+    )
+    assert cli_config(build_parser().parse_args(command.split()[1:])) == config
+    assert rerun_command(tmp_path / "run") == (
+        f"kdviz train --config {tmp_path / 'run' / 'config.yaml'} --out {tmp_path / 'run'}-rerun"
+    )
+
+
+def test_the_cli_puts_a_named_run_in_the_workspace_and_every_flag_shows_its_default(tmp_path, monkeypatch, capsys):
+    parse = build_parser().parse_args
+    base = ["train", "--data", "d.jsonl"]
+    named = cli_config(parse([*base, "--workspace", str(tmp_path / "ws"), "--name", "mine"]))
+    assert named.out == str(tmp_path / "ws" / "runs" / "mine")
+    auto = cli_config(parse([*base, "--workspace", str(tmp_path / "ws"), "--student", "tiny-student"]))
+    assert auto.out == str(tmp_path / "ws" / "runs" / "standard-tiny-student-1")
+    monkeypatch.setenv("KDVIZ_WORKSPACE", str(tmp_path / "env"))
+    assert cli_config(parse([*base, "--name", "n1"])).out == str(tmp_path / "env" / "runs" / "n1")
+    with pytest.raises(InputError, match="not both"):
+        cli_config(parse([*base, "--name", "n1", "--out", "o"]))
+    with pytest.raises(InputError, match="not a valid name"):
+        cli_config(parse([*base, "--name", "../up"]))
+    assert main(["train", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        shown = "(required unless" if f.default is dataclasses.MISSING else f"(default {f.default})"
+        assert flag in help_text and f"{f.metadata['help']} {shown.replace('None', 'none')}" in help_text, flag

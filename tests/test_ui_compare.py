@@ -6,10 +6,12 @@ cancel hold one model's first batch until Cancel is pressed (tiny models finish 
 cancelled is certain.
 """
 
+import dataclasses
 import inspect
 import json
 import re
 import shlex
+import shutil
 import time
 
 import pytest
@@ -17,6 +19,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from kdviz.cli.main import build_parser
+from kdviz.cli.main import main as cli_main
 from kdviz.compare.report import load_report
 from kdviz.compare.run import compare
 from kdviz.compare.viz import FILTERS, SUMMARY_COLUMNS
@@ -25,10 +28,11 @@ from kdviz.data import demo_path
 from kdviz.distill.loop import finetune
 from kdviz.errors import InputError, KdvizError
 from kdviz.ui import compare_handlers as ch
+from kdviz.ui import compare_settings as cs
 from kdviz.ui import launch
 from kdviz.ui import saved_comparisons as sc
 
-FIELDS = list(inspect.signature(ch.make_settings).parameters)[1:]  # the panel's fields, after the workspace
+FIELDS = list(inspect.signature(cs.make_settings).parameters)[1:]  # the panel's fields, after the workspace
 SETTINGS = dict(
     teacher="tiny", students=["runs/s1"], extra_students="tiny-student", dataset=str(demo_path()), limit=6,
     method="input_x_gradient", top_k=5, batch_size=4, name="first",
@@ -75,10 +79,10 @@ def hold_until_cancelled(monkeypatch, role: str) -> None:
     real = ch.compare
 
     def held(*args, on_progress, should_stop, **kwargs):
-        def progress(stage, done, total):
-            on_progress(stage, done, total)
+        def progress(event):
+            on_progress(event)
             deadline = time.monotonic() + 60
-            while stage.startswith(role) and not should_stop() and time.monotonic() < deadline:
+            while event.stage == role and not should_stop() and time.monotonic() < deadline:
                 time.sleep(0.01)
 
         return real(*args, on_progress=progress, should_stop=should_stop, **kwargs)
@@ -91,8 +95,19 @@ def accuracy(cell: str) -> float:
 
 
 def test_launch_writes_the_report_and_shows_every_view(workspace, first):
-    assert first[0][0].startswith("**first** · running · ")  # loading the teacher, or already at work
-    assert any("· running · teacher tiny: " in v[0] for v in first) and any("student runs/s1: " in v[0] for v in first)
+    assert first[0].status.startswith("**first** · running · loading the teacher tiny…")
+    # Every progress event is shown, however fast a model is: each model in turn, from its start to 6/6.
+    progress = [
+        re.search(r"· running · (\w+) (\S+): (\d)/6 examples · model (\d)/3 · ", v.status) for v in first[1:-1]
+    ]
+    assert all(progress) and all(v.files == [] and v.name == "first" for v in first[:-1])
+    steps = [(m[1], m[2], int(m[3]), int(m[4])) for m in progress]
+    shown = list(dict.fromkeys((role, name) for role, name, _, _ in steps))
+    assert shown == [("teacher", "tiny"), ("student", "runs/s1"), ("student", "tiny-student")]
+    assert [order for *_, order in steps] == sorted(order for *_, order in steps)
+    for role, name in shown:
+        done = [d for r, n, d, _ in steps if (r, n) == (role, name)]
+        assert done == sorted(done) and done[-1] == 6, (name, done)
     status, summary, pairwise, acc_fig, overlap_fig, agree_fig, table, html, files, command, name = first[-1]
     assert status.startswith("**first** · completed · teacher `tiny` and 2 student(s) on 6 examples · ")
     assert name == "first" and html == sc.NO_EXAMPLE_HTML
@@ -110,22 +125,43 @@ def test_launch_writes_the_report_and_shows_every_view(workspace, first):
     assert list(acc_fig.data[0].x) == MODELS and len(overlap_fig.data) == 3 and list(agree_fig.data[0].x) == MODELS
     assert table["headers"] == ["id", "question", "gold", *MODELS] and len(table["data"]) == 6
     assert [m.name for m in load_report(folder).models] == MODELS
-    assert sc.list_comparisons(workspace) == ["first"] and ch.next_name(workspace, "first") == "comparison-1"
+    assert sc.list_comparisons(workspace) == ["first"] and cs.next_name(workspace, "first") == "comparison-1"
 
 
-def test_the_cli_command_reproduces_the_comparison(workspace, first):
-    command = first[-1][9]
-    assert f"cd {workspace.resolve()}\nkdviz compare --teacher tiny" in command
-    args = build_parser().parse_args(shlex.split(command.split("\n")[3])[1:])
+def test_the_cli_command_reproduces_the_comparison(workspace, first, capsys):
+    command = first[-1].command
+    assert command.startswith("**Same comparison from the command line:**\n```\nkdviz compare --teacher tiny ")
+    line = command.split("\n")[2]
+    args = build_parser().parse_args(shlex.split(line)[1:])
     assert (args.teacher, args.student, args.data, args.limit) == ("tiny", MODELS[1:], str(demo_path()), 6)
-    assert (args.out, args.method, args.top_k, args.batch_size) == ("comparisons/first", "input_x_gradient", 5, 4)
+    assert (args.workspace, args.name, args.out) == (str(workspace.resolve()), "first", None)
+    assert (args.method, args.top_k, args.batch_size) == ("input_x_gradient", 5, 4)
+    assert cli_main(shlex.split(line)[1:]) == 2  # the same name: a finished comparison is never overwritten
+    assert "a comparison named 'first' exists already" in capsys.readouterr().err
+    # Under another name, run anywhere, it writes the same report into the workspace, and the app lists it.
+    assert cli_main(shlex.split(line.replace("--name first", "--name first-cli"))[1:]) == 0
+    ui, cli = load_report(workspace / "comparisons" / "first"), load_report(workspace / "comparisons" / "first-cli")
+    assert (cli.examples, cli.summary, cli.pairwise) == (ui.examples, ui.summary, ui.pairwise)
+
+    def answers(comparison):  # every model's records, less when they were made
+        return [(m.name, [dataclasses.replace(r, provenance={**r.provenance, "created": None}) for r in m.records])
+                for m in comparison.models]  # fmt: skip
+
+    assert answers(cli) == answers(ui)
+    assert cli.settings.command == line.replace("--name first", "--name first-cli")
+    assert set(sc.list_comparisons(workspace)) == {"first", "first-cli"}
+    assert sc.comparison_view(workspace, "first-cli").summary == first[-1].summary
+    shutil.rmtree(workspace / "comparisons" / "first-cli")  # the other tests expect "first" alone
 
 
 def test_reopening_a_past_comparison_recomputes_nothing(workspace, first, monkeypatch):
     monkeypatch.setattr(ch, "compare", lambda *a, **k: pytest.fail("a reopened comparison was recomputed"))
-    reopened = sc.comparison_view(workspace, "first")
-    assert reopened[1:3] == first[-1][1:3] and reopened[6] == first[-1][6] and reopened[8:] == first[-1][8:]
-    assert reopened[0] == first[-1][0].rsplit(" · ", 1)[0]  # the same status, less the run time
+    reopened, last = sc.comparison_view(workspace, "first"), first[-1]
+    assert (reopened.summary, reopened.pairwise, reopened.examples) == (last.summary, last.pairwise, last.examples)
+    assert (reopened.example, reopened.files, reopened.command, reopened.name) == (
+        last.example, last.files, last.command, last.name
+    )  # fmt: skip
+    assert reopened.status == last.status.rsplit(" · ", 1)[0]  # the same status, less the run time
     with pytest.raises(InputError, match="no comparison named 'nope'"):
         sc.comparison_view(workspace, "nope")
 
@@ -152,7 +188,7 @@ def test_filters_keep_the_examples_their_correctness_says(workspace, first):
 
 
 def test_an_example_shows_every_models_attribution_map(workspace, first):
-    example_id = first[-1][6]["data"][0][0]
+    example_id = first[-1].examples["data"][0][0]
     html = sc.show_example(workspace, "first", example_id)
     assert all(f"<b>{name}</b>" in html for name in MODELS) and html.count("kdviz-model") == 3
     assert html.count("kdviz-word") > 10 and sc.show_example(workspace, "first", "") == sc.NO_EXAMPLE_HTML
@@ -176,10 +212,10 @@ def test_cancel_keeps_finished_models_a_second_launch_is_busy_and_compare_again_
     assert ch.cancel_comparison() == "No comparison is running."
     assert not (workspace / "comparisons" / "other").exists()
     # A cancelled comparison keeps its name (Compare resumes it); a finished one is never overwritten.
-    assert ch.next_name(workspace, "long") == "long"
+    assert cs.next_name(workspace, "long") == "long"
     monkeypatch.setattr(ch, "compare", compare)  # no more holding
     with pytest.raises(InputError, match="a comparison named 'first' exists already"):
-        ch.make_settings(workspace, *fields())
+        cs.make_settings(workspace, *fields())
     status, summary = list(ch.launch(workspace, *long, poll_s=POLL_S))[-1][:2]
     assert status.startswith("**long** · completed · teacher `tiny` and 1 student(s) on 40 examples")
     assert [row[0] for row in summary] == ["tiny", "tiny-student"]
@@ -200,7 +236,7 @@ def test_cancel_keeps_finished_models_a_second_launch_is_busy_and_compare_again_
 )
 def test_bad_settings_are_clear_errors(workspace, settings, message):
     with pytest.raises(KdvizError, match=re.escape(message)):
-        ch.make_settings(workspace, *fields(**{"name": "bad", **settings}))
+        cs.make_settings(workspace, *fields(**{"name": "bad", **settings}))
 
 
 def test_bad_data_and_models_are_clear_errors_and_free_the_panel(workspace, tmp_path):
@@ -212,7 +248,7 @@ def test_bad_data_and_models_are_clear_errors_and_free_the_panel(workspace, tmp_
         (dict(dataset=str(tmp_path / "missing.jsonl")), "no such data file"),
         (dict(dataset=str(empty)), "empty.jsonl holds no training examples"),
         (dict(dataset=str(no_question)), "has no 'question' field"),
-        (dict(dataset=str(no_answer)), "no_answer.jsonl: no example has a gold answer"),
+        (dict(dataset=str(no_answer)), "no example has a gold answer"),  # compare() checks, before any model
         (dict(extra_students="no-such/model"), "could not load model 'no-such/model'"),
         (dict(students=[], extra_students="tiny"), "each model can appear only once"),
     ]:
@@ -229,20 +265,20 @@ def test_students_data_and_names_of_the_workspace(workspace, tmp_path):
     (failed / "checkpoint" / "config.json").write_text("{}")
     (failed / "config.yaml").write_text("method: standard\nstudent: tiny-student\n")
     (failed / "status.json").write_text(json.dumps({"status": "failed"}))
-    students = ch.list_students(workspace)
+    students = cs.list_students(workspace)
     assert students[0] == ("runs/s1 (standard, completed)", "runs/s1") and ("tiny-student", "tiny-student") in students
     assert all("broken" not in value for _, value in students)
-    assert ch.list_data(workspace, demo_path())[0] == ("cqa_demo.jsonl (the app's examples)", str(demo_path()))
-    assert ch.list_data(tmp_path / "empty", None) == [] and sc.list_comparisons(tmp_path / "empty") == []
-    assert ch.parse_specs("a, b\nc,,") == ["a", "b", "c"]
-    assert ch.suggest_name(tmp_path / "empty") == "comparison-1" and ch.next_name(workspace, "../x") == "comparison-1"
+    assert cs.list_data(workspace, demo_path())[0] == ("cqa_demo.jsonl (the app's examples)", str(demo_path()))
+    assert cs.list_data(tmp_path / "empty", None) == [] and sc.list_comparisons(tmp_path / "empty") == []
+    assert cs.parse_specs("a, b\nc,,") == ["a", "b", "c"]
+    assert cs.suggest_name(tmp_path / "empty") == "comparison-1" and cs.next_name(workspace, "../x") == "comparison-1"
     broken = workspace / "comparisons" / "broken"  # an unreadable report: kept, never overwritten
     broken.mkdir(parents=True)
     (broken / "report.json").write_text("{")
     with pytest.raises(InputError, match="report.json cannot be read as a comparison report"):
         sc.comparison_view(workspace, "broken")
     with pytest.raises(InputError, match="a comparison named 'broken' exists already"):
-        ch.make_settings(workspace, *fields(name="broken"))
+        cs.make_settings(workspace, *fields(name="broken"))
 
 
 def test_api_compare_show_filter_open_busy_and_errors(workspace, first, tmp_path, monkeypatch):
@@ -255,7 +291,7 @@ def test_api_compare_show_filter_open_busy_and_errors(workspace, first, tmp_path
         status, summary, pairwise, accuracy_plot, *_, table, html, files, command = out
         assert status.startswith("**api** · completed") and summary["headers"] == SUMMARY_COLUMNS
         assert [row[0] for row in summary["data"]] == MODELS and accuracy_plot["type"] == "plotly"
-        assert table["headers"][3:] == MODELS and len(table["data"]) == 6 and "--out comparisons/api" in command
+        assert table["headers"][3:] == MODELS and len(table["data"]) == 6 and "--name api" in command
         assert sorted(p.rsplit("/", 1)[1] for p in files) == ["examples.csv", "report.html", "report.json"]
         shown = one.predict(table["data"][0][0], api_name="/show_example")
         assert all(f"<b>{name}</b>" in shown for name in MODELS)

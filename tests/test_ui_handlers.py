@@ -57,7 +57,10 @@ def attribute(prompt="the cat sat on the mat", **fields):
 
 def test_free_prompt_gives_one_span_per_word_and_a_record_that_round_trips():
     prompt = "Where would you keep milk cold?"
-    answer, html, figure, rows, record = attribute(prompt)
+    view = attribute(prompt)
+    assert isinstance(view, handlers.AttributionView)
+    answer, html, figure, rows, record = view
+    assert (view.answer, view.record) == (answer, record)
     assert word_spans(html) == prompt.split()
     attr = kdviz.TokenAttribution.from_dict(record)
     assert attr.to_dict() == record
@@ -75,15 +78,18 @@ def test_every_method_runs():
 
 
 def test_picked_example_attributes_its_predicted_choice():
-    prompt, choices, gold, fmt, mode = handlers.example_fields(demo_path(), "demo-002")
+    fields = handlers.example_fields(demo_path(), "demo-002")
+    prompt, choices, gold, fmt, mode = fields
+    assert (fields.prompt, fields.target_mode) == (prompt, mode)
     assert prompt.startswith("What tool would a carpenter use")
     assert choices.splitlines() == ["screwdriver", "hammer", "saw", "ruler", "paintbrush"]
     assert (gold, fmt, mode) == ("hammer", "mcqa", "choice")
     answer, html, _, rows, record = attribute(prompt, choices_text=choices, gold=gold, fmt=fmt, target_mode=mode)
-    meta = record["meta"]
-    assert record["target"] == meta["predicted"] in meta["choices"]
-    assert meta["correct"] == (meta["predicted"] == "hammer")
-    assert "**Prediction**" in answer and "| hammer" in answer
+    pred = kdviz.TokenAttribution.from_dict(record).prediction
+    assert record["target"] == pred.predicted in pred.choices
+    assert pred.correct == (pred.predicted == "hammer") and pred.gold == "hammer"
+    assert f"**Prediction**: `{pred.predicted}`" in answer and "| hammer" in answer
+    assert ("— correct" in answer) == pred.correct and answer.count("← predicted") == 1
     rendered = kdviz.render(kdviz.load_examples(demo_path())[1]).text
     assert word_spans(html) == rendered.split()  # the mcqa format's own words are shown too, in grey
     assert len(rows) == handlers.TOP_K and all(word not in ("Question:", "Answer:") for _, word, _ in rows)
@@ -171,11 +177,40 @@ def test_model_load_note_only_for_unconverted_gguf(tmp_path, monkeypatch):
 def test_ui_errors_turns_kdviz_errors_into_gradio_errors():
     import gradio as gr
 
-    wrapped = handlers.ui_errors(handlers.example_fields)
+    from kdviz.ui.errors import ui_errors
+
+    assert handlers.ui_errors is ui_errors  # still importable from here, for the tabs that do
+    wrapped = ui_errors(handlers.example_fields)
     with pytest.raises(gr.Error, match="no example with id 'nope'"):
         wrapped(demo_path(), "nope")
     with pytest.raises(gr.Error, match="unknown attribution method"):
-        handlers.ui_errors(attribute)(method="nope")
+        ui_errors(attribute)(method="nope")
+
+
+def test_ui_errors_reports_a_bug_as_an_internal_error_with_its_traceback_in_the_log(caplog):
+    import gradio as gr
+
+    from kdviz.ui.errors import ui_errors
+
+    def buggy():
+        return dict(["x"])  # a bug, not bad input, though it raises ValueError
+
+    def buggy_stream():
+        yield 1
+        raise KeyError("step")
+
+    with pytest.raises(gr.Error) as info:
+        ui_errors(buggy)()
+    message = info.value.message
+    assert message.startswith("internal error (ValueError: dictionary update sequence element #0")
+    assert message.endswith("the traceback is in the app's log")
+    stream = ui_errors(buggy_stream)()
+    assert next(stream) == 1
+    with pytest.raises(gr.Error, match=r"internal error \(KeyError: 'step'\)"):
+        next(stream)
+    logged = [r for r in caplog.records if r.name == "kdviz.ui"]
+    assert len(logged) == 2 and all(r.exc_info for r in logged)
+    assert "buggy_stream" in caplog.text  # the traceback reaches the log
 
 
 def test_importing_kdviz_leaves_gradio_out():

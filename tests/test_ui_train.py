@@ -17,11 +17,14 @@ from gradio_client.exceptions import AppError
 
 from kdviz.cli.main import build_parser
 from kdviz.cli.train import _config
+from kdviz.distill.runs import train_command
 from kdviz.errors import InputError, KdvizError
 from kdviz.ui import launch
+from kdviz.ui import run_views as rv
 from kdviz.ui import train_handlers as th
+from kdviz.ui import train_settings as ts
 
-FIELDS = list(inspect.signature(th.make_config).parameters)[1:]  # the panel's fields, after the workspace
+FIELDS = list(inspect.signature(ts.make_config).parameters)[1:]  # the panel's fields, after the workspace
 SETTINGS = dict(
     student="tiny-student", method="standard", max_steps=3, batch_size=2, lr=1e-3, seed=0, eval_every=2,
     eval_size=4, alpha=0.5, kd_loss="kl", temperature=2.0, teacher="tiny", lora=False, lora_r=16, name="",
@@ -76,23 +79,23 @@ def test_launch_streams_curves_and_finishes(workspace, rationale_export):
     assert samples[0][4] in ("yes", "no") and samples[0][1]  # correct, question
     folder = workspace / "runs" / name
     assert f"--config {folder / 'config.yaml'}" in command and (folder / "checkpoint").is_dir()
-    rows = th.run_rows(workspace)
+    rows = rv.run_rows(workspace)
     assert [row[:5] for row in rows] == [[name, "completed", "standard", "tiny-student", "3/3"]]
     assert re.fullmatch(r"\d\.\d{3}", rows[0][5]) and re.fullmatch(r"\d+\.\d{4}", rows[0][6])
-    assert th.run_view(workspace, name)[0] == status  # a past run reads the same from its folder
-    assert th.next_run_name(workspace, "standard", "tiny-student", name) == "standard-tiny-student-2"
-    assert th.next_run_name(workspace, "standard", "tiny-student", "mine") == "mine"
+    assert rv.run_view(workspace, name).status == status  # a past run reads the same from its folder
+    assert ts.next_run_name(workspace, "standard", "tiny-student", name) == "standard-tiny-student-2"
+    assert ts.next_run_name(workspace, "standard", "tiny-student", "mine") == "mine"
 
 
 def test_the_cli_command_runs_the_same_config(workspace, rationale_export):
-    config = th.make_config(workspace, *fields(rationale_export, method="multitask", alpha=0.3, lora=True, lora_r=4))
-    command = th.cli_command(config)
+    config = ts.make_config(workspace, *fields(rationale_export, method="multitask", alpha=0.3, lora=True, lora_r=4))
+    command = train_command(config)
     assert command.startswith(f"kdviz train --data {rationale_export} --out {workspace / 'runs'}")
     assert "--alpha 0.3 --lora --lora-r 4" in command and "--teacher" not in command and "--kd-loss" not in command
     assert _config(build_parser().parse_args(shlex.split(command)[1:])) == config
-    kd = th.make_config(workspace, *fields(rationale_export, method="logit_kd", kd_loss="jsd", teacher="tiny"))
+    kd = ts.make_config(workspace, *fields(rationale_export, method="logit_kd", kd_loss="jsd", teacher="tiny"))
     assert (kd.teacher, kd.kd_loss, kd.temperature, kd.lora) == ("tiny", "jsd", 2.0, False)
-    assert "--method logit_kd --teacher tiny" in th.cli_command(kd) and "--kd-loss jsd" in th.cli_command(kd)
+    assert "--method logit_kd --teacher tiny" in train_command(kd) and "--kd-loss jsd" in train_command(kd)
 
 
 def test_cancel_keeps_the_run_marked_cancelled_and_a_second_launch_is_busy(workspace, rationale_export):
@@ -104,7 +107,7 @@ def test_cancel_keeps_the_run_marked_cancelled_and_a_second_launch_is_busy(works
     assert th.cancel_run() == "Cancelling **long** after the current step…"
     status, figure, samples, command = list(views)[-1]
     assert re.match(r"\*\*long\*\* · cancelled · step \d+/2000 ·", status) and figure.data[0].x
-    assert th.run_rows(workspace)[0][:2] == ["long", "cancelled"]
+    assert rv.run_rows(workspace)[0][:2] == ["long", "cancelled"]
     assert th.cancel_run() == "No training is running."
     assert json.loads((workspace / "runs" / "long" / "status.json").read_text())["status"] == "cancelled"
 
@@ -126,7 +129,7 @@ def test_cancel_keeps_the_run_marked_cancelled_and_a_second_launch_is_busy(works
 )
 def test_bad_settings_are_clear_errors(workspace, settings, message):
     with pytest.raises(KdvizError, match=re.escape(message)):
-        th.make_config(workspace, *fields("data.jsonl", **settings))
+        ts.make_config(workspace, *fields("data.jsonl", **settings))
 
 
 def test_bad_data_is_a_clear_error_and_frees_the_panel(workspace, tmp_path, rationale_export):
@@ -134,13 +137,14 @@ def test_bad_data_is_a_clear_error_and_frees_the_panel(workspace, tmp_path, rati
     bad.write_text("{not json\n")
     plain = tmp_path / "plain.jsonl"  # a dataset without the teacher's rationales
     plain.write_text("".join(json.dumps({"id": f"q{i}", "question": "q?", "answer": "a"}) + "\n" for i in range(4)))
-    for data, method, message in [
-        (bad, "standard", "bad.jsonl"),
-        (tmp_path / "missing.jsonl", "standard", "no such data file"),
-        (plain, "multitask", "method 'multitask' needs the teacher's rationales; the data has none."),
+    for data, settings, message in [
+        (bad, {}, "bad.jsonl"),
+        (tmp_path / "missing.jsonl", {}, "no such data file"),
+        (plain, dict(method="multitask"), "method 'multitask' needs the teacher's rationales; the data has none."),
+        (rationale_export, dict(student=str(tmp_path / "no-student")), "could not load model"),  # after the folder
     ]:
         with pytest.raises(KdvizError, match=re.escape(message)):
-            list(th.launch(workspace, *fields(data, method=method, name="bad"), poll_s=POLL_S))
+            list(th.launch(workspace, *fields(data, **settings, name="bad"), poll_s=POLL_S))
         assert th.cancel_run() == "No training is running." and not (workspace / "runs" / "bad").exists()
     (workspace / "runs" / "taken").mkdir(parents=True)
     (workspace / "runs" / "taken" / "config.yaml").write_text("data: x\nout: y\n")
@@ -150,35 +154,35 @@ def test_bad_data_is_a_clear_error_and_frees_the_panel(workspace, tmp_path, rati
 
 def test_datasets_of_the_workspace_and_uploads(workspace, tmp_path, rationale_export):
     assert th.list_datasets(workspace) == []
-    export = workspace / "b1" / "exports" / "v1"
+    export = workspace / "builds" / "b1" / "exports" / "v1"
     shutil.copytree(rationale_export, export)
-    shutil.copy(rationale_export / "rationales.jsonl", workspace / "b1" / "records.jsonl")
+    shutil.copy(rationale_export / "rationales.jsonl", workspace / "builds" / "b1" / "records.jsonl")
     assert th.list_datasets(workspace) == [
         ("b1/v1 (export)", str(export)),
-        ("b1 (curated records)", str(workspace / "b1" / "records.jsonl")),
+        ("b1 (curated records)", str(workspace / "builds" / "b1" / "records.jsonl")),
     ]
     upload = tmp_path / "my data.jsonl"
     upload.write_text('{"id": "1", "question": "q?", "answer": "a"}\n')
     copy = th.add_upload(workspace, upload)
-    assert copy == str(workspace / "train_data" / "my-data.jsonl") and th.add_upload(workspace, upload) == copy
+    assert copy == str(workspace / "uploads" / "my-data.jsonl") and th.add_upload(workspace, upload) == copy
     upload.write_text('{"id": "2", "question": "q?", "answer": "b"}\n')
-    assert th.add_upload(workspace, upload) == str(workspace / "train_data" / "my-data-2.jsonl")
+    assert th.add_upload(workspace, upload) == str(workspace / "uploads" / "my-data-2.jsonl")
     assert th.list_datasets(workspace)[-1] == ("my-data.jsonl (uploaded)", copy)
     with pytest.raises(InputError, match="notes.txt: upload a .jsonl"):
         th.add_upload(workspace, tmp_path / "notes.txt")
 
 
 def test_method_info_and_run_names(workspace):
-    assert th.method_info("standard")[1:] == (False, False)
-    assert th.method_info("multitask")[1:] == (True, False)
-    text, uses_alpha, uses_teacher = th.method_info("logit_kd")
+    assert ts.method_info("standard")[1:] == (False, False)
+    assert ts.method_info("multitask")[1:] == (True, False)
+    text, uses_alpha, uses_teacher = ts.method_info("logit_kd")
     assert uses_alpha and uses_teacher and "share a vocabulary" in text and text.startswith("**logit_kd**: ")
-    assert "at test time" in th.method_info("rationale_input")[0]
-    assert th.suggest_run_name(workspace, "standard", "Qwen/Qwen2.5-0.5B") == "standard-Qwen2.5-0.5B-1"
-    assert th.suggest_run_name(workspace, "multitask", "runs/s1/") == "multitask-s1-1"
-    assert th.run_view(workspace, "") == ("Pick a run.", None, [], "")
+    assert "at test time" in ts.method_info("rationale_input").summary
+    assert ts.suggest_run_name(workspace, "standard", "Qwen/Qwen2.5-0.5B") == "standard-Qwen2.5-0.5B-1"
+    assert ts.suggest_run_name(workspace, "multitask", "runs/s1/") == "multitask-s1-1"
+    assert rv.run_view(workspace, "") == ("Pick a run.", None, [], "")
     with pytest.raises(InputError, match="no run named 'nope'"):
-        th.run_view(workspace, "nope")
+        rv.run_view(workspace, "nope")
 
 
 def test_api_train_busy_cancel_and_errors(workspace, rationale_export):
@@ -189,7 +193,7 @@ def test_api_train_busy_cancel_and_errors(workspace, rationale_export):
             one.predict(**named(workspace / "missing.jsonl"), api_name="/train")
         status, plot, samples, command = one.predict(**named(rationale_export, max_steps=2), api_name="/train")
         assert status.startswith("**standard-tiny-student-1** · completed · step 2/2") and plot["type"] == "plotly"
-        assert samples["headers"] == th.SAMPLE_COLUMNS and samples["data"] and "kdviz train --data" in command
+        assert samples["headers"] == rv.SAMPLE_COLUMNS and samples["data"] and "kdviz train --data" in command
         runs, run, name = one.predict("standard", "tiny-student", "standard-tiny-student-1", api_name="/after_train")
         assert runs["data"][0][:2] == ["standard-tiny-student-1", "completed"] and name == "standard-tiny-student-2"
         assert one.predict("standard-tiny-student-1", api_name="/show_run")[0] == status
@@ -211,7 +215,7 @@ def test_api_train_busy_cancel_and_errors(workspace, rationale_export):
 def test_ui_errors_keeps_a_streaming_handler_streaming():
     import gradio as gr
 
-    from kdviz.ui.handlers import ui_errors
+    from kdviz.ui.errors import ui_errors
 
     @ui_errors
     def stream():

@@ -1,4 +1,6 @@
-from kdviz.attribution.words import assign_tokens, merge_scores, token_groups, word_spans
+from kdviz.attribution.words import assign_tokens, merge_scores, normalize_word, token_groups, word_spans
+from kdviz.compare.stats import align_words
+from kdviz.rationales.select import normalize, words_of
 
 
 def test_subword_pieces_merge_into_whitespace_words():
@@ -17,3 +19,12 @@ def test_whitespace_only_tokens_belong_to_no_word():
     spans = word_spans("a\n\nb")
     assert assign_tokens([(0, 1), (1, 3), (3, 4)], spans) == [0, -1, 1]
     assert merge_scores([1.0, 5.0, 2.0], [0, -1, 1], 2) == [1.0, 2.0]
+
+
+def test_one_normaliser_for_rationale_overlap_and_cross_model_alignment():
+    # Issue #11: «milk» was "milk" for rationale overlap but "«milk»" when two models' prompts were aligned.
+    assert normalize_word("«Milk»") == normalize_word("“milk”") == normalize_word("milk…") == "milk"
+    assert normalize_word("—") == "" and normalize_word("don't") == "don't"  # inner punctuation stays
+    assert normalize("«milk»") == "milk" and words_of("«milk» stays") == {"milk", "stays"}
+    pairs = align_words(["keep", "«milk»", "cold"], [False] * 3, ["keep", "milk", "cold?"], [False] * 3)
+    assert pairs == [(0, 0), (1, 1), (2, 2)]

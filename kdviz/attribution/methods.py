@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from kdviz.errors import InputError
-from kdviz.lm.forward import Batch, embed, make_batch, target_logprobs
+from kdviz.lm.forward import Batch, embed, make_batch, model_lock, target_logprobs
 from kdviz.lm.prompts import EncodedPrompt, encode, encode_target
-from kdviz.records import TokenAttribution
+from kdviz.records import Prediction, TargetMode, TokenAttribution
 
-from .catalog import METHOD_DESCRIPTIONS, check_method, list_attribution_methods  # noqa: F401
+from .catalog import DEFAULT_METHOD, METHOD_DESCRIPTIONS, AttributionMethod, check_method, list_attribution_methods  # noqa: F401
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 Progress = Callable[[int, int], None]
@@ -26,14 +26,15 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class AttributionRequest:
-    """One prompt and the target string whose log-probability is attributed to it."""
+    """One prompt and the target string whose log-probability is attributed to it, and what the model predicted
+    (copied into the attribution record)."""
 
     prompt: str
     target: str
-    target_mode: str = "forced"
+    target_mode: TargetMode = "forced"
     template_spans: tuple[tuple[int, int], ...] = ()
     example_id: str | None = None
-    meta: dict | None = None
+    prediction: Prediction | None = None
 
 
 @dataclass
@@ -149,16 +150,18 @@ def _feature_ablation(loaded, batch: Batch, preps: list[_Prepared], steps: int, 
 @torch.no_grad()
 def _attention(loaded, batch: Batch, preps: list[_Prepared], steps: int, per_token: bool):
     # Mean attention over layers and heads from the position that predicts each target token (cross-attention
-    # for encoder-decoder models) to each prompt token. Needs eager attention, switched on only for this call.
+    # for encoder-decoder models) to each prompt token. Needs eager attention, switched on only for this call; the
+    # model is shared, so its lock keeps every other thread's forward out until it is switched back.
     model = loaded.model
-    previous = model.config._attn_implementation
-    if previous != "eager":
-        model.set_attn_implementation("eager")
-    try:
-        _, out = target_logprobs(loaded, batch, output_attentions=True)
-    finally:
+    with model_lock(loaded):
+        previous = model.config._attn_implementation
         if previous != "eager":
-            model.set_attn_implementation(previous)
+            model.set_attn_implementation("eager")
+        try:
+            _, out = target_logprobs(loaded, batch, output_attentions=True)
+        finally:
+            if previous != "eager":
+                model.set_attn_implementation(previous)
     maps = out.cross_attentions if loaded.is_encoder_decoder else out.attentions
     mean = torch.stack([a.float() for a in maps]).mean(dim=(0, 2))  # [B, queries, keys]
     results = []
@@ -216,14 +219,14 @@ def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: tor
         word_token_scores=[merge_scores(row, prep.owners, n_words) for row in rows] if n_words else [],
         word_is_template=tuple(overlaps_any(s, req.template_spans) for s in prep.word_spans),
         example_id=req.example_id,
-        meta=dict(req.meta or {}),
+        prediction=req.prediction,
     )
 
 
 def attribute_requests(
     loaded,
     requests: Sequence[AttributionRequest],
-    method: str = "input_x_gradient",
+    method: AttributionMethod = DEFAULT_METHOD,
     *,
     steps: int = 20,
     batch_size: int = 4,

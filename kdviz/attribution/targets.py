@@ -9,9 +9,10 @@ from kdviz.config import ModelSpec
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.inference import generate_batch, score_choices_batch
 from kdviz.lm.models import LoadedModel, load_model
-from kdviz.lm.prompts import answer_choices, render
-from kdviz.records import TARGET_MODES, ChoiceScores, Example, TokenAttribution
+from kdviz.lm.prompts import PromptFormat, answer_choices, render
+from kdviz.records import SELECTABLE_TARGET_MODES, ChoiceScores, Example, Prediction, TargetMode, TokenAttribution
 
+from .catalog import DEFAULT_METHOD, AttributionMethod
 from .methods import AttributionRequest, attribute_requests, check_method
 
 Progress = Callable[[int, int], None]
@@ -21,12 +22,12 @@ def _as_loaded(model: LoadedModel | ModelSpec | str) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def default_target_mode(example: Example, fmt: str | None = None) -> str:
+def default_target_mode(example: Example, fmt: PromptFormat | None = None) -> TargetMode:
     """Returns "choice" for examples with answer choices, else "generate"."""
     return "choice" if answer_choices(example, fmt) else "generate"
 
 
-def scoring_prompt(example: Example, fmt: str | None = None) -> str:
+def scoring_prompt(example: Example, fmt: PromptFormat | None = None) -> str:
     """Returns the prompt whose continuations are scored to predict a choice.
 
     Multiple-choice questions are scored without the list of choices: with the list in the prompt, small models
@@ -39,7 +40,7 @@ def scoring_prompt(example: Example, fmt: str | None = None) -> str:
 def score_examples(
     loaded: LoadedModel,
     examples: Sequence[Example],
-    fmt: str | None = None,
+    fmt: PromptFormat | None = None,
     batch_size: int = 32,
     on_progress: Progress | None = None,
 ) -> list[ChoiceScores]:
@@ -56,8 +57,8 @@ def score_examples(
 def build_requests(
     loaded: LoadedModel,
     examples: Sequence[Example],
-    target_mode: str | None = None,
-    fmt: str | None = None,
+    target_mode: TargetMode | None = None,
+    fmt: PromptFormat | None = None,
     max_new_tokens: int = 24,
     batch_size: int = 8,
     on_progress: Progress | None = None,
@@ -67,13 +68,13 @@ def build_requests(
 
     `target_mode`: "choice" (the model's best-scoring choice), "generate" (its free completion) or "gold"
     (the example's answer); default: "choice" where the example has choices. A non-None entry of `targets`
-    forces that example's target (mode "forced"); its choices are still scored for the record's metadata.
+    forces that example's target (mode "forced"); its choices are still scored for the request's Prediction.
     """
-    if target_mode is not None and target_mode not in TARGET_MODES[:3]:
-        raise UnknownNameError("target mode", target_mode, TARGET_MODES[:3])
+    if target_mode is not None and target_mode not in SELECTABLE_TARGET_MODES:
+        raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
     rendered = [render(ex, fmt) for ex in examples]
     targets = list(targets) if targets is not None else [None] * len(examples)
-    modes = [
+    modes: list[TargetMode] = [
         "forced" if forced is not None else target_mode or default_target_mode(ex, fmt)
         for ex, forced in zip(examples, targets, strict=True)
     ]
@@ -82,17 +83,16 @@ def build_requests(
             raise InputError(f"example {ex.id!r} has no choices; use target mode 'generate' or 'gold'")
         if mode == "gold" and not ex.answer:
             raise InputError(f"example {ex.id!r} has no gold answer to attribute")
-    metas: list[dict] = [{"gold": ex.answer} if ex.answer else {} for ex in examples]
+    scores: list[ChoiceScores | None] = [None] * len(examples)
+    generated: list[str | None] = [None] * len(examples)
     scored = [i for i, ex in enumerate(examples) if answer_choices(ex, fmt)]
     if scored:  # score choices wherever there are some: the prediction and its correctness are worth keeping
         for i, cs in zip(
             scored,
             score_examples(loaded, [examples[i] for i in scored], fmt, batch_size * 4, on_progress),
-            strict=False,
+            strict=True,
         ):
-            metas[i].update(choices=list(cs.choices), choice_scores=list(cs.scores), predicted=cs.predicted)
-            if examples[i].answer is not None:
-                metas[i]["correct"] = cs.predicted == examples[i].answer
+            scores[i] = cs
             if modes[i] == "choice":
                 targets[i] = cs.predicted
     for i, mode in enumerate(modes):
@@ -105,26 +105,42 @@ def build_requests(
             generate_batch(
                 loaded, [rendered[i].text for i in to_generate], max_new_tokens=max_new_tokens, batch_size=batch_size
             ),
-            strict=False,
+            strict=True,
         ):
             if not gen.completion.strip():
                 raise InputError(f"{loaded.name} generated an empty answer; use target mode 'choice' or 'gold'")
-            targets[i] = gen.completion
-            metas[i]["generated"] = gen.completion
+            targets[i] = generated[i] = gen.completion
     return [
-        AttributionRequest(r.text, t, m, r.template_spans, ex.id, meta)
-        for ex, r, t, m, meta in zip(examples, rendered, targets, modes, metas, strict=False)
+        AttributionRequest(r.text, t, m, r.template_spans, ex.id, _prediction(ex, cs, g))
+        for ex, r, t, m, cs, g in zip(examples, rendered, targets, modes, scores, generated, strict=True)
     ]
+
+
+def _prediction(example: Example, scores: ChoiceScores | None, generated: str | None) -> Prediction | None:
+    """Returns what is known of the model's answer to `example` (None when nothing is: no choices, gold or
+    generation)."""
+    if scores is None and generated is None and not example.answer:
+        return None
+    if scores is None:
+        return Prediction(gold=example.answer or None, generated=generated)
+    return Prediction(
+        predicted=scores.predicted,
+        correct=None if example.answer is None else scores.predicted == example.answer,
+        gold=example.answer or None,
+        choices=scores.choices,
+        choice_scores=scores.scores,
+        generated=generated,
+    )
 
 
 def attribute(
     model: LoadedModel | ModelSpec | str,
     prompt: str | Example,
     target: str | None = None,
-    method: str = "input_x_gradient",
+    method: AttributionMethod = DEFAULT_METHOD,
     *,
-    target_mode: str | None = None,
-    fmt: str | None = None,
+    target_mode: TargetMode | None = None,
+    fmt: PromptFormat | None = None,
     steps: int = 20,
     max_new_tokens: int = 24,
 ) -> TokenAttribution:
@@ -147,9 +163,9 @@ def attribute(
 def attribute_examples(
     model: LoadedModel | ModelSpec | str,
     examples: Sequence[Example],
-    method: str = "input_x_gradient",
+    method: AttributionMethod = DEFAULT_METHOD,
     *,
-    target_mode: str | None = None,
+    target_mode: TargetMode | None = None,
     steps: int = 20,
     batch_size: int = 4,
     per_token: bool = True,

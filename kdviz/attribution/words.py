@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 
 _WORD = re.compile(r"\S+")
@@ -52,3 +53,16 @@ def token_groups(owners: Sequence[int], n_words: int) -> list[list[int]]:
 def overlaps_any(span: tuple[int, int], others: Sequence[tuple[int, int]]) -> bool:
     """Returns whether `span` shares at least one character with any span in `others`."""
     return any(min(span[1], b) > max(span[0], a) for a, b in others)
+
+
+# Punctuation stripped from word ends: ASCII plus typographic quotes, guillemets, ellipsis and dashes.
+_PUNCT = string.punctuation + "“”‘’«»…–—"
+
+
+def normalize_word(word: str) -> str:
+    """Returns the word lower-cased with punctuation stripped from both ends ("" for pure punctuation).
+
+    The one word comparison of kdviz: rationale overlap with gold answers and human rationales, and the alignment of
+    two models' prompts in a comparison, both compare words through it.
+    """
+    return word.strip(_PUNCT).lower()

@@ -8,8 +8,9 @@ from .common import add_model_args, model_spec, progress_bar
 
 
 def add_parser(sub) -> None:
-    from kdviz.attribution.catalog import list_attribution_methods
+    from kdviz.attribution.catalog import DEFAULT_METHOD, list_attribution_methods
     from kdviz.lm.prompts import FORMATS
+    from kdviz.records import SELECTABLE_TARGET_MODES
 
     p = sub.add_parser("attribute", help="attribute a model's answer to the input tokens")
     add_model_args(p, "--model", "embedded-teacher")
@@ -19,11 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--choices", nargs="+", metavar="CHOICE", help="answer choices (makes a multiple-choice prompt)")
     p.add_argument("--gold", help="the gold answer (for --target-mode gold and correctness)")
     p.add_argument("--target", help="attribute this target string instead of the model's answer")
+    p.add_argument("--target-mode", choices=SELECTABLE_TARGET_MODES, help="default: choice if there are choices")
     p.add_argument(
-        "--target-mode", choices=["choice", "generate", "gold"], help="default: choice if there are choices"
-    )
-    p.add_argument(
-        "--method", default="input_x_gradient", metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
+        "--method", default=DEFAULT_METHOD, metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
     )
     p.add_argument(
         "--format", dest="fmt", choices=FORMATS, help="prompt format (default: mcqa with --choices, else raw)"
@@ -40,9 +39,9 @@ def add_parser(sub) -> None:
 
 def _print_attribution(attr, top_k: int) -> None:
     print(f"model: {attr.model_name}  method: {attr.method}  target ({attr.target_mode}): {attr.target!r}")
-    if "predicted" in attr.meta:
-        correct = attr.meta.get("correct")
-        print(f"predicted: {attr.meta['predicted']!r}" + ("" if correct is None else f"  correct: {correct}"))
+    pred = attr.prediction
+    if pred is not None and pred.predicted is not None:
+        print(f"predicted: {pred.predicted!r}" + ("" if pred.correct is None else f"  correct: {pred.correct}"))
     print("tokens:")
     for token, score in zip(attr.input_tokens, attr.seq_scores, strict=False):
         print(f"  {token!r:<20} {score: .5g}")
@@ -53,7 +52,8 @@ def _print_attribution(attr, top_k: int) -> None:
 
 def run(args) -> int:
     from kdviz.attribution.targets import attribute, attribute_examples
-    from kdviz.records import Example, save_jsonl
+    from kdviz.lm.prompts import prompt_example
+    from kdviz.records import save_jsonl
 
     spec = model_spec(args, "model")
     if args.data:
@@ -79,11 +79,7 @@ def run(args) -> int:
                 else f"{attr.example_id}\t{attr.target!r}\t{attr.top_words(args.top_k)}"
             )
         return 0
-    if args.choices:
-        example = Example("prompt", args.fmt or "mcqa", args.prompt, tuple(args.choices), args.gold)
-    else:
-        example = Example("prompt", "qa", args.prompt, (), args.gold)
-    fmt = args.fmt or ("mcqa" if args.choices else "raw")
+    example, fmt = prompt_example(args.prompt, args.choices or (), args.gold, args.fmt)
     attr = attribute(
         spec,
         example,

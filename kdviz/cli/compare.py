@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from .common import stop_on_ctrl_c
 
@@ -15,14 +16,21 @@ def add_parser(sub) -> None:
         "compare",
         help="compare a teacher and students: accuracy, agreement, paired tests, attribution overlap",
         description="Runs the teacher and each student on the examples (attributions cached, so a rerun resumes) and "
-        "writes report.json, examples.csv and report.html into --out; prints the summary as JSON last.",
+        "writes report.json, examples.csv and report.html into --out, or into the comparison --name of a workspace "
+        "(the app lists it; a finished one is never overwritten, a cancelled one is resumed); prints the summary as "
+        "JSON last.",
     )
     p.add_argument("--teacher", default="embedded-teacher", metavar="SPEC", help="teacher spec (default %(default)s)")
     p.add_argument("--student", action="append", required=True, metavar="SPEC",
                    help="a student spec or training run folder (runs/<name>); repeat for several")  # fmt: skip
     p.add_argument("--data", required=True, metavar="FILE", help="examples: a dataset file or a rationale export")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N examples")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="DIR", help="folder for the report files")
+    where.add_argument("--name", metavar="NAME", help="write the report as comparisons/NAME of the workspace")
+    p.add_argument("--workspace", metavar="DIR",
+                   help="the app's workspace (default $KDVIZ_WORKSPACE, else ./kdviz_workspace): --name is written "
+                        "there and specs such as runs/<name> are read from there")  # fmt: skip
     p.add_argument("--method", default="input_x_gradient", choices=list_attribution_methods(),
                    help="attribution method for every model (default %(default)s)")  # fmt: skip
     p.add_argument("--top-k", type=int, default=5, help="words kept as each model's rationale (default 5)")
@@ -33,26 +41,46 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from kdviz.compare.report import write_report
-    from kdviz.compare.run import compare
+    from kdviz.compare.report import check_may_write, compare_command, write_report
+    from kdviz.compare.run import compare, with_names
     from kdviz.distill.data import load_train_examples
     from kdviz.errors import InputError
+    from kdviz.records import ProgressEvent
+    from kdviz.workspace import Workspace
 
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1")
+    workspace = Workspace(args.workspace) if args.workspace or args.name else None
+    out = check_may_write(workspace.comparison_dir(args.name)) if args.name else args.out
+    specs = [args.teacher, *args.student]
+    # In a workspace, runs/<name> is read from there and keeps its short name; without one, specs are as typed.
+    resolved = [workspace.resolve_spec(s) for s in specs] if workspace else [(s, s) for s in specs]
+    shown = dict(resolved)
     examples = [t.example for t in load_train_examples(args.data, args.limit)]
 
-    def progress(stage: str, done: int, total: int) -> None:
-        print(f"{stage}: {done}/{total}", file=sys.stderr)
+    def progress(event: ProgressEvent) -> None:
+        print(f"{event.stage} {shown.get(event.model, event.model)}: {event.done}/{event.total}", file=sys.stderr)
 
     with stop_on_ctrl_c("this batch") as should_stop:
         comparison = compare(
-            args.teacher, args.student, examples, method=args.method, top_k=args.top_k, batch_size=args.batch_size,
-            cache_dir=args.cache_dir, on_progress=progress, should_stop=should_stop,
+            resolved[0][0], [spec for spec, _ in resolved[1:]], examples, method=args.method, top_k=args.top_k,
+            batch_size=args.batch_size, cache_dir=args.cache_dir, on_progress=progress, should_stop=should_stop,
         )  # fmt: skip
-    paths = write_report(comparison, args.out, sample=args.sample)
+    names = list(shown.values())
+    # Recorded with the report (the app shows the command): a local data file by its absolute path, to run anywhere.
+    data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
+    command = compare_command(
+        names[0], names[1:], data, limit=args.limit, method=args.method, top_k=args.top_k,
+        batch_size=args.batch_size, workspace=workspace.root if workspace else None, name=args.name, out=args.out,
+    )  # fmt: skip
+    comparison = with_names(comparison, shown, data=data, limit=args.limit, command=command)
+    paths = write_report(comparison, out, sample=args.sample)
     for path in paths.values():
         print(f"wrote {path}", file=sys.stderr)
-    summary = {"summary": comparison.summary, "pairwise": list(comparison.pairwise), "cancelled": comparison.cancelled}
+    summary = {
+        "summary": {name: row.to_dict() for name, row in comparison.summary.items()},
+        "pairwise": [p.to_dict() for p in comparison.pairwise],
+        "cancelled": comparison.cancelled,
+    }
     print(json.dumps(summary))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from kdviz.errors import KdvizError
+from kdviz.errors import InputError, KdvizError
 
 from .common import add_model_args, model_spec, progress_bar, stop_on_ctrl_c
 
@@ -33,7 +33,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--cache-dir", help="where finished attributions are cached (default: kdviz's cache)")
-    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the rationale records")
+    p.add_argument("--out", metavar="FILE.jsonl", help="the rationale records (optional with --workspace)")
+    p.add_argument("--workspace", metavar="DIR", help="also save the records as a build the app opens (builds/NAME)")
+    p.add_argument("--name", help="the build's name in --workspace (default: <data>-<method>-<time>)")
     p.set_defaults(run=run_rationales)
 
     p = sub.add_parser("export", help="export rationale records for training (JSONL, Parquet, HF datasets)")
@@ -45,13 +47,16 @@ def add_parsers(sub) -> None:
 
 
 def run_rationales(args) -> int:
-    from kdviz.data import load_examples
-    from kdviz.rationales.build import build_rationales
+    from kdviz.data import load_examples, parse_columns
+    from kdviz.rationales.build import build_into_workspace, build_rationales
     from kdviz.rationales.select import SelectionRule
     from kdviz.records import save_jsonl
 
-    columns = dict(pair.split("=", 1) for pair in args.columns.split(",")) if args.columns else None
-    examples = load_examples(args.data, limit=args.limit, columns=columns)
+    if args.workspace is None and args.out is None:
+        raise InputError("give --out FILE.jsonl, or --workspace DIR to save a build the app opens")
+    if args.name is not None and args.workspace is None:
+        raise InputError("--name names a build in a workspace: give --workspace too")
+    columns = parse_columns(args.columns)
     given = args.top_k is not None or args.mass is not None or args.z is not None
     rule = SelectionRule(
         top_k=args.top_k if given else 5,
@@ -62,25 +67,42 @@ def run_rationales(args) -> int:
         exclude_choice_letters=not args.keep_letters,
         exclude_template=not args.keep_template,
     )
-    with progress_bar(len(examples), "attributing") as on_progress, stop_on_ctrl_c("this batch") as should_stop:
-        result = build_rationales(
-            model_spec(args, "teacher"),
-            examples,
-            args.method,
-            rule,
-            target_mode=args.target_mode,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            cache_dir=args.cache_dir,
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
+    settings = dict(target_mode=args.target_mode, steps=args.steps, batch_size=args.batch_size)
+    info = None
+    with stop_on_ctrl_c("this batch") as should_stop:
+        if args.workspace is not None:  # checks every setting before the model loads
+            with progress_bar(args.limit, "attributing") as on_progress:  # the first report sets the total
+                info, result = build_into_workspace(
+                    args.workspace, args.name, model_spec(args, "teacher"), args.data, args.method, rule,
+                    columns=columns, limit=args.limit, cache_dir=args.cache_dir, on_progress=on_progress,
+                    should_stop=should_stop, out=args.out, **settings,
+                )  # fmt: skip
+        else:
+            examples = load_examples(args.data, limit=args.limit, columns=columns)
+            with progress_bar(len(examples), "attributing") as on_progress:
+                result = build_rationales(
+                    model_spec(args, "teacher"), examples, args.method, rule, cache_dir=args.cache_dir,
+                    on_progress=on_progress, should_stop=should_stop, **settings,
+                )  # fmt: skip
     if result.cancelled:
-        print("interrupted: finished batches are cached; run the same command again to resume", file=sys.stderr)
+        if info is None:
+            print("interrupted: finished batches are cached; run the same command again to resume", file=sys.stderr)
+        else:
+            print(f"interrupted: the {len(result.records)} finished records are saved as build {info.name} (marked "
+                  "cancelled); finished batches are cached, so building again (another --name) resumes",
+                  file=sys.stderr)  # fmt: skip
         return 130
-    save_jsonl(result.records, args.out)
-    print(f"{len(result.records)} records ({result.from_cache} from the cache) written to {args.out}", file=sys.stderr)
-    print(json.dumps(result.stats))
+    where = []
+    if args.out is not None:
+        save_jsonl(result.records, args.out)
+        where.append(str(args.out))
+    if info is not None:
+        where.append(f"build {info.name} of {args.workspace}")
+    print(
+        f"{len(result.records)} records ({result.from_cache} from the cache) written to {' and '.join(where)}",
+        file=sys.stderr,
+    )
+    print(json.dumps(result.stats.to_dict()))
     return 0
 
 
@@ -92,6 +114,6 @@ def run_export(args) -> int:
         records = load_jsonl(args.records, RationaleRecord)
     except (OSError, json.JSONDecodeError, TypeError) as exc:
         raise KdvizError(f"cannot read rationale records from {args.records}: {exc}") from exc
-    paths = export_records(records, args.out, args.format, accepted_only=not args.all, info={"source": args.records})
+    paths = export_records(records, args.out, args.format, accepted_only=not args.all, source=str(args.records))
     print(json.dumps({"written": [str(p) for p in paths]}))
     return 0

@@ -1,4 +1,5 @@
-"""`kdviz train`: flags are generated from `TrainConfig`'s fields, so the CLI, config.yaml and the app agree."""
+"""`kdviz train`: flags are generated from `TrainConfig`'s fields and types, so the CLI, config.yaml and the app
+agree."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from kdviz.config import TrainConfig
+from kdviz.config import TrainConfig, config_fields
 
 from .common import stop_on_ctrl_c
 
-_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}
+_METAVARS = {"student": "SPEC", "teacher": "SPEC", "data": "FILE", "out": "DIR"}
+_REQUIRED = {"data": "required unless --config", "out": "required unless --config or --workspace/--name"}
 
 
 def add_parser(sub) -> None:
@@ -26,15 +28,22 @@ def add_parser(sub) -> None:
         f"Methods: {', '.join(METHODS)}. Multi-GPU: accelerate launch -m kdviz train ...",
     )
     p.add_argument("--config", metavar="YAML", help="a run's config.yaml (e.g. runs/t1/config.yaml) to rerun")
-    for f in dataclasses.fields(TrainConfig):
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="write the run to <workspace>/runs/<name>, where the app lists it (default with --name: "
+        "$KDVIZ_WORKSPACE or ./kdviz_workspace)",
+    )
+    p.add_argument("--name", help="the run's name in the workspace (default: <method>-<student>-<n>)")
+    for f in config_fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f.metadata.get("help", "") + (f" (default {default})" if default is not None else "")
-        if f.type == "bool":
+        shown = _REQUIRED.get(f.name) or f"default {'none' if f.default is None else f.default}"
+        help_text = f"{f.help} ({shown})"
+        if f.kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            metavar = {"student": "SPEC", "teacher": "SPEC", "data": "FILE", "out": "DIR"}.get(f.name)
-            p.add_argument(flag, type=_TYPES[f.type], default=None, metavar=metavar, help=help_text)
+        else:  # default None: a flag not given leaves the --config value (or the field's default) in place
+            metavar = _METAVARS.get(f.name)
+            p.add_argument(flag, type=f.kind, choices=f.choices, default=None, metavar=metavar, help=help_text)
     p.set_defaults(run=run)
 
 
@@ -42,6 +51,10 @@ def _config(args) -> TrainConfig:
     from kdviz.errors import InputError
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if args.workspace or args.name:
+        if overrides["out"]:
+            raise InputError("give --out, or --workspace/--name (the run goes to <workspace>/runs/<name>), not both")
+        overrides["out"] = str(_workspace_run(args, overrides))
     if args.config:
         path = Path(args.config)
         if not path.is_file():
@@ -53,16 +66,29 @@ def _config(args) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _print_row(row: dict, max_steps: int) -> None:
-    if row["kind"] == "eval":
-        acc = row["eval_accuracy"]
-        shown = "n/a" if acc is None else f"{acc:.3f}"
-        print(f"eval  step {row['step']}: accuracy {shown} on {row['eval_n']} held-out examples", file=sys.stderr)
+def _workspace_run(args, overrides: dict) -> Path:
+    """Returns <workspace>/runs/<name>; without --name, a free name from the method and student."""
+    from kdviz.workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    if args.name:
+        return workspace.run_dir(args.name)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    method, student = (overrides[k] or defaults[k] for k in ("method", "student"))
+    return workspace.run_dir(workspace.new_run_name(method, student))
+
+
+def _print_row(row, max_steps: int) -> None:
+    from kdviz.distill.metrics import EvalRow
+
+    if isinstance(row, EvalRow):
+        shown = "n/a" if row.eval_accuracy is None else f"{row.eval_accuracy:.3f}"
+        print(f"eval  step {row.step}: accuracy {shown} on {row.eval_n} held-out examples", file=sys.stderr)
         return
-    parts = "  ".join(f"{k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("loss_"))
+    parts = "  ".join(f"{name} {value:.4f}" for name, value in row.parts.items())
     print(
-        f"step {row['step']}/{max_steps}  loss {row['loss']:.4f}  ({parts})  lr {row['lr']:.2e}  "
-        f"{row['samples_per_s']:.1f} samples/s  eta {row['eta_s']:.0f}s",
+        f"step {row.step}/{max_steps}  loss {row.loss:.4f}  ({parts})  lr {row.lr:.2e}  "
+        f"{row.samples_per_s:.1f} samples/s  eta {row.eta_s:.0f}s",
         file=sys.stderr,
     )
 

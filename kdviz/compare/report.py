@@ -1,5 +1,11 @@
 """Write a comparison's report: report.json (everything), examples.csv (one row per example) and report.html
-(self-contained: tables, charts with plotly.js inlined once, a sample of examples with attribution maps)."""
+(self-contained: tables, charts with plotly.js inlined once, a sample of examples with attribution maps); read one
+back; the rule for writing into a workspace's comparison folder; and the `kdviz compare` command of a comparison.
+
+A finished comparison is never overwritten; a cancelled one is replaced when the same comparison is started again
+under its name, which resumes it from the attribution cache, so Cancel then Compare completes the same report
+instead of scattering partial ones. The app and `kdviz compare --workspace W --name N` both follow this rule.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,14 @@ import csv
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+from kdviz.errors import InputError
 from kdviz.records import write_atomic
+from kdviz.workspace import REPORT_JSON, command_line
 
-from .run import Comparison
+from .records import Comparison
 from .viz import (
     SUMMARY_COLUMNS,
     accuracy_figure,
@@ -65,8 +74,8 @@ def report_html(comparison: Comparison, sample: int = 20) -> str:
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padding:4px 8px;font-size:14px}}
 th{{background:#f3f4f6}}</style></head><body>
 <h1>kdviz comparison</h1>{note}
-<p>Teacher <code>{html.escape(s.get("teacher", ""))}</code>; {s.get("n", 0)} examples; attribution
-<code>{html.escape(s.get("method", ""))}</code>, top-{s.get("top_k")} words as each model's rationale.
+<p>Teacher <code>{html.escape(s.teacher)}</code>; {s.n} examples; attribution
+<code>{html.escape(s.method)}</code>, top-{s.top_k} words as each model's rationale.
 Accuracy intervals: 95% percentile bootstrap. Pairs: McNemar's exact test on the examples one model gets right and
 the other wrong. Gold overlap: share of examples where a rationale word occurs in the gold answer (distractor
 overlap: the same against the wrong choices, the chance baseline).</p>
@@ -77,6 +86,9 @@ overlap: the same against the wrong choices, the chance baseline).</p>
 </body></html>"""
 
 
+REPORT_FILES = ("report.html", REPORT_JSON, "examples.csv")
+
+
 def write_report(comparison: Comparison, out_dir: str | Path, sample: int = 20) -> dict[str, Path]:
     """Writes report.json, examples.csv and report.html into `out_dir` (atomically); returns their paths."""
     out = Path(out_dir)
@@ -84,14 +96,79 @@ def write_report(comparison: Comparison, out_dir: str | Path, sample: int = 20) 
     ordered = {"summary": data.pop("summary"), "pairwise": data.pop("pairwise"), "settings": data.pop("settings"),
                **data}  # fmt: skip
     return {
-        "json": write_atomic(out / "report.json", json.dumps(ordered, ensure_ascii=False, indent=1)),
+        "json": write_atomic(out / REPORT_JSON, json.dumps(ordered, ensure_ascii=False, indent=1)),
         "csv": write_atomic(out / "examples.csv", examples_csv(comparison)),
         "html": write_atomic(out / "report.html", report_html(comparison, sample)),
     }
 
 
+def report_files(folder: str | Path) -> list[Path]:
+    """Returns the report files of a comparison folder: report.html, report.json, examples.csv."""
+    return [Path(folder) / name for name in REPORT_FILES]
+
+
 def load_report(path: str | Path) -> Comparison:
-    """Reads a comparison back from its report.json (or the folder holding it)."""
+    """Reads a comparison back from its report.json (or the folder holding it).
+
+    Raises:
+        InputError: no such file, or one that cannot be read as a comparison report.
+    """
     path = Path(path)
-    path = path / "report.json" if path.is_dir() else path
-    return Comparison.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    path = path / REPORT_JSON if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no comparison report at {path}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} cannot be read as a comparison report ({type(exc).__name__}: {exc})") from exc
+    try:  # a report of another version or a hand-edited one: say which file, not a KeyError from deep inside
+        return Comparison.from_dict(data)
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise InputError(f"{path} cannot be read as a comparison report ({type(exc).__name__}: {exc})") from exc
+
+
+def may_write(folder: str | Path) -> bool:
+    """Returns whether a comparison may be written into `folder`: it holds no report, or a cancelled one (which
+    the new comparison resumes). A finished report, or one that cannot be read, is kept."""
+    report = Path(folder) / REPORT_JSON
+    try:
+        return not report.exists() or load_report(report).cancelled
+    except InputError:  # an unreadable report is kept for a person to look at
+        return False
+
+
+def check_may_write(folder: str | Path) -> Path:
+    """Returns `folder` when a comparison may be written into it (see `may_write`).
+
+    Raises:
+        InputError: the folder holds a finished comparison, or a report that cannot be read.
+    """
+    if not may_write(folder):
+        raise InputError(f"a comparison named {Path(folder).name!r} exists already; choose another name (only a "
+                         "cancelled one is resumed under its name)")  # fmt: skip
+    return Path(folder)
+
+
+def compare_command(
+    teacher: str,
+    students: Sequence[str],
+    data: str,
+    *,
+    limit: int | None = None,
+    method: str,
+    top_k: int,
+    batch_size: int,
+    workspace: str | Path | None = None,
+    name: str | None = None,
+    out: str | Path | None = None,
+) -> str:
+    """Returns the `kdviz compare ...` command that writes this comparison: into `out`, or as comparison `name` of
+    `workspace` (where model specs such as runs/<name> are read relative to the workspace)."""
+    return command_line(
+        ["kdviz", "compare"],
+        [
+            ("--teacher", teacher), ("--student", list(students)), ("--data", data), ("--limit", limit),
+            ("--workspace", workspace), ("--name", name), ("--out", out), ("--method", method), ("--top-k", top_k),
+            ("--batch-size", batch_size),
+        ],
+    )  # fmt: skip

@@ -6,24 +6,105 @@ paper (`bench/reproduce_cqa.py`) writes its table with them.
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
-from .run import Comparison
-from .stats import bootstrap_ci, mcnemar
+from kdviz.rationales.stats import PlausibilityMeans
+from kdviz.records import Record
+from kdviz.viz.format import MISSING, percent
 
-PERMUTATIONS = 10000
+from .records import Comparison
+from .stats import bootstrap_ci, mcnemar, sign_flip_p
 
 
-def paired_difference(method: Sequence[Sequence[bool]], baseline: Sequence[Sequence[bool]], seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class PairedDifference(Record):
+    """A method's accuracy gain over a baseline on the same examples, with its paired-bootstrap 95% interval and
+    two-sided sign-flip permutation p-value."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class VsBaseline(PairedDifference):
+    """The paired difference over seeds averaged, and McNemar's p of each seed's run against the baseline's."""
+
+    mcnemar_p_by_seed: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mcnemar_p_by_seed", tuple(self.mcnemar_p_by_seed))
+
+
+@dataclass(frozen=True)
+class TeacherRow(Record):
+    """The teacher's line of the results: accuracy with its interval, and its rationales' overlap statistics."""
+
+    name: str
+    accuracy: float | None
+    ci_low: float | None
+    ci_high: float | None
+    gold_overlap: float | None
+    distractor_overlap: float | None
+    plausibility: PlausibilityMeans | None
+    gold_overlap_by_correctness: dict[str, float | None] = field(default_factory=dict)  # "correct", "incorrect"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.plausibility, dict):
+            object.__setattr__(self, "plausibility", PlausibilityMeans.from_dict(self.plausibility))
+
+
+@dataclass(frozen=True)
+class MethodRow(Record):
+    """One method's line: its runs (one per seed), their accuracies, mean and standard deviation, and the paired
+    tests against the baseline (None for the baseline itself, or when the seeds do not match)."""
+
+    runs: tuple[str, ...]
+    accuracies: tuple[float, ...]
+    mean: float
+    sd: float
+    agreement_with_teacher: float
+    teacher_at_test_time: bool
+    accuracy_no_rationale_mean: float | None = None
+    vs_baseline: VsBaseline | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(self.runs))
+        object.__setattr__(self, "accuracies", tuple(self.accuracies))
+        if isinstance(self.vs_baseline, dict):
+            object.__setattr__(self, "vs_baseline", VsBaseline.from_dict(self.vs_baseline))
+
+
+@dataclass(frozen=True)
+class ResultsTable(Record):
+    """The results table: the test split's size, the baseline method, the teacher's line and one line per method
+    (in the order the comparison's students appear). `to_dict()` is the table of bench's results.json."""
+
+    n_test: int
+    baseline: str
+    teacher: TeacherRow
+    methods: dict[str, MethodRow]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.teacher, dict):
+            object.__setattr__(self, "teacher", TeacherRow.from_dict(self.teacher))
+        rows = {k: v if isinstance(v, MethodRow) else MethodRow.from_dict(v) for k, v in self.methods.items()}
+        object.__setattr__(self, "methods", rows)
+
+
+def paired_difference(
+    method: Sequence[Sequence[bool]], baseline: Sequence[Sequence[bool]], seed: int = 0
+) -> PairedDifference:
     """Returns the accuracy difference of a method over a baseline on the same examples, seeds averaged.
 
     `method[s][i]` is run s's correctness on example i (the same for `baseline`; run s of each share a seed). Each
     example's difference d_i is the mean over seeds of method minus baseline correctness; the mean of d is the
-    accuracy gain. Its 95% interval resamples examples (paired bootstrap); its p-value is a sign-flip permutation
-    test (under "no difference", each d_i is as likely negated), two-sided.
+    accuracy gain. Its 95% interval resamples examples (paired bootstrap, `scipy.stats.bootstrap`); its p-value is
+    a sign-flip permutation test (under "no difference", each d_i is as likely negated; `scipy.stats.
+    permutation_test`), two-sided.
     """
     if not method or len(method) != len(baseline):
         raise ValueError("the method and the baseline need the same number of seeds (at least one)")
@@ -34,17 +115,11 @@ def paired_difference(method: Sequence[Sequence[bool]], baseline: Sequence[Seque
              for i in range(n)]  # fmt: skip
     observed = statistics.fmean(diffs) if diffs else 0.0
     low, high = bootstrap_ci(diffs, seed=seed) or (0.0, 0.0)
-    rng = random.Random(seed)
-    nonzero = [d for d in diffs if d]
-    extreme = sum(
-        abs(sum(d if rng.random() < 0.5 else -d for d in nonzero)) >= abs(sum(nonzero)) - 1e-12
-        for _ in range(PERMUTATIONS)
-    ) if nonzero else PERMUTATIONS  # fmt: skip
-    return {"difference": observed, "ci_low": low, "ci_high": high, "p_value": (extreme + 1) / (PERMUTATIONS + 1)}
+    return PairedDifference(observed, low, high, sign_flip_p(diffs, seed=seed))
 
 
-def method_table(comparison: Comparison, method_of: Mapping[str, str], baseline: str = "standard") -> dict[str, Any]:
-    """Returns {"teacher": ..., "methods": {method: ...}} from a comparison whose students are runs of methods.
+def method_table(comparison: Comparison, method_of: Mapping[str, str], baseline: str = "standard") -> ResultsTable:
+    """Returns the results table of a comparison whose students are runs of methods.
 
     `method_of` maps each student's name in the comparison to its method; runs of one method are matched to the
     baseline's runs in the order they appear (run order = seed order), for the per-seed McNemar tests.
@@ -58,56 +133,45 @@ def method_table(comparison: Comparison, method_of: Mapping[str, str], baseline:
     if baseline not in runs:
         raise ValueError(f"the comparison has no {baseline!r} runs to test against")
     t = comparison.summary[teacher.name]
-    overlap = t["overlap"]
-    out: dict[str, Any] = {
-        "n_test": len(comparison.examples),
-        "baseline": baseline,
-        "teacher": {
-            "name": teacher.name, "accuracy": t["accuracy"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
-            "gold_overlap": overlap.get("gold_overlap"), "distractor_overlap": overlap.get("distractor_overlap"),
-            "plausibility": overlap.get("plausibility"),
-            "gold_overlap_by_correctness": {k: v.get("gold_overlap") for k, v in
-                                            (overlap.get("by_correctness") or {}).items()},
-        },
-        "methods": {},
-    }  # fmt: skip
-    base = runs[baseline]
+    overlap = t.overlap
+    by = overlap.by_correctness
+    teacher_row = TeacherRow(
+        name=teacher.name, accuracy=t.accuracy, ci_low=t.ci_low, ci_high=t.ci_high,
+        gold_overlap=overlap.gold_overlap, distractor_overlap=overlap.distractor_overlap,
+        plausibility=overlap.plausibility,
+        gold_overlap_by_correctness={"correct": by.correct.gold_overlap, "incorrect": by.incorrect.gold_overlap},
+    )  # fmt: skip
+    base = [[bool(c) for c in b.correct] for b in runs[baseline]]
+    methods: dict[str, MethodRow] = {}
     for method, models in runs.items():
-        accuracies = [comparison.summary[m.name]["accuracy"] for m in models]
-        row: dict[str, Any] = {
-            "runs": [m.name for m in models],
-            "accuracies": accuracies,
-            "mean": statistics.fmean(accuracies),
-            "sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "agreement_with_teacher": statistics.fmean(comparison.summary[m.name]["agreement_with_teacher"]
-                                                       for m in models),
-            "teacher_at_test_time": any(m.teacher_at_test_time for m in models),
-        }  # fmt: skip
-        no_rationale = [comparison.summary[m.name].get("accuracy_no_rationale") for m in models]
-        if all(a is not None for a in no_rationale):
-            row["accuracy_no_rationale_mean"] = statistics.fmean(no_rationale)
+        rows = [comparison.summary[m.name] for m in models]
+        accuracies = [r.accuracy for r in rows]
+        no_rationale = [r.accuracy_no_rationale for r in rows]
+        vs = None
         if method != baseline and len(models) == len(base):
             graded = [[bool(c) for c in m.correct] for m in models]
-            row["vs_baseline"] = {
-                **paired_difference(graded, [[bool(c) for c in b.correct] for b in base]),
-                "mcnemar_p_by_seed": [mcnemar(m, [bool(c) for c in b.correct])["p_value"]
-                                      for m, b in zip(graded, base, strict=True)],
-            }  # fmt: skip
-        out["methods"][method] = row
-    return out
+            vs = VsBaseline(
+                **paired_difference(graded, base).to_dict(),
+                mcnemar_p_by_seed=tuple(mcnemar(m, b).p_value for m, b in zip(graded, base, strict=True)),
+            )
+        methods[method] = MethodRow(
+            runs=tuple(m.name for m in models),
+            accuracies=tuple(accuracies),
+            mean=statistics.fmean(accuracies),
+            sd=statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            agreement_with_teacher=statistics.fmean(r.agreement_with_teacher for r in rows),
+            teacher_at_test_time=any(m.teacher_at_test_time for m in models),
+            accuracy_no_rationale_mean=statistics.fmean(no_rationale) if None not in no_rationale else None,
+            vs_baseline=vs,
+        )
+    return ResultsTable(len(comparison.examples), baseline, teacher_row, methods)
 
 
-def _pct(value: float | None, sd: float | None = None) -> str:
-    if value is None:
-        return "—"
-    return f"{100 * value:.1f}%" + (f" ± {100 * sd:.1f}" if sd is not None else "")
-
-
-def results_markdown(results: Mapping[str, Any]) -> str:
+def results_markdown(table: ResultsTable) -> str:
     """Returns the results table (and the teacher's statistics) as Markdown."""
-    teacher, baseline_name = results["teacher"], results["baseline"]
+    teacher, baseline_name = table.teacher, table.baseline
     lines = [
-        f"Test split: {results['n_test']} questions. Accuracy is mean ± standard deviation over seeds; Δ is the "
+        f"Test split: {table.n_test} questions. Accuracy is mean ± standard deviation over seeds; Δ is the "
         f"gain over `{baseline_name}` with its paired-bootstrap 95% interval and sign-flip permutation p-value "
         "(examples paired, seeds averaged); McNemar p is the exact test of each seed's run against the "
         f"`{baseline_name}` run of the same seed.",
@@ -116,29 +180,29 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "| agrees w/ teacher |",
         "|---|---|---|---|---|---|---|",
     ]
-    for method, row in results["methods"].items():
-        name = f"`{method}`" + (" (teacher at test time)" if row["teacher_at_test_time"] else "")
-        seeds = ", ".join(f"{100 * a:.1f}" for a in row["accuracies"])
-        vs = row.get("vs_baseline")
-        delta = (f"{100 * vs['difference']:+.1f} ({100 * vs['ci_low']:+.1f}, {100 * vs['ci_high']:+.1f})"
-                 if vs else "—")  # fmt: skip
-        p = f"{vs['p_value']:.3f}" if vs else "—"
-        mcn = ", ".join(f"{x:.3f}" for x in vs["mcnemar_p_by_seed"]) if vs else "—"
-        lines.append(f"| {name} | {_pct(row['mean'], row['sd'])} | {seeds} | {delta} | {p} | {mcn} | "
-                     f"{_pct(row['agreement_with_teacher'])} |")  # fmt: skip
-        if "accuracy_no_rationale_mean" in row:
-            lines.append(f"| `{method}` without the teacher's rationale | {_pct(row['accuracy_no_rationale_mean'])}"
+    for method, row in table.methods.items():
+        name = f"`{method}`" + (" (teacher at test time)" if row.teacher_at_test_time else "")
+        seeds = ", ".join(f"{100 * a:.1f}" for a in row.accuracies)
+        vs = row.vs_baseline
+        delta = f"{100 * vs.difference:+.1f} ({100 * vs.ci_low:+.1f}, {100 * vs.ci_high:+.1f})" if vs else MISSING
+        p = f"{vs.p_value:.3f}" if vs else MISSING
+        mcn = ", ".join(f"{x:.3f}" for x in vs.mcnemar_p_by_seed) if vs else MISSING
+        lines.append(f"| {name} | {percent(row.mean, row.sd)} | {seeds} | {delta} | {p} | {mcn} | "
+                     f"{percent(row.agreement_with_teacher)} |")  # fmt: skip
+        if row.accuracy_no_rationale_mean is not None:
+            lines.append(f"| `{method}` without the teacher's rationale | {percent(row.accuracy_no_rationale_mean)}"
                          " | | | | | |")  # fmt: skip
-    plaus = teacher.get("plausibility") or {}
-    by = teacher.get("gold_overlap_by_correctness") or {}
+    plaus = teacher.plausibility
+    by = teacher.gold_overlap_by_correctness
     lines += [
-        f"| teacher `{teacher['name']}` | {_pct(teacher['accuracy'])} (95% CI {_pct(teacher['ci_low'])}–"
-        f"{_pct(teacher['ci_high'])}) | | | | | |",
+        f"| teacher `{teacher.name}` | {percent(teacher.accuracy)} (95% CI {percent(teacher.ci_low)}–"
+        f"{percent(teacher.ci_high)}) | | | | | |",
         "",
         f"Teacher's top-k words on the test split: they contain a word of the gold answer in "
-        f"{_pct(teacher['gold_overlap'])} of the questions (the paper's 68% statistic; "
-        f"{_pct(by.get('correct'))} when the teacher is right, {_pct(by.get('incorrect'))} when wrong), while a "
-        f"wrong choice is hit {_pct(teacher['distractor_overlap'])} of the time on average; against the human (CoS-E) rationales: precision "
-        f"{_pct(plaus.get('precision'))}, recall {_pct(plaus.get('recall'))}, F1 {_pct(plaus.get('f1'))}.",
+        f"{percent(teacher.gold_overlap)} of the questions (the paper's 68% statistic; "
+        f"{percent(by.get('correct'))} when the teacher is right, {percent(by.get('incorrect'))} when wrong), while a "
+        f"wrong choice is hit {percent(teacher.distractor_overlap)} of the time on average; against the human (CoS-E) "
+        f"rationales: precision {percent(plaus.precision if plaus else None)}, recall "
+        f"{percent(plaus.recall if plaus else None)}, F1 {percent(plaus.f1 if plaus else None)}.",
     ]
     return "\n".join(lines) + "\n"

@@ -5,84 +5,43 @@ Every model's answers and attributions come as `RationaleRecord`s: the teacher's
 not train, through `build_rationales` (zero-shot choice scoring); a student trained by kdviz (a run folder) is
 prompted exactly as it was trained (see `kdviz.distill.methods.Method.render`). So the overlap statistics of
 the Rationales panel apply to students' own attributions too. Attributions are cached like rationale builds: a
-cancelled or repeated comparison recomputes nothing that was finished.
+cancelled or repeated comparison recomputes nothing that was finished. The records a comparison is made of are in
+`kdviz.compare.records` (also importable from here).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from kdviz.attribution.methods import AttributionRequest, check_method
-from kdviz.distill.data import TrainExample
 from kdviz.distill.evaluation import is_correct, predict_answers
 from kdviz.distill.methods import BASELINE, get_method
+from kdviz.distill.runs import RunInfo, run_info
 from kdviz.errors import InputError
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
 from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
 from kdviz.rationales.select import SelectionRule
 from kdviz.rationales.stats import summarize
-from kdviz.records import Example, RationaleRecord, Record
+from kdviz.records import Example, Prediction, ProgressEvent, RationaleRecord, TrainExample
+from kdviz.workspace import Workspace
 
+from .records import (
+    AttributionAgreement,
+    Comparison,
+    ComparisonSettings,
+    ModelAnswers,
+    ModelSummary,
+    PairwiseTest,
+    Role,
+)
 from .stats import agreement, align_words, attribution_agreement, bootstrap_ci, mcnemar, mean_of
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class ModelAnswers(Record):
-    """One model's answers and attributions on the compared examples (records in example order)."""
-
-    name: str
-    role: str  # "teacher" or "student"
-    method: str | None  # how a student was trained (from its run's kdviz.json), else None
-    teacher_at_test_time: bool
-    records: tuple[RationaleRecord, ...]
-    predicted_no_rationale: tuple[str, ...] = ()  # rationale_input students: answers without the teacher's words
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "records",
-            tuple(
-                r if isinstance(r, RationaleRecord) else RationaleRecord.from_dict(r) for r in self.records
-            ),  # fmt: skip
-        )
-        object.__setattr__(self, "predicted_no_rationale", tuple(self.predicted_no_rationale))
-
-    @property
-    def predicted(self) -> list[str]:
-        return [r.predicted or r.target for r in self.records]
-
-    @property
-    def correct(self) -> list[bool | None]:
-        return [r.correct for r in self.records]
-
-
-@dataclass(frozen=True)
-class Comparison(Record):
-    """A teacher and students on the same examples, with the summary statistics and paired tests."""
-
-    examples: tuple[Example, ...]
-    models: tuple[ModelAnswers, ...]  # the teacher first
-    summary: dict[str, Any] = field(default_factory=dict)  # by model name
-    pairwise: tuple[dict, ...] = ()
-    settings: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "examples", tuple(e if isinstance(e, Example) else Example.from_dict(e) for e in self.examples)
-        )
-        object.__setattr__(
-            self, "models", tuple(m if isinstance(m, ModelAnswers) else ModelAnswers.from_dict(m) for m in self.models)
-        )
-        object.__setattr__(self, "pairwise", tuple(self.pairwise))
+Progress = Callable[[ProgressEvent], None]
+STUDENT_RUN_STATUSES = ("completed", "cancelled")  # a failed or interrupted run's checkpoint may be half-written
 
 
 def _identity(loaded: LoadedModel) -> str:
@@ -120,9 +79,9 @@ def _student(
         for ex in chunk:
             item, answer = by_id[ex.id]
             rendered = trained_as.render(item)
-            meta = {"gold": ex.answer, "predicted": answer, "correct": is_correct(answer, ex.answer)}
+            prediction = Prediction(answer, is_correct(answer, ex.answer), ex.answer)
             mode = "choice" if ex.choices else "generate"
-            out.append(AttributionRequest(rendered.text, answer, mode, rendered.template_spans, ex.id, meta))
+            out.append(AttributionRequest(rendered.text, answer, mode, rendered.template_spans, ex.id, prediction))
         return out
 
     settings = {
@@ -161,7 +120,8 @@ def compare(
         teacher, students: model specs; a student may be a training run folder (runs/<name>), which is then
             prompted as it was trained; a `rationale_input` student gets the teacher's rationale words.
         method: the attribution method for every model; `top_k`: words kept as each model's rationale.
-        on_progress: called with (stage, done, total), the stage naming the model at work.
+        on_progress: called with a `ProgressEvent(stage="teacher" or "student", done, total, model=spec)` when a
+            model starts (done: its examples already cached) and after each of its batches.
         should_stop: polled between batches; a cancelled comparison keeps the models that finished
             (`cancelled=True`), and a rerun resumes from the attribution cache.
 
@@ -177,76 +137,84 @@ def compare(
         raise InputError("each model can appear only once in a comparison")
     if len({ex.id for ex in examples}) != len(examples):
         raise InputError("example ids must be unique")
+    if not any(ex.answer for ex in examples):
+        raise InputError("no example has a gold answer (an 'answer' field); accuracy needs one")
     rule = SelectionRule(top_k=top_k)
     root = Path(cache_dir) if cache_dir else cache_root() / "attributions"
 
-    def stage(name: str):
-        return (lambda done, total: on_progress(name, done, total)) if on_progress else None
+    def stage(role: Role, spec: str) -> Callable[[int, int], None] | None:
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(ProgressEvent(role, done, total, spec))
 
     built = build_rationales(
         teacher, examples, method, rule, batch_size=batch_size, cache_dir=root,
-        on_progress=stage(f"teacher {teacher}"), should_stop=should_stop,
+        on_progress=stage("teacher", teacher), should_stop=should_stop,
     )  # fmt: skip
     teacher_answers = ModelAnswers(teacher, "teacher", None, False, tuple(built.records))
     kept = [r.example for r in built.records]
     models, cancelled = [teacher_answers], built.cancelled
     for spec in students if not cancelled else ():
         if checkpoint_meta(spec).get("method"):  # fine-tuned by kdviz: prompted exactly as it was trained
-            answers = _student(spec, kept, teacher_answers, method, rule, root, batch_size, stage(f"student {spec}"),
+            answers = _student(spec, kept, teacher_answers, method, rule, root, batch_size, stage("student", spec),
                                should_stop)  # fmt: skip
         else:  # any other model answers zero-shot, the way the teacher does
             own = build_rationales(spec, kept, method, rule, batch_size=batch_size, cache_dir=root,
-                                   on_progress=stage(f"student {spec}"), should_stop=should_stop)  # fmt: skip
+                                   on_progress=stage("student", spec), should_stop=should_stop)  # fmt: skip
             answers = None if own.cancelled else ModelAnswers(spec, "student", None, False, tuple(own.records))
         if answers is None:
             cancelled = True
             break
         models.append(answers)
-    settings = {"teacher": teacher, "students": list(students), "method": method, "top_k": top_k, "n": len(kept)}
+    settings = ComparisonSettings(teacher, tuple(students), method, top_k, len(kept))
     summary, pairwise = summarize_models(models, kept, top_k)
-    return Comparison(tuple(kept), tuple(models), summary, tuple(pairwise), settings, cancelled)
+    return Comparison(tuple(kept), tuple(models), settings, summary, tuple(pairwise), cancelled)
 
 
-def summarize_models(models: Sequence[ModelAnswers], examples: Sequence[Example], top_k: int) -> tuple[dict, list]:
-    """Returns (summary by model name, McNemar tests for every pair of models)."""
+def summarize_models(
+    models: Sequence[ModelAnswers], examples: Sequence[Example], top_k: int
+) -> tuple[dict[str, ModelSummary], list[PairwiseTest]]:
+    """Returns (the summary row of each model by name, McNemar's test of every pair of models)."""
     teacher = models[0]
-    summary: dict[str, dict] = {}
+    summary: dict[str, ModelSummary] = {}
     for m in models:
         graded = [c for c in m.correct if c is not None]
         ci = bootstrap_ci(graded)
-        row: dict[str, Any] = {
-            "role": m.role,
-            "method": m.method,
-            "teacher_at_test_time": m.teacher_at_test_time,
-            "n": len(m.records),
-            "accuracy": mean_of([float(c) for c in graded]),
-            "ci_low": ci[0] if ci else None,
-            "ci_high": ci[1] if ci else None,
-            "agreement_with_teacher": None if m is teacher else agreement(m.predicted, teacher.predicted),
-            "overlap": summarize(
-                [(r.rationale_words, ex, r.correct) for r, ex in zip(m.records, examples, strict=True)]
-            ),
-        }
+        no_rationale = None
         if m.predicted_no_rationale:
             marks = [is_correct(p, ex.answer) for p, ex in zip(m.predicted_no_rationale, examples, strict=True)]
-            row["accuracy_no_rationale"] = mean_of([float(c) for c in marks if c is not None])
+            no_rationale = mean_of([float(c) for c in marks if c is not None])
+        vs_teacher = None
         if m is not teacher:
             per_example = [
                 attribution_vs_teacher(t, s, top_k) for t, s in zip(teacher.records, m.records, strict=True)
             ]
-            row["attribution_vs_teacher"] = {
-                k: mean_of([p[k] for p in per_example]) for k in ("top_k_overlap", "spearman", "kendall")
-            }
-        summary[m.name] = row
+            vs_teacher = AttributionAgreement(
+                *(mean_of([getattr(p, k) for p in per_example]) for k in ("top_k_overlap", "spearman", "kendall"))
+            )
+        summary[m.name] = ModelSummary(
+            role=m.role,
+            method=m.method,
+            teacher_at_test_time=m.teacher_at_test_time,
+            n=len(m.records),
+            accuracy=mean_of([float(c) for c in graded]),
+            ci_low=ci[0] if ci else None,
+            ci_high=ci[1] if ci else None,
+            agreement_with_teacher=None if m is teacher else agreement(m.predicted, teacher.predicted),
+            overlap=summarize([(r.rationale_words, ex, r.correct) for r, ex in zip(m.records, examples, strict=True)]),
+            accuracy_no_rationale=no_rationale,
+            attribution_vs_teacher=vs_teacher,
+        )
     pairwise = []
     for a, b in itertools.combinations(models, 2):
         pairs = [(x, y) for x, y in zip(a.correct, b.correct, strict=True) if x is not None and y is not None]
         test = mcnemar([x for x, _ in pairs], [y for _, y in pairs])
-        pairwise.append({"a": a.name, "b": b.name, **test, "agreement": agreement(a.predicted, b.predicted)})
+        pairwise.append(PairwiseTest(a.name, b.name, test.a_only, test.b_only, test.n, test.p_value,
+                                     agreement(a.predicted, b.predicted)))  # fmt: skip
     return summary, pairwise
 
 
-def attribution_vs_teacher(teacher: RationaleRecord, student: RationaleRecord, top_k: int) -> dict:
+def attribution_vs_teacher(teacher: RationaleRecord, student: RationaleRecord, top_k: int) -> AttributionAgreement:
     """Returns the agreement of two records' word attributions over the task words both prompts share."""
     pairs = align_words(teacher.words, teacher.word_is_template, student.words, student.word_is_template)
     return attribution_agreement(teacher.word_scores, student.word_scores, pairs, top_k)
@@ -258,6 +226,29 @@ def with_examples(comparison: Comparison, keep: Sequence[int]) -> Comparison:
                                   predicted_no_rationale=tuple(m.predicted_no_rationale[i] for i in keep)
                                   if m.predicted_no_rationale else ()) for m in comparison.models]  # fmt: skip
     examples = [comparison.examples[i] for i in keep]
-    summary, pairwise = summarize_models(models, examples, comparison.settings.get("top_k", 5))
+    summary, pairwise = summarize_models(models, examples, comparison.settings.top_k)
+    settings = dataclasses.replace(comparison.settings, n=len(examples))
     return dataclasses.replace(comparison, examples=tuple(examples), models=tuple(models), summary=summary,
-                               pairwise=tuple(pairwise))  # fmt: skip
+                               pairwise=tuple(pairwise), settings=settings)  # fmt: skip
+
+
+def with_names(comparison: Comparison, names: Mapping[str, str], **settings: object) -> Comparison:
+    """Returns the comparison with each model under its shown name (`names`: spec -> name; others kept) and any
+    further `settings` (data, limit, command) recorded, so a reopened report shows what ran as it was typed."""
+
+    def name(spec: str) -> str:
+        return names.get(spec, spec)
+
+    models = tuple(dataclasses.replace(m, name=name(m.name)) for m in comparison.models)
+    summary = {name(k): v for k, v in comparison.summary.items()}
+    pairwise = tuple(dataclasses.replace(p, a=name(p.a), b=name(p.b)) for p in comparison.pairwise)
+    shown = dataclasses.replace(comparison.settings, teacher=name(comparison.settings.teacher),
+                                students=tuple(name(s) for s in comparison.settings.students), **settings)  # fmt: skip
+    return dataclasses.replace(comparison, models=models, summary=summary, pairwise=pairwise, settings=shown)
+
+
+def student_runs(workspace: Workspace) -> list[RunInfo]:
+    """Returns the workspace's training runs that can be compared as students, newest first: finished or cancelled
+    ones that saved a checkpoint."""
+    infos = [run_info(folder) for folder in workspace.list_run_dirs()]
+    return [info for info in infos if info.status in STUDENT_RUN_STATUSES and info.has_checkpoint]

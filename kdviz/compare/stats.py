@@ -1,16 +1,23 @@
 """Statistics for comparing models on the same examples: accuracy with bootstrap intervals, agreement, paired tests,
 and agreement between two models' word attributions (aligned across tokenizers and prompt formats).
 
-Pure functions of predictions and scores; scipy supplies the exact tests and rank correlations.
+Pure functions of predictions and scores; scipy supplies the resampling (bootstrap, permutation), the exact tests
+and the rank correlations. Resampled figures are seeded, so a report is reproducible.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import random
-import string
 from collections.abc import Sequence
+
+import numpy as np
+
+from kdviz.attribution.words import normalize_word
+
+from .records import AttributionAgreement, McNemarTest
+
+PERMUTATIONS = 10000  # sign flips drawn when there are more distinct ones (over 13 non-zero differences)
 
 
 def bootstrap_ci(
@@ -18,16 +25,41 @@ def bootstrap_ci(
 ) -> tuple[float, float] | None:
     """Returns the percentile bootstrap interval of the mean: of correctness marks, the accuracy; of paired
     differences, the gain (None for no examples)."""
+    from scipy.stats import bootstrap
+
     if not values:
         return None
-    rng = random.Random(seed)
-    n, values = len(values), [float(v) for v in values]
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(n_resamples))
-    tail = (1.0 - level) / 2
-    return means[int(math.floor(tail * (n_resamples - 1)))], means[int(math.ceil((1 - tail) * (n_resamples - 1)))]
+    data = np.asarray(values, dtype=float)
+    if len(data) == 1:  # scipy asks for two observations; every resample of one value is that value
+        return float(data[0]), float(data[0])
+    interval = bootstrap(
+        (data,), np.mean, confidence_level=level, n_resamples=n_resamples, method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval  # fmt: skip
+    return float(interval.low), float(interval.high)
 
 
-def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+def sign_flip_p(differences: Sequence[float], n_resamples: int = PERMUTATIONS, seed: int = 0) -> float:
+    """Returns the two-sided p-value of paired differences under "no difference" (each difference as likely
+    negated): the share of sign flips whose mean is at least as far from 0 as the observed mean, every flip counted
+    when there are at most `n_resamples` of them, else `n_resamples` random ones (`scipy.stats.permutation_test`)."""
+    from scipy.stats import permutation_test
+
+    # A zero difference is itself negated, so it is left out: the p-value is the same and the test exact for more
+    # examples (2**k sign patterns for k non-zero differences).
+    nonzero = np.asarray([d for d in differences if d], dtype=float)
+    if len(nonzero) < 2:  # no flip, or one whose two signs are equally far from 0 (scipy needs two values)
+        return 1.0
+    # |mean| with alternative="greater" counts both tails at once: the same p as "two-sided" for this symmetric
+    # null, with half the Monte Carlo variance of doubling one tail.
+    result = permutation_test(
+        (nonzero,), lambda x, axis: np.abs(np.mean(x, axis=axis)), permutation_type="samples", vectorized=True,
+        n_resamples=n_resamples, alternative="greater", rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return min(1.0, float(result.pvalue))
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNemarTest:
     """Returns McNemar's exact test of two models' paired correctness.
 
     `a_only` counts examples A gets right and B wrong, `b_only` the reverse; under "equally accurate" each
@@ -40,7 +72,7 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     a_only = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if a and not b)
     b_only = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if b and not a)
     p = 1.0 if a_only + b_only == 0 else float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
-    return {"a_only": a_only, "b_only": b_only, "n": len(a_correct), "p_value": min(1.0, p)}
+    return McNemarTest(a_only, b_only, len(a_correct), min(1.0, p))
 
 
 def agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
@@ -51,7 +83,7 @@ def agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
 
 
 def _norm(word: str) -> str:
-    return word.lower().strip(string.punctuation + "“”‘’")
+    return normalize_word(word)
 
 
 def align_words(
@@ -77,7 +109,7 @@ def _top(scores: Sequence[float], k: int) -> set[int]:
 
 def attribution_agreement(
     scores_a: Sequence[float], scores_b: Sequence[float], pairs: Sequence[tuple[int, int]], k: int = 5
-) -> dict:
+) -> AttributionAgreement:
     """Returns how two attributions over aligned words agree: top-k overlap (share of A's k best words among
     B's k best), Spearman's ρ and Kendall's τ-b of the scores (None where undefined: fewer than 2 words, or
     constant scores)."""
@@ -85,15 +117,14 @@ def attribution_agreement(
 
     a = [scores_a[i] for i, _ in pairs]
     b = [scores_b[j] for _, j in pairs]
-    out: dict = {"n_words": len(pairs), "top_k_overlap": None, "spearman": None, "kendall": None}
     if not pairs:
-        return out
+        return AttributionAgreement(n_words=0)
     kk = min(k, len(pairs))
-    out["top_k_overlap"] = len(_top(a, kk) & _top(b, kk)) / kk
+    overlap = len(_top(a, kk) & _top(b, kk)) / kk
     if len(pairs) >= 2 and len(set(a)) > 1 and len(set(b)) > 1:
-        out["spearman"] = float(spearmanr(a, b).statistic)
-        out["kendall"] = float(kendalltau(a, b).statistic)
-    return out
+        rho, tau = float(spearmanr(a, b).statistic), float(kendalltau(a, b).statistic)
+        return AttributionAgreement(overlap, rho, tau, len(pairs))
+    return AttributionAgreement(overlap, n_words=len(pairs))
 
 
 def mean_of(values: Sequence[float | None]) -> float | None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kdviz.rationales.select import gold_overlap
 from kdviz.viz.attribution import rationale_html
+from kdviz.viz.format import MISSING, number
 
-from .run import Comparison
+from .records import Comparison
+
+if TYPE_CHECKING:
+    from .results import ResultsTable
 
 SUMMARY_COLUMNS = [
     "model", "role", "trained as", "accuracy", "95% CI", "agrees w/ teacher", "gold overlap", "distractor overlap",
@@ -24,23 +29,20 @@ FILTERS = {
 }
 
 
-def _f(value, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def summary_rows(comparison: Comparison) -> list[list[str]]:
     """Returns one row per model under `SUMMARY_COLUMNS`."""
     rows = []
     for name, s in comparison.summary.items():
-        overlap, vs = s["overlap"], s.get("attribution_vs_teacher") or {}
-        accuracy = _f(s["accuracy"])
-        if s.get("accuracy_no_rationale") is not None:
-            accuracy += f" ({_f(s['accuracy_no_rationale'])} without the teacher's rationale)"
+        overlap, vs = s.overlap, s.attribution_vs_teacher
+        accuracy = number(s.accuracy)
+        if s.accuracy_no_rationale is not None:
+            accuracy += f" ({number(s.accuracy_no_rationale)} without the teacher's rationale)"
         rows.append([
-            name, s["role"], (s["method"] or "—") + (" (needs the teacher)" if s["teacher_at_test_time"] else ""),
-            accuracy, f"{_f(s['ci_low'])}–{_f(s['ci_high'])}", _f(s["agreement_with_teacher"]),
-            _f(overlap["gold_overlap"]), _f(overlap["distractor_overlap"]),
-            _f((overlap["plausibility"] or {}).get("f1")), _f(vs.get("top_k_overlap")), _f(vs.get("spearman")),
+            name, s.role, (s.method or MISSING) + (" (needs the teacher)" if s.teacher_at_test_time else ""),
+            accuracy, f"{number(s.ci_low)}–{number(s.ci_high)}", number(s.agreement_with_teacher),
+            number(overlap.gold_overlap), number(overlap.distractor_overlap),
+            number(overlap.plausibility.f1 if overlap.plausibility else None),
+            number(vs.top_k_overlap if vs else None), number(vs.spearman if vs else None),
         ])  # fmt: skip
     return rows
 
@@ -48,7 +50,7 @@ def summary_rows(comparison: Comparison) -> list[list[str]]:
 def pairwise_rows(comparison: Comparison) -> list[list[str]]:
     """Returns rows [A, B, A right & B wrong, B right & A wrong, McNemar p, answer agreement]."""
     return [
-        [p["a"], p["b"], str(p["a_only"]), str(p["b_only"]), _f(p["p_value"], 4), _f(p["agreement"])]
+        [p.a, p.b, str(p.a_only), str(p.b_only), number(p.p_value, 4), number(p.agreement)]
         for p in comparison.pairwise
     ]
 
@@ -57,11 +59,11 @@ def accuracy_figure(comparison: Comparison):
     """Returns a bar chart of each model's accuracy with its 95% bootstrap interval as error bars."""
     import plotly.graph_objects as go
 
-    names = list(comparison.summary)
-    acc = [comparison.summary[n]["accuracy"] or 0.0 for n in names]
-    hi = [max(0.0, (comparison.summary[n]["ci_high"] or 0.0) - a) for n, a in zip(names, acc, strict=True)]
-    lo = [max(0.0, a - (comparison.summary[n]["ci_low"] or 0.0)) for n, a in zip(names, acc, strict=True)]
-    colors = ["#111827" if comparison.summary[n]["role"] == "teacher" else "#2563eb" for n in names]
+    names, rows = list(comparison.summary), list(comparison.summary.values())
+    acc = [r.accuracy or 0.0 for r in rows]
+    hi = [max(0.0, (r.ci_high or 0.0) - a) for r, a in zip(rows, acc, strict=True)]
+    lo = [max(0.0, a - (r.ci_low or 0.0)) for r, a in zip(rows, acc, strict=True)]
+    colors = ["#111827" if r.role == "teacher" else "#2563eb" for r in rows]
     fig = go.Figure(
         go.Bar(
             x=names,
@@ -157,40 +159,40 @@ def example_html(comparison: Comparison, index: int) -> str:
     return "".join(parts) + "</div>"
 
 
-def method_accuracy_figure(table: dict):
+def method_accuracy_figure(table: ResultsTable):
     """Returns a bar chart of test accuracy by distillation method (mean over seeds, ± one standard deviation, the
-    seeds as dots), the teacher's accuracy as a dashed line; `table` is `kdviz.results.method_table`'s output."""
+    seeds as dots), the teacher's accuracy as a dashed line; `table` is `kdviz.compare.results.method_table`'s."""
     import plotly.graph_objects as go
 
-    methods = list(table["methods"])
-    rows = [table["methods"][m] for m in methods]
+    methods = list(table.methods)
+    rows = list(table.methods.values())
     fig = go.Figure(
         go.Bar(
             x=methods,
-            y=[r["mean"] for r in rows],
+            y=[r.mean for r in rows],
             marker_color="#2563eb",
             name="mean over seeds",
-            error_y=dict(type="data", array=[r["sd"] for r in rows]),
-            text=[f"{r['mean']:.1%}" for r in rows],
+            error_y=dict(type="data", array=[r.sd for r in rows]),
+            text=[f"{r.mean:.1%}" for r in rows],
             textposition="inside",
             insidetextanchor="start",  # at the bar's foot, clear of the error bar and the seeds' dots
         )  # fmt: skip
     )
     fig.add_trace(
         go.Scatter(
-            x=[m for m, r in zip(methods, rows, strict=True) for _ in r["accuracies"]],
-            y=[a for r in rows for a in r["accuracies"]],
+            x=[m for m, r in zip(methods, rows, strict=True) for _ in r.accuracies],
+            y=[a for r in rows for a in r.accuracies],
             mode="markers",
             name="one seed",
             marker=dict(color="#111827", size=7, symbol="circle-open"),
         )  # fmt: skip
     )
-    teacher = table["teacher"]
-    if teacher.get("accuracy") is not None:
-        fig.add_hline(y=teacher["accuracy"], line_dash="dash", line_color="#dc2626",
-                      annotation_text=f"teacher {teacher['accuracy']:.1%}", annotation_position="top left")  # fmt: skip
-    top = max([teacher.get("accuracy") or 0.0, *(a for r in rows for a in r["accuracies"])])
-    fig.update_layout(title=f"test accuracy by distillation method ({table['n_test']} questions, mean ± sd)",
+    teacher = table.teacher.accuracy
+    if teacher is not None:
+        fig.add_hline(y=teacher, line_dash="dash", line_color="#dc2626", annotation_text=f"teacher {teacher:.1%}",
+                      annotation_position="top left")  # fmt: skip
+    top = max([teacher or 0.0, *(a for r in rows for a in r.accuracies)])
+    fig.update_layout(title=f"test accuracy by distillation method ({table.n_test} questions, mean ± sd)",
                       yaxis=dict(range=[0, min(1.0, top + 0.15)], title="accuracy", tickformat=".0%"),
                       height=380, width=720, margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h"))  # fmt: skip
     return fig

@@ -10,27 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from kdviz.data import _rows_hub, _rows_jsonl, _rows_table, example_from_row
+from kdviz.data import example_from_row, rows_of
 from kdviz.errors import InputError
-from kdviz.records import Example, RationaleRecord, Record
+from kdviz.records import Example, RationaleRecord, TrainExample
 
 from .methods import Method
-
-
-@dataclass(frozen=True)
-class TrainExample(Record):
-    """A task example with the teacher's outputs for it (None where the data has none)."""
-
-    example: Example
-    teacher_answer: str | None = None
-    rationale: str | None = None  # the teacher's rationale words, space-separated
-
-    def __post_init__(self) -> None:
-        if isinstance(self.example, dict):
-            object.__setattr__(self, "example", Example.from_dict(self.example))
 
 
 def usable(items: Sequence[TrainExample], method: Method) -> list[TrainExample]:
@@ -79,31 +65,22 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
 
 
 def _rows(source: str | Path):
-    text = str(source)
-    if text.startswith("hf:"):
-        return _rows_hub(text[3:]), text[3:]
-    path = Path(source).expanduser()
-    if path.is_dir():
-        for name in ("rationales.jsonl", "records.jsonl", "rationales.parquet"):
-            if (path / name).is_file():
-                return _rows(path / name)
-        folder = path / "hf_dataset" if (path / "hf_dataset").is_dir() else path
-        if (folder / "dataset_info.json").is_file():
-            import datasets
+    """Returns (raw records, name) of a rationale export folder, a build folder, or any file `rows_of` reads."""
+    path = Path(str(source)).expanduser()
+    if str(source).startswith("hf:") or not path.is_dir():
+        return rows_of(source)
+    for name in ("rationales.jsonl", "records.jsonl", "rationales.parquet"):
+        if (path / name).is_file():
+            return rows_of(path / name)
+    folder = path / "hf_dataset" if (path / "hf_dataset").is_dir() else path
+    if (folder / "dataset_info.json").is_file():  # a `datasets.save_to_disk` folder
+        import datasets
 
-            return iter(datasets.load_from_disk(str(folder))), path.name
-        raise InputError(
-            f"folder {path} holds no rationale export (rationales.jsonl, rationales.parquet, hf_dataset) "
-            "and no records.jsonl"
-        )
-    if not path.is_file():
-        raise InputError(f"no such data file: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _rows_jsonl(path), path.name
-    if suffix in (".csv", ".parquet"):
-        return _rows_table(path), path.name
-    raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .jsonl, .csv, .parquet or an export folder")
+        return iter(datasets.load_from_disk(str(folder))), path.name
+    raise InputError(
+        f"folder {path} holds no rationale export (rationales.jsonl, rationales.parquet, hf_dataset) "
+        "and no records.jsonl"
+    )
 
 
 def load_train_examples(source: str | Path, limit: int | None = None) -> list[TrainExample]:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 from kdviz.lm.inference import generate_batch, score_choices_batch
 from kdviz.lm.prompts import answer_choices
+from kdviz.records import TrainExample
 
-from .data import TrainExample
 from .methods import BASELINE, Method
 
 Progress = Callable[[int, int], None]

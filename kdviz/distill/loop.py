@@ -3,8 +3,10 @@
 One loop for every method (see `METHODS`): it tokenises the method's (prompt, target) pairs once, masks the
 prompt out of the loss, and steps AdamW through `accelerate` (bf16 and a fused optimizer on a GPU, plain fp32 on
 a CPU; several GPUs under `accelerate launch -m kdviz train ...`). Each run writes `runs/<name>/` (see
-`kdviz.runs`): its config, a metrics log per step, sample predictions at each evaluation and a safetensors
-checkpoint that `load_model("runs/<name>")` reads back.
+`kdviz.distill.runs`): its config, a metrics log per step, sample predictions at each evaluation and a
+safetensors checkpoint that `load_model("runs/<name>")` reads back. A run that fails before its first optimizer
+step (the student does not load, the data does not encode, out of memory...) removes its folder, so the corrected
+command can use the same name; one that has trained keeps it, marked failed.
 """
 
 from __future__ import annotations
@@ -17,26 +19,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from kdviz.config import ModelSpec, TrainConfig
+from kdviz.data import hold_out
 from kdviz.errors import InputError, KdvizError
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
 from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Record, replacing_folder, write_atomic
+from kdviz.records import Record, TrainExample, replacing_folder, write_atomic
 
 from . import losses
-from .data import TrainExample, load_train_examples, usable
+from .data import load_train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
-from .runs import METRICS, SAMPLES, append_row, create_run, write_status
+from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
+from .runs import create_run, log_row, log_samples, write_status
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
 
-OnMetrics = Callable[[dict[str, Any]], None]
+OnMetrics = Callable[[MetricsRow], None]
 
 
 @dataclass(frozen=True)
@@ -44,21 +48,27 @@ class TrainResult(Record):
     """How a run ended and its last metrics."""
 
     run_dir: str
-    status: str  # completed | cancelled
+    status: Literal["completed", "cancelled"]
     steps: int
     elapsed_s: float
-    final: dict[str, Any] = field(default_factory=dict)
+    final: FinalMetrics = field(default_factory=FinalMetrics)
     teacher_at_test_time: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "final", FinalMetrics.coerce(self.final))
 
-def split_train_eval(items: Sequence[TrainExample], eval_size: int, seed: int):
-    """Returns (train, eval): a seeded draw of min(eval_size, half the data) held-out examples."""
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "final": self.final.to_dict()}
+
+
+def split_train_eval(
+    items: Sequence[TrainExample], eval_size: int, seed: int
+) -> tuple[list[TrainExample], list[TrainExample]]:
+    """Returns (train, eval): a seeded draw (`kdviz.data.hold_out`) of min(eval_size, half the data) held-out
+    examples."""
     if len(items) < 2:
         raise InputError(f"training needs at least 2 examples (1 to train, 1 to evaluate); the data has {len(items)}")
-    n_eval = max(1, min(eval_size, len(items) // 2))
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
-    held = set(order[:n_eval])
-    return [t for i, t in enumerate(items) if i not in held], [t for i, t in enumerate(items) if i in held]
+    return hold_out(items, max(1, min(eval_size, len(items) // 2)), seed)
 
 
 def check_same_vocabulary(student: LoadedModel, teacher: LoadedModel) -> None:
@@ -114,13 +124,11 @@ def _with_lora(model, config: TrainConfig, enc_dec: bool):
     return get_peft_model(model, lora)
 
 
-def _schedule(config: TrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:  # linear warm-up, then linear decay to zero at max_steps
-        if step < config.warmup_steps:
-            return (step + 1) / (config.warmup_steps + 1)
-        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Returns transformers' linear warm-up (from 0 at the first step) then linear decay to zero at max_steps."""
+    from transformers import get_linear_schedule_with_warmup
 
-    return factor
+    return get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
 
 
 class _Loop:
@@ -137,7 +145,7 @@ class _Loop:
         params = [p for p in model.parameters() if p.requires_grad]
         fused = self.accelerator.device.type == "cuda"
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+        self.scheduler = _scheduler(optimizer, config)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.student = replace(student, model=self.model, device=str(self.accelerator.device))
         self.teacher = None
@@ -212,7 +220,7 @@ class _Loop:
             raise KdvizError(f"the loss became {row['loss']} (diverged): lower the learning rate ({self.config.lr})")
         return {**row, "lr": lr}
 
-    def evaluate(self, items: Sequence[TrainExample]) -> tuple[float | None, list[dict]]:
+    def evaluate(self, items: Sequence[TrainExample]) -> tuple[float | None, tuple[Sample, ...]]:
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         try:
@@ -220,16 +228,10 @@ class _Loop:
                 predicted = predict_answers(replace(self.student, model=model), items, self.method)
         finally:
             model.train()
-        samples = [
-            {
-                "id": t.example.id,
-                "question": t.example.question,
-                "gold": t.example.answer,
-                "predicted": p,
-                "correct": is_correct(p, t.example.answer),
-            }
+        samples = tuple(
+            Sample(t.example.id, t.example.question, t.example.answer, p, is_correct(p, t.example.answer))
             for t, p in zip(items[: self.config.n_samples], predicted, strict=False)
-        ]
+        )
         return accuracy(predicted, items), samples
 
     def save(self) -> Path:
@@ -262,12 +264,13 @@ def finetune(
 ) -> TrainResult:
     """Trains `config.student` on `config.data` with `config.method`; writes the run folder `config.out`.
 
-    `on_metrics` receives every row written to metrics.jsonl ({"kind": "step"|"eval", ...}); `should_stop` is
+    `on_metrics` receives every row written to metrics.jsonl (a `StepRow` or an `EvalRow`); `should_stop` is
     polled before each step: when it returns True the run stops, keeps its checkpoint and is marked cancelled.
 
     Raises:
-        InputError: bad data or config (nothing is created for a config error).  KdvizError: out of memory or
-        divergence (the partial run is kept and marked failed).
+        InputError: bad data or config (nothing is created).  KdvizError: out of memory or divergence. Any
+        failure before the first optimizer step finished removes the run folder, so the corrected command can
+        reuse it; after that the partial run is kept and marked failed.
     """
     method = get_method(config.method)
     items = usable(load_train_examples(config.data, config.limit), method)
@@ -279,15 +282,15 @@ def finetune(
     main = int(os.environ.get("RANK", "0")) == 0
     folder = create_run(config.out, config.to_yaml()) if main else Path(config.out)
 
-    def status(**fields) -> None:
+    def status(**changes: Any) -> None:
         if main:
-            write_status(folder, **fields)
+            write_status(folder, **changes)
 
     started = time.time()
-    status(status="running", step=0, started_at=started, elapsed_s=0.0)
     emit = on_metrics or (lambda row: None)
-    step, final = 0, {}
+    trained, final = 0, FinalMetrics()  # `trained`: optimizer steps finished
     try:
+        status(status="running", step=0, started_at=started, elapsed_s=0.0)
         loop = _Loop(config, method, train, folder)
         status(
             n_train=len(train),
@@ -297,76 +300,70 @@ def finetune(
             teacher_at_test_time=method.teacher_at_test_time,
         )
 
-        def log(row: dict) -> None:
+        def log(row: MetricsRow) -> None:
             if main:
-                append_row(folder / METRICS, row)
+                log_row(folder, row)
                 emit(row)
 
         def evaluate() -> None:
+            nonlocal final
             if not main:
                 return
             acc, samples = loop.evaluate(held_out)
-            final["eval_accuracy"] = acc
-            for s in samples:
-                append_row(folder / SAMPLES, {"step": step, **s})
-            log(
-                {
-                    "kind": "eval",
-                    "step": step,
-                    "eval_accuracy": acc,
-                    "eval_n": len(held_out),
-                    "elapsed_s": round(time.time() - started, 3),
-                    "samples": samples,
-                }
-            )
+            final = replace(final, eval_accuracy=acc)
+            log_samples(folder, trained, samples)
+            elapsed = round(time.time() - started, 3)
+            log(EvalRow(step=trained, eval_accuracy=acc, eval_n=len(held_out), elapsed_s=elapsed, samples=samples))
 
         evaluate()  # step 0: where the student starts
         train_started = time.time()
-        state = "completed"
+        state: Literal["completed", "cancelled"] = "completed"
         for step in range(1, config.max_steps + 1):
             if should_stop is not None and should_stop():
-                state, step = "cancelled", step - 1
+                state = "cancelled"
                 break
-            row = loop.step(loop.next_batch())
+            parts = loop.step(loop.next_batch())
+            trained = step
             per_step = (time.time() - train_started) / step
-            final.update({k: v for k, v in row.items() if k.startswith("loss")})
-            log(
-                {
-                    "kind": "step",
-                    "step": step,
-                    **{k: round(v, 6) if k != "lr" else v for k, v in row.items()},
-                    "elapsed_s": round(time.time() - started, 3),
-                    "eta_s": round(per_step * (config.max_steps - step), 1),
-                    "samples_per_s": round(config.batch_size * loop.accelerator.num_processes / per_step, 3),
-                }
+            row = StepRow(
+                step=step,
+                **{k: round(v, 6) for k, v in parts.items() if k != "lr"},
+                lr=parts["lr"],
+                elapsed_s=round(time.time() - started, 3),
+                eta_s=round(per_step * (config.max_steps - step), 1),
+                samples_per_s=round(config.batch_size * loop.accelerator.num_processes / per_step, 3),
             )
+            final = final.after_step(row)
+            log(row)
             status(step=step, elapsed_s=time.time() - started, final=final)
             if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps:
                 evaluate()
         loop.accelerator.wait_for_everyone()
         if main:
             loop.save()
-        status(status=state, step=step, elapsed_s=time.time() - started, final=final)
+        status(status=state, step=trained, elapsed_s=time.time() - started, final=final)
     except BaseException as exc:
-        if isinstance(exc, InputError) and step == 0 and main:  # a setup error (the vocabulary check): no run to keep
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
         message = str(exc)
         if _is_oom(exc):
             message = (
                 f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
                 f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
             )
-        status(
-            status="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
-            step=step,
-            elapsed_s=time.time() - started,
-            final=final,
-            error=message,
-        )
-        if _is_oom(exc):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        if trained == 0:  # the setup failed (or the first step): there is no run to keep, free the name
+            if main:
+                shutil.rmtree(folder, ignore_errors=True)
+        else:
+            status(
+                status="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
+                step=trained,
+                elapsed_s=time.time() - started,
+                final=final,
+                error=message,
+            )
+        if _is_oom(exc):
             raise KdvizError(message) from exc
         raise
-    return TrainResult(str(folder), state, step, round(time.time() - started, 3), final, method.teacher_at_test_time)
+    elapsed = round(time.time() - started, 3)
+    return TrainResult(str(folder), state, trained, elapsed, final, method.teacher_at_test_time)

@@ -8,13 +8,11 @@ method means adding one definition here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.prompts import RenderedPrompt, render
-
-if TYPE_CHECKING:
-    from kdviz.distill.data import TrainExample
+from kdviz.records import TrainExample
 
 MethodName = Literal["standard", "teacher_label", "rationale_input", "multitask", "logit_kd"]
 Task = Literal["answer", "rationale"]

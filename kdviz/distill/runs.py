@@ -6,19 +6,50 @@ a crash or a cancel keeps everything up to the last step, and the Train panel ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from kdviz.config import TrainConfig
 from kdviz.errors import InputError
 from kdviz.lm.models import RUN_CHECKPOINT
 from kdviz.records import Record, write_atomic
+from kdviz.workspace import command_line
+
+from .metrics import FinalMetrics, MetricsRow, Sample, row_from_dict
 
 CONFIG, METRICS, SAMPLES, STATUS = "config.yaml", "metrics.jsonl", "samples.jsonl", "status.json"
-RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
+RunState = Literal["running", "completed", "cancelled", "failed", "interrupted"]
+RUN_STATUSES: tuple[RunState, ...] = ("running", "completed", "cancelled", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class RunStatus(Record):
+    """What status.json says: where a run is, rewritten as it goes (a running run whose `pid` is gone was killed)."""
+
+    status: RunState = "running"
+    step: int = 0  # the last finished optimizer step
+    started_at: float | None = None
+    elapsed_s: float = 0.0
+    n_train: int | None = None
+    n_eval: int | None = None
+    truncated: int | None = None  # training sequences whose prompt lost its start to max_length
+    device: str | None = None
+    teacher_at_test_time: bool = False
+    final: FinalMetrics = field(default_factory=FinalMetrics)
+    error: str | None = None
+    updated_at: float | None = None
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "final", FinalMetrics.coerce(self.final))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "final": self.final.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -27,15 +58,27 @@ class RunInfo(Record):
 
     name: str
     path: str
-    status: str
+    status: RunState
     method: str
     student: str
     step: int
     max_steps: int
     elapsed_s: float
-    final: dict[str, Any] = field(default_factory=dict)  # last losses and eval accuracy
+    final: FinalMetrics = field(default_factory=FinalMetrics)  # last losses and eval accuracy
     error: str | None = None
     has_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "final", FinalMetrics.coerce(self.final))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "final": self.final.to_dict()}
+
+
+def holds_run(folder: str | Path) -> bool:
+    """Returns whether a folder already holds a run (its config or status was written)."""
+    folder = Path(folder).expanduser()
+    return (folder / CONFIG).exists() or (folder / STATUS).exists()
 
 
 def create_run(out: str | Path, config_yaml: str) -> Path:
@@ -45,49 +88,75 @@ def create_run(out: str | Path, config_yaml: str) -> Path:
         InputError: the folder already holds a run (nothing in it is touched).
     """
     folder = Path(out).expanduser()
-    if (folder / CONFIG).exists() or (folder / STATUS).exists():
+    if holds_run(folder):
         raise InputError(f"{folder} already holds a run; choose another run name or output folder")
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / CONFIG, config_yaml)
     return folder
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Appends one JSON line and flushes it to disk (a crash loses at most the line being written)."""
+def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Appends JSON lines and flushes them to disk (a crash loses at most the line being written)."""
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def write_status(folder: Path, **fields: Any) -> dict:
-    """Updates status.json with `fields` (read, merge, atomic replace) and returns the new status."""
-    status = read_status(folder)
-    status.update(fields, updated_at=time.time(), pid=os.getpid())
-    write_atomic(folder / STATUS, json.dumps(status, indent=1))
-    return status
+def log_row(folder: Path, row: MetricsRow) -> None:
+    """Appends a step or evaluation row to the run's metrics.jsonl."""
+    _append(folder / METRICS, [row.to_dict()])
 
 
-def read_status(folder: str | Path) -> dict:
-    path = Path(folder) / STATUS
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+def log_samples(folder: Path, step: int, samples: tuple[Sample, ...]) -> None:
+    """Appends an evaluation's sample predictions to samples.jsonl, each line a Sample with its "step"."""
+    _append(folder / SAMPLES, [{"step": step, **s.to_dict()} for s in samples])
 
 
-def read_rows(folder: str | Path, name: str = METRICS) -> list[dict]:
-    """Returns the rows of a run's metrics.jsonl (or samples.jsonl); a half-written last line is skipped."""
-    path = Path(folder) / name
+def _lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError:  # the line a crash cut short
             continue
     return rows
+
+
+def read_rows(folder: str | Path) -> list[MetricsRow]:
+    """Returns the rows of a run's metrics.jsonl; a half-written last line is skipped."""
+    rows = []
+    for data in _lines(Path(folder) / METRICS):
+        try:
+            rows.append(row_from_dict(data))
+        except (TypeError, ValueError):
+            continue
+    return rows
+
+
+def read_samples(folder: str | Path) -> list[tuple[int, Sample]]:
+    """Returns (step, sample) for each line of a run's samples.jsonl."""
+    return [(int(d.pop("step")), Sample.from_dict(d)) for d in _lines(Path(folder) / SAMPLES) if "step" in d]
+
+
+def write_status(folder: Path, **changes: Any) -> RunStatus:
+    """Updates status.json with `changes` (read, replace, atomic write) and returns the new status."""
+    status = dataclasses.replace(
+        read_status(folder) or RunStatus(), **changes, updated_at=time.time(), pid=os.getpid()
+    )
+    write_atomic(folder / STATUS, json.dumps(status.to_dict(), indent=1))
+    return status
+
+
+def read_status(folder: str | Path) -> RunStatus | None:
+    """Returns a run's status.json (None when it is missing or unreadable)."""
+    try:
+        data = json.loads((Path(folder) / STATUS).read_text(encoding="utf-8"))
+        return RunStatus.from_dict(data)
+    except (OSError, json.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _alive(pid: int | None) -> bool:
@@ -112,8 +181,8 @@ def run_info(folder: str | Path) -> RunInfo:
     except (OSError, yaml.YAMLError):
         config = {}
     status = read_status(folder)
-    state = status.get("status", "interrupted")
-    if state == "running" and not _alive(status.get("pid")):
+    state = status.status if status else "interrupted"
+    if state == "running" and not _alive(status.pid if status else None):
         state = "interrupted"
     return RunInfo(
         name=folder.name,
@@ -121,11 +190,11 @@ def run_info(folder: str | Path) -> RunInfo:
         status=state,
         method=str(config.get("method", "?")),
         student=str(config.get("student", "?")),
-        step=int(status.get("step", 0)),
+        step=status.step if status else 0,
         max_steps=int(config.get("max_steps", 0)),
-        elapsed_s=float(status.get("elapsed_s", 0.0)),
-        final=status.get("final", {}),
-        error=status.get("error"),
+        elapsed_s=status.elapsed_s if status else 0.0,
+        final=status.final if status else FinalMetrics(),
+        error=status.error if status else None,
         has_checkpoint=(folder / RUN_CHECKPOINT / "config.json").is_file(),
     )
 
@@ -138,3 +207,42 @@ def list_runs(root: str | Path) -> list[RunInfo]:
     folders = [p for p in root.iterdir() if (p / CONFIG).is_file()]
     folders.sort(key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
     return [run_info(p) for p in folders]
+
+
+def read_config(folder: str | Path) -> TrainConfig:
+    """Returns the TrainConfig a run was started with (its config.yaml).
+
+    Raises:
+        InputError: no readable, valid config.yaml in the folder.
+    """
+    path = Path(folder) / CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({exc.strerror or exc})") from exc
+    return TrainConfig.from_yaml(text)
+
+
+_ALWAYS = ("data", "out", "student", "method")  # shown even at their defaults: they say what the run is
+
+
+def train_command(config: TrainConfig) -> str:
+    """Returns the `kdviz train ...` command line that runs `config`: its data, output, model, method and every
+    other field that differs from the default."""
+    options: list[tuple[str, object]] = []
+    for f in dataclasses.fields(TrainConfig):
+        value, default = getattr(config, f.name), f.default
+        if value is None or (f.name not in _ALWAYS and value == default):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            options.append((flag if value else "--no-" + flag[2:], True))
+        else:
+            options.append((flag, value))
+    return command_line(["kdviz", "train"], options)
+
+
+def rerun_command(folder: str | Path) -> str:
+    """Returns the command that reruns a run's saved config.yaml into `<folder>-rerun`."""
+    folder = Path(folder)
+    return command_line(["kdviz", "train"], [("--config", folder / CONFIG), ("--out", f"{folder}-rerun")])

@@ -1,12 +1,18 @@
 """Batched teacher-forced forward passes: log-probabilities of target tokens given prompts.
 
-Shared by choice scoring and attribution. Batches are right-padded: with causal attention, padding after a
-sequence cannot change it, so default position ids stay exact and batched results equal one-by-one results.
+Shared by choice scoring, attribution and training. Batches are right-padded: with causal attention, padding after
+a sequence cannot change it, so default position ids stay exact and batched results equal one-by-one results.
+
+Every forward holds the model's lock (`model_lock`): loaded models are shared between threads (a Compare job and a
+Teacher click on the same model), and a caller that changes a model for one call (attention's eager switch) holds
+the same lock, so no other thread runs that model while it is changed.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +69,24 @@ def make_batch(loaded, items: list[Item]) -> Batch:
     )
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(loaded) -> threading.RLock:
+    """Returns the lock of `loaded`'s model (the same object for every LoadedModel of one model).
+
+    Hold it while running the model, or while changing it for a call; it is re-entrant, so a holder can run the
+    forwards of this module inside.
+    """
+    model = getattr(loaded.model, "module", loaded.model)  # DistributedDataParallel wraps the model in .module
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 def embed(loaded, input_ids: torch.Tensor) -> torch.Tensor:
     """Returns the input embeddings [B, L, D] exactly as the model computes them (scaling included)."""
     return loaded.model.get_input_embeddings()(input_ids)
@@ -89,17 +113,19 @@ def target_logits(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = Non
     else:
         kwargs["inputs_embeds"] = inputs_embeds
     if loaded.is_encoder_decoder:
-        out = model(decoder_input_ids=rep(batch.decoder_input_ids), use_cache=False, **kwargs)
+        with model_lock(loaded):
+            out = model(decoder_input_ids=rep(batch.decoder_input_ids), use_cache=False, **kwargs)
         return out.logits, out
     # Only the logits at target positions are needed; with a 150k vocabulary the rest dominate memory.
     first = min(batch.prompt_lengths) - 1
     keep = batch.input_ids.shape[1] - first
-    if _accepts_logits_to_keep(model):
-        out = model(logits_to_keep=keep, use_cache=False, **kwargs)
-        logits = out.logits[:, -keep:]
-    else:
-        out = model(use_cache=False, **kwargs)
-        logits = out.logits[:, first:]
+    with model_lock(loaded):
+        if _accepts_logits_to_keep(model):
+            out = model(logits_to_keep=keep, use_cache=False, **kwargs)
+            logits = out.logits[:, -keep:]
+        else:
+            out = model(use_cache=False, **kwargs)
+            logits = out.logits[:, first:]
     index = torch.tensor(batch.prompt_lengths, device=logits.device).repeat(reps) - 1 - first
     index = index[:, None] + torch.arange(batch.target_ids.shape[1], device=logits.device)[None, :]
     index = index.clamp(max=logits.shape[1] - 1)

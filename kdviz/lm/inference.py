@@ -9,7 +9,7 @@ import torch
 from kdviz.errors import InputError
 from kdviz.records import ChoiceScores, Generation
 
-from .forward import make_batch, target_logprobs
+from .forward import make_batch, model_lock, target_logprobs
 from .prompts import encode, encode_target
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -48,14 +48,15 @@ def generate_batch(
         for b, ids in enumerate(encoded):
             input_ids[b, width - len(ids) :] = torch.tensor(ids)
             mask[b, width - len(ids) :] = 1
-        out = model.generate(
-            input_ids=input_ids.to(loaded.device),
-            attention_mask=mask.to(loaded.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=stops,
-        )
+        with model_lock(loaded):  # see kdviz.lm.forward: no other thread changes the model meanwhile
+            out = model.generate(
+                input_ids=input_ids.to(loaded.device),
+                attention_mask=mask.to(loaded.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stops,
+            )
         new = out[:, 1:] if loaded.is_encoder_decoder else out[:, width:]  # drop decoder start / the prompt
         for prompt, row in zip(chunk, new.tolist(), strict=False):
             ids = _trim(loaded, row, stops)

@@ -7,7 +7,9 @@ tokens never receive attribution.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.records import Example
@@ -15,7 +17,8 @@ from kdviz.records import Example
 SYSTEM_PROMPT = "Answer the question with the correct choice."  # short on purpose: models' default ones are long
 LETTERS = "ABCDEFGHIJ"
 NLI_LABELS = ("entailment", "neutral", "contradiction")
-FORMATS = ("raw", "qa", "mcqa", "nli")
+PromptFormat = Literal["raw", "qa", "mcqa", "nli"]  # raw: the text as is; the others follow the tasks
+FORMATS: tuple[PromptFormat, ...] = get_args(PromptFormat)
 MAX_PROMPT_CHARS = 4000  # about 1k tokens: beyond that attribution on a CPU takes minutes
 
 
@@ -43,7 +46,7 @@ class _Builder:
         return RenderedPrompt("".join(self.parts), tuple(self.spans))
 
 
-def render(example: Example | str, fmt: str | None = None) -> RenderedPrompt:
+def render(example: Example | str, fmt: PromptFormat | None = None) -> RenderedPrompt:
     """Returns the prompt for an example in a format ("raw", "qa", "mcqa", "nli"; default: the example's task).
 
     Raises:
@@ -84,11 +87,44 @@ def render(example: Example | str, fmt: str | None = None) -> RenderedPrompt:
     return rendered
 
 
-def answer_choices(example: Example, fmt: str | None = None) -> tuple[str, ...]:
+def answer_choices(example: Example, fmt: PromptFormat | None = None) -> tuple[str, ...]:
     """Returns the candidate answers to score for an example (empty for free-form QA)."""
     if (fmt or example.task) == "nli":
         return example.choices or NLI_LABELS
     return example.choices if (fmt or example.task) == "mcqa" else ()
+
+
+def prompt_example(
+    text: str, choices: Sequence[str] = (), gold: str | None = None, fmt: PromptFormat | None = None
+) -> tuple[Example, PromptFormat]:
+    """Returns the Example that a typed prompt describes, and its format (default: mcqa with choices, else raw).
+
+    For qa, mcqa and nli, text before the prompt's last blank line is the context (the NLI premise); see
+    `prompt_text` for the inverse.
+
+    Raises:
+        InputError: empty or over-long prompt, a gold answer that is not a choice, too few choices for mcqa, an NLI
+            prompt without a premise.
+        UnknownNameError: unknown format.
+    """
+    choices = tuple(c.strip() for c in choices if c.strip())
+    gold = (gold or "").strip() or None
+    if gold and choices and gold not in choices:
+        raise InputError(f"the gold answer {gold!r} is not one of the choices: {', '.join(choices)}")
+    fmt = fmt or ("mcqa" if choices else "raw")
+    if fmt not in FORMATS:
+        raise UnknownNameError("prompt format", fmt, FORMATS)
+    text, context = (text or "").strip(), None
+    if fmt != "raw" and "\n\n" in text:
+        context, text = (part.strip() for part in text.rsplit("\n\n", 1))
+    example = Example("prompt", fmt if fmt in ("mcqa", "nli") else "qa", text, choices, gold, context or None)
+    render(example, fmt)  # checks the prompt now, before any slow model load
+    return example, fmt
+
+
+def prompt_text(example: Example) -> str:
+    """Returns the example as one typed prompt: its context, a blank line, its question (as `prompt_example` reads)."""
+    return f"{example.context}\n\n{example.question}" if example.context else example.question
 
 
 @dataclass(frozen=True)

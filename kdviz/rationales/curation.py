@@ -1,7 +1,8 @@
 """Curate a rationale build: accept, reject, edit and filter records, saved to disk atomically after every change.
 
-A build lives in its own folder (records.jsonl + build.json), so two sessions curating different builds never
-touch the same file; changes to one build from several threads are serialised by a per-folder lock.
+A build lives in its own folder of the workspace, <workspace>/builds/<name> (records.jsonl + build.json), so two
+sessions curating different builds never touch the same file; changes to one build from several threads are
+serialised by a per-folder lock. `open_build` and `import_build` address builds by name in a `Workspace`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from pathlib import Path
 
 from kdviz.errors import InputError
 from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
-from kdviz.workspace import safe_child  # noqa: F401  (re-exported for callers)
+from kdviz.workspace import (
+    BUILD_INFO,
+    BUILD_RECORDS,
+    BuildInfo,
+    Workspace,
+    safe_child,  # noqa: F401  (re-exported for callers)
+)
 
-from .select import SelectionRule, select_rationale
-from .stats import rationale_stats
+from .select import SelectionRule, gold_overlap, select_rationale
+from .stats import RationaleStats, rationale_stats
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -31,32 +38,34 @@ def rationale_share(rec: RationaleRecord) -> float:
 
 
 class CurationStore:
-    """The records of one build in `folder`, with the build's description in build.json."""
+    """The records of one build in `folder`, with the build's description (`info`, from build.json)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.path = self.folder / "records.jsonl"
+        self.path = self.folder / BUILD_RECORDS
         if not self.path.exists():
             raise InputError(f"no rationale build in {self.folder}")
         with _LOCKS_GUARD:
             self._lock = _LOCKS.setdefault(self.folder.resolve(), threading.Lock())
-        self.info = (
-            json.loads((self.folder / "build.json").read_text()) if (self.folder / "build.json").exists() else {}
-        )
+        self.info = _read_info(self.folder)
 
     @classmethod
-    def create(cls, folder: str | Path, records: Iterable[RationaleRecord], info: dict) -> CurationStore:
-        """Writes a new build (refusing to overwrite one) and returns its store."""
+    def create(cls, folder: str | Path, records: Iterable[RationaleRecord], info: BuildInfo) -> CurationStore:
+        """Writes a new build (refusing to overwrite one) and returns its store.
+
+        Raises:
+            InputError: the folder holds a build already, or two records share an id.
+        """
         folder = Path(folder)
-        if (folder / "records.jsonl").exists():
+        if (folder / BUILD_RECORDS).exists():
             raise InputError(f"a build named {folder.name!r} exists already; choose another name")
         records = list(records)
         ids = [r.id for r in records]
         if len(set(ids)) != len(ids):  # every change finds its record by id
             duplicate = next(i for i in ids if ids.count(i) > 1)
             raise InputError(f"example id {duplicate!r} appears more than once; ids must be unique")
-        save_jsonl(records, folder / "records.jsonl")
-        write_atomic(folder / "build.json", json.dumps(info, indent=2, ensure_ascii=False))
+        save_jsonl(records, folder / BUILD_RECORDS)
+        write_atomic(folder / BUILD_INFO, json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
         return cls(folder)
 
     def records(self) -> list[RationaleRecord]:
@@ -116,7 +125,7 @@ class CurationStore:
         records = self.records()
         return {s: sum(r.status == s for r in records) for s in STATUSES} | {"total": len(records)}
 
-    def stats(self, accepted_only: bool = False) -> dict:
+    def stats(self, accepted_only: bool = False) -> RationaleStats:
         records = [r for r in self.records() if r.status == "accepted" or not accepted_only]
         return rationale_stats(records)
 
@@ -133,8 +142,6 @@ def filter_records(
 
     `share_range` bounds `rationale_share`; `text` is a case-insensitive search in the question and rationale.
     """
-    from .select import gold_overlap
-
     needle = text.strip().lower()
     out = []
     for r in records:
@@ -152,3 +159,52 @@ def filter_records(
             continue
         out.append(r)
     return out
+
+
+def _read_info(folder: Path) -> BuildInfo:
+    """Returns the build's build.json; a build without one (made by hand) is described by its folder name."""
+    path = folder / BUILD_INFO
+    if not path.exists():
+        return BuildInfo(name=folder.name, source="n/a")
+    try:
+        return BuildInfo.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:  # not a JSON object with BuildInfo's fields
+        raise InputError(f"{folder.name}/{BUILD_INFO} is not a build description ({exc})") from exc
+
+
+def _workspace(workspace: Workspace | str | Path | None) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def open_build(workspace: Workspace | str | Path | None, name: str) -> CurationStore:
+    """Returns the curation store of build `name` of the workspace.
+
+    Raises:
+        InputError: no name, a name that is not a plain folder name, or a folder that holds no build.
+    """
+    if not (name or "").strip():
+        raise InputError("no build is open: build rationales, or open or import a build first")
+    return CurationStore(_workspace(workspace).build_dir(name))
+
+
+def import_build(workspace: Workspace | str | Path | None, path: str | Path, name: str | None = None) -> BuildInfo:
+    """Creates a build from a JSONL file of rationale records (`kdviz rationales --out`); returns its description.
+
+    `name` defaults to "<file>-imported-<time>".
+
+    Raises:
+        InputError: not a file of rationale records, no record, ids that are not unique, a taken or unsafe name.
+    """
+    ws, path = _workspace(workspace), Path(path)
+    try:
+        records = load_jsonl(path, RationaleRecord)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path.name} is not a file of rationale records ({type(exc).__name__}: {exc})") from exc
+    if not records:
+        raise InputError(f"{path.name} holds no rationale records")
+    if len({r.id for r in records}) != len(records):
+        raise InputError(f"{path.name}: record ids must be unique")
+    name = (name or "").strip() or ws.new_build_name(path.stem, "imported")
+    info = BuildInfo(name=name, source=path.name, imported=True)
+    CurationStore.create(ws.build_dir(name), records, info)
+    return info

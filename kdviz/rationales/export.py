@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.records import RationaleRecord, replacing_folder, write_atomic
+from kdviz.workspace import Workspace
 
+from .curation import open_build
 from .stats import rationale_stats
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
@@ -44,7 +47,9 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def dataset_card(records: Sequence[RationaleRecord], info: dict, accepted_only: bool) -> str:
+def dataset_card(
+    records: Sequence[RationaleRecord], accepted_only: bool, name: str | None = None, source: str | None = None
+) -> str:
     """Returns the README.md of an exported dataset: what it is, how it was made, and its statistics."""
     stats = rationale_stats(records)
     prov = records[0].provenance if records else {}
@@ -53,14 +58,14 @@ def dataset_card(records: Sequence[RationaleRecord], info: dict, accepted_only: 
         "tags: [kdviz, rationales, knowledge-distillation]",
         "---",
         "",
-        f"# Rationale dataset: {info.get('name', 'kdviz export')}",
+        f"# Rationale dataset: {name or 'kdviz export'}",
         "",
         "Built with kdviz (attribution-guided knowledge distillation, after Ballout et al., 2024): the teacher's "
         "most-attributed input words are the rationale of each example.",
         "",
         "## Provenance",
         "",
-        f"- source data: {info.get('source', 'n/a')}",
+        f"- source data: {source or 'n/a'}",
         f"- teacher: {prov.get('teacher', 'n/a')}; attribution: {prov.get('method', 'n/a')}; "
         f"attributed target: {prov.get('target_mode', 'n/a')}",
         f"- selection rule: {prov.get('rule', 'n/a')}",
@@ -72,20 +77,19 @@ def dataset_card(records: Sequence[RationaleRecord], info: dict, accepted_only: 
         "| statistic | all | teacher correct | teacher wrong |",
         "|---|---|---|---|",
     ]
-    by = stats["by_correctness"]
-    for key, label in [
-        ("n", "records"),
-        ("gold_overlap", "gold overlap (≥1 rationale word in the gold answer)"),
-        ("gold_word_fraction", "rationale words in the gold answer"),
-        ("distractor_overlap", "share of wrong choices overlapped (baseline)"),
+    blocks = (stats, stats.by_correctness.correct, stats.by_correctness.incorrect)
+    for label, figure in [
+        ("records", lambda b: b.n),
+        ("gold overlap (≥1 rationale word in the gold answer)", lambda b: b.gold_overlap),
+        ("rationale words in the gold answer", lambda b: b.gold_word_fraction),
+        ("share of wrong choices overlapped (baseline)", lambda b: b.distractor_overlap),
     ]:
-        lines.append(f"| {label} | {_fmt(stats[key])} | {_fmt(by['correct'][key])} | {_fmt(by['incorrect'][key])} |")
-    lines.append(f"\nTeacher accuracy: {_fmt(stats['accuracy'])}.")
-    if stats["plausibility"]:
-        p = stats["plausibility"]
+        lines.append(f"| {label} | " + " | ".join(_fmt(figure(b)) for b in blocks) + " |")
+    lines.append(f"\nTeacher accuracy: {_fmt(stats.accuracy)}.")
+    if p := stats.plausibility:
         lines.append(
-            f"Plausibility against human rationales ({p['n']} records): precision {_fmt(p['precision'])}, "
-            f"recall {_fmt(p['recall'])}, F1 {_fmt(p['f1'])}, IoU {_fmt(p['iou'])}."
+            f"Plausibility against human rationales ({p.n} records): precision {_fmt(p.precision)}, "
+            f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}, IoU {_fmt(p.iou)}."
         )
     lines += [
         "",
@@ -103,9 +107,11 @@ def export_records(
     out_dir: str | Path,
     formats: Sequence[str] = EXPORT_FORMATS,
     accepted_only: bool = True,
-    info: dict | None = None,
+    name: str | None = None,
+    source: str | None = None,
 ) -> list[Path]:
-    """Writes the records in each format into `out_dir` and returns the paths written.
+    """Writes the records in each format into `out_dir` and returns the paths written; the dataset card gets the
+    export's `name` and the `source` of the build's examples.
 
     Raises:
         InputError: nothing to export (no accepted record).  UnknownNameError: unknown format.
@@ -119,7 +125,7 @@ def export_records(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = training_rows(chosen, with_status=not accepted_only)
-    written = [write_atomic(out / "README.md", dataset_card(chosen, info or {}, accepted_only))]
+    written = [write_atomic(out / "README.md", dataset_card(chosen, accepted_only, name, source))]
     if "jsonl" in formats:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         written.append(write_atomic(out / "rationales.jsonl", text))
@@ -138,15 +144,41 @@ def export_records(
     return written
 
 
+def export_build(
+    workspace: Workspace | str | Path | None,
+    build: str,
+    name: str,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    accepted_only: bool = True,
+) -> list[Path]:
+    """Exports build `build` of the workspace into its export folder `name` (<workspace>/builds/<build>/exports/
+    <name>, replaced if it exists); returns the paths written.
+
+    Raises:
+        InputError: no format, an unsafe name, no such build, nothing accepted.  UnknownNameError: unknown format.
+    """
+    if not formats:
+        raise InputError(f"choose at least one export format: {', '.join(EXPORT_FORMATS)}")
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    out = ws.export_dir(build, name)
+    store = open_build(ws, build)
+    return export_records(
+        store.records(), out, list(formats), accepted_only, name=f"{build}/{out.name}", source=store.info.source
+    )
+
+
 def push_to_hub(export_dir: str | Path, repo_id: str, private: bool = True) -> str:
     """Uploads an exported `hf_dataset` folder to the Hugging Face hub; returns the dataset's URL.
 
     Raises:
-        InputError: no export there, not logged in, or the hub cannot be reached.
+        InputError: not an owner/name, no export there, not logged in, or the hub cannot be reached.
     """
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", (repo_id or "").strip()):
+        raise InputError("give the hub dataset as owner/name")
     import datasets
     from huggingface_hub import get_token
 
+    repo_id = repo_id.strip()
     folder = Path(export_dir) / "hf_dataset"
     if not folder.exists():
         raise InputError(f"no Hugging Face dataset export in {export_dir}: export with the 'hf' format first")

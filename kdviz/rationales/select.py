@@ -12,12 +12,17 @@ Definitions (used by the Rationales and Compare panels, and in docs):
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Literal, get_args
 
+from kdviz.attribution.words import normalize_word
+from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.prompts import LETTERS
 from kdviz.records import RationaleRecord, TokenAttribution
+
+RuleKind = Literal["top_k", "mass", "z"]  # the SelectionRule field that holds the threshold
+RULE_KINDS: tuple[RuleKind, ...] = get_args(RuleKind)
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).
 STOPWORDS = frozenset(
@@ -26,13 +31,12 @@ STOPWORDS = frozenset(
     might must can what which who whom whose where when why how there here you your yours he him his she her hers
     they them their we us our i me my not no nor very too also just only any some all each""".split()
 )
-_PUNCT = string.punctuation + "“”‘’«»…–—"
 _LETTER_WORDS = frozenset(f"{c}{s}" for c in LETTERS for s in (")", ".", ":", ""))
 
 
 def normalize(word: str) -> str:
     """Returns the word lower-cased with punctuation stripped from both ends ("" for pure punctuation)."""
-    return word.strip(_PUNCT).lower()
+    return normalize_word(word)
 
 
 def words_of(text: str | None) -> set[str]:
@@ -55,11 +59,36 @@ class SelectionRule:
     def __post_init__(self) -> None:
         given = [v is not None for v in (self.top_k, self.mass, self.z)]
         if sum(given) != 1:
-            raise ValueError("give exactly one of top_k, mass (a fraction) or z (a number of std devs)")
+            raise InputError("give exactly one of top_k, mass (a fraction) or z (a number of std devs)")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError("top_k must be at least 1")
+            raise InputError("top_k must be at least 1")
         if self.mass is not None and not 0 < self.mass <= 1:
-            raise ValueError("mass must be in (0, 1]")
+            raise InputError("mass must be in (0, 1]")
+
+    @classmethod
+    def of(cls, kind: RuleKind, value: float | None, **exclusions: bool) -> SelectionRule:
+        """Returns the rule of one kind and its number, as a form gives them: "top_k" (value = k words), "mass"
+        (value = share of the positive attribution) or "z" (value = std devs above the mean); `exclusions` are
+        the `exclude_*` switches (the others keep their defaults).
+
+        Raises:
+            UnknownNameError: an unknown kind or switch.  InputError: no number, a fractional k, out of range.
+        """
+        if kind not in RULE_KINDS:
+            raise UnknownNameError("selection rule", kind, RULE_KINDS)
+        switches = [f.name for f in fields(cls) if f.name.startswith("exclude_")]
+        for name in exclusions:
+            if name not in switches:
+                raise UnknownNameError("exclusion", name, switches)
+        label = kind.replace("_", "-")
+        if value is None or (kind == "top_k" and float(value) != int(value)):
+            raise InputError(f"give the {label} rule a {'whole ' if kind == 'top_k' else ''}number")
+        number = int(value) if kind == "top_k" else float(value)
+        return cls(**{"top_k": None, kind: number}, **exclusions)
+
+    @property
+    def kind(self) -> RuleKind:
+        return "top_k" if self.top_k is not None else "mass" if self.mass is not None else "z"
 
     def describe(self) -> str:
         rule = f"top-{self.top_k}" if self.top_k else (f"mass>={self.mass}" if self.mass else f"mean+{self.z}std")

@@ -1,6 +1,6 @@
 """Panel 4, Compare: the teacher and students (training runs or any model) on the same examples: accuracy with
 intervals, paired tests, charts, and every model's attribution map on one example; past comparisons reopen without
-recomputing. Components and wiring only (see `compare_handlers` and `saved_comparisons`)."""
+recomputing. Components and wiring only (see `compare_settings`, `compare_handlers` and `saved_comparisons`)."""
 
 from __future__ import annotations
 
@@ -13,56 +13,56 @@ from typing import Any
 import gradio as gr
 
 import kdviz
+from kdviz.workspace import DATA_SUFFIXES, Workspace
 
 from . import compare_handlers as ch
+from . import compare_settings as cs
 from . import saved_comparisons as sc
-from . import train_handlers as th
-from .handlers import ui_errors
+from .errors import ui_errors
 
-D = ch.DEFAULTS
-FILES = 8  # the report files' place in a view
+D = cs.DEFAULTS
 
 
-def _served(view: tuple) -> tuple:
+def _served(view: sc.View) -> sc.View:
     # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
-    if not view[FILES]:
+    if not view.files:
         return view
     downloads = tempfile.mkdtemp(prefix="kdviz-compare-")
-    return (*view[:FILES], [shutil.copy(p, downloads) for p in view[FILES]], *view[FILES + 1 :])
+    return view._replace(files=[shutil.copy(p, downloads) for p in view.files])
 
 
 @ui_errors
-@functools.wraps(ch.make_settings, assigned=())  # the API's parameters take the names of make_settings's fields
+@functools.wraps(cs.make_settings, assigned=())  # the API's parameters take the names of make_settings's fields
 def launch(workspace: str, *fields: Any):
     try:
         for view in ch.launch(workspace, *fields):
             yield _served(view)
     except ch.BusyError as exc:  # a warning, not an error: the app and the comparison in progress are fine
         gr.Warning(str(exc))
-        yield str(exc), *[gr.skip()] * (len(sc.empty_view("")) - 1)
+        yield sc.View(str(exc), *[gr.skip()] * (len(sc.View._fields) - 1))
 
 
 @ui_errors
-def open_saved(workspace: str, name: str, filter_name: str) -> tuple:
+def open_saved(workspace: str, name: str, filter_name: str) -> sc.View:
     if not name:
         raise kdviz.InputError("pick a past comparison to open")
     return _served(sc.comparison_view(workspace, name, filter_name))
 
 
 def after_compare(workspace: str, name: str) -> tuple:
-    return gr.Dropdown(choices=sc.list_comparisons(workspace)), ch.next_name(workspace, name)
+    return gr.Dropdown(choices=sc.list_comparisons(workspace)), cs.next_name(workspace, name)
 
 
 @ui_errors
 def upload(workspace: str, examples_path: str, file: str) -> gr.Dropdown:
-    path = th.add_upload(workspace, file)
-    return gr.Dropdown(choices=ch.list_data(workspace, examples_path), value=path)
+    path = Workspace(workspace).add_upload(file)
+    return gr.Dropdown(choices=cs.list_data(workspace, examples_path), value=str(path))
 
 
 def refresh(workspace: str, examples_path: str, dataset: str | None) -> tuple:
-    data = ch.list_data(workspace, examples_path)
+    data = cs.list_data(workspace, examples_path)
     return (
-        gr.Dropdown(choices=ch.list_students(workspace)),
+        gr.Dropdown(choices=cs.list_students(workspace)),
         gr.Dropdown(choices=data, value=dataset or (data[0][1] if data else None)),
         gr.Dropdown(choices=sc.list_comparisons(workspace)),
     )
@@ -78,12 +78,12 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
     the students, data and past comparisons when it is opened, so runs trained meanwhile appear."""
     ws, examples = gr.State(str(workspace)), gr.State(str(examples_path))
     current = gr.State("")  # the comparison shown: a folder name in <workspace>/comparisons
-    data_now = ch.list_data(workspace, examples_path)
+    data_now = cs.list_data(workspace, examples_path)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             teacher_spec = gr.Textbox(teacher, label="Teacher", info="a spec, hub id or local folder")
             students = gr.Dropdown(
-                ch.list_students(workspace), value=[], multiselect=True, label="Students",
+                cs.list_students(workspace), value=[], multiselect=True, label="Students",
                 info="training runs of the Train panel, or model specs",
             )  # fmt: skip
             extra = gr.Textbox(label="More students", placeholder="hub ids or local folders, comma-separated")
@@ -93,7 +93,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
                     info="the app's examples, Rationales exports and builds; or a path, or hf:name",
                 )  # fmt: skip
                 reload = gr.Button("↻", scale=1, min_width=40)
-            uploaded = gr.File(label="Upload data", file_types=list(th.DATA_SUFFIXES), height=110)
+            uploaded = gr.File(label="Upload data", file_types=list(DATA_SUFFIXES), height=110)
         with gr.Column(scale=1, min_width=320):
             with gr.Row():
                 limit = gr.Number(D["limit"], label="Examples (first N)", precision=0, minimum=1)
@@ -101,9 +101,9 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
                 batch_size = gr.Number(D["batch_size"], label="Batch size", precision=0, minimum=1)
             method = gr.Dropdown(kdviz.list_attribution_methods(), value=D["method"], label="Attribution method")
             name = gr.Textbox(
-                ch.suggest_name(workspace),
+                cs.suggest_name(workspace),
                 label="Comparison name",
-                info=f"a folder in {sc.comparisons_root(workspace)}",
+                info=f"a folder in {Workspace(workspace).comparisons}",
             )
             with gr.Row():
                 start = gr.Button("Compare", variant="primary")

@@ -12,11 +12,12 @@ from typing import Any
 
 import gradio as gr
 
-from kdviz.rationales.export import EXPORT_FORMATS
-from kdviz.viz.rationales import STATS_COLUMNS
+from kdviz.viz.rationales import STATS_COLUMNS, STATS_NOTE
 
-from . import rationale_handlers as rh
-from .handlers import ui_errors
+from . import curation_handlers as ch
+from . import curation_views as cv
+from . import export_handlers as eh
+from .errors import ui_errors
 
 # Clicking a word of the record view fires a select event with the word's position (gradio 6 custom HTML events).
 CLICK_JS = """element.addEventListener('click', (event) => {
@@ -24,40 +25,42 @@ CLICK_JS = """element.addEventListener('click', (event) => {
   if (word) trigger('select', {index: Number(word.dataset.index), value: word.textContent});
 });"""
 
-STATS_NOTE = """<small>**gold overlap**: share of records whose rationale holds a word of the gold answer (Ballout et
-al.'s 68%) · **gold word fraction**: rationale words in the gold answer · **distractor overlap**: the same against
-the wrong choices (a chance baseline) · **plausibility**: word overlap with human rationales</small>"""
+
+def _changed(shown: cv.RecordView, workspace: str, build: str, record_id: str, filters: tuple) -> tuple:
+    return (*shown, *_view(workspace, build, record_id, filters, keep=True))
+
+
+def _view(workspace: str, build: str, record_id: str | None, filters: tuple, keep: bool = False) -> tuple:
+    """Returns the build's outputs (counts, statistics, figure, records, record picker); `keep` keeps the picked
+    record even when the filters hide it (it was just changed)."""
+    view = cv.curation_view(workspace, build, *filters)
+    picked = record_id if keep or record_id in view.ids else None
+    return view.counts, view.stats, view.figure, view.rows, gr.Dropdown(choices=view.ids, value=picked)
 
 
 @ui_errors
 def show(workspace: str, build: str, record_id: str | None, *filters: Any) -> tuple:
-    *view, ids = rh.curation_view(workspace, build, *filters)
-    return (*view, gr.Dropdown(choices=ids, value=record_id if record_id in ids else None))
+    return _view(workspace, build, record_id, filters)
 
 
 def pick_row(evt: gr.SelectData) -> str:
     return evt.row_value[0]
 
 
-def _changed(shown: rh.RecordView, workspace: str, build: str, record_id: str, filters: tuple) -> tuple:
-    *view, ids = rh.curation_view(workspace, build, *filters)  # the record stays in view even if filtered out
-    return (*shown, *view, gr.Dropdown(choices=ids, value=record_id))
-
-
 @ui_errors
 def toggle(evt: gr.SelectData, workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-    return _changed(rh.toggle_word(workspace, build, record_id, evt.index), workspace, build, record_id, filters)
+    return _changed(ch.toggle_word(workspace, build, record_id, evt.index), workspace, build, record_id, filters)
 
 
 @ui_errors
 def save_text(workspace: str, build: str, record_id: str, text: str, *filters: Any) -> tuple:
-    return _changed(rh.save_text(workspace, build, record_id, text), workspace, build, record_id, filters)
+    return _changed(ch.save_text(workspace, build, record_id, text), workspace, build, record_id, filters)
 
 
 def record_action(action: str):
     @ui_errors
     def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-        return _changed(rh.record_action(workspace, build, record_id, action), workspace, build, record_id, filters)
+        return _changed(ch.record_action(workspace, build, record_id, action), workspace, build, record_id, filters)
 
     return act
 
@@ -65,15 +68,15 @@ def record_action(action: str):
 def bulk_action(action: str):
     @ui_errors
     def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-        gr.Info(rh.bulk_action(workspace, build, action, *filters))
-        return _changed(rh.record_view(workspace, build, record_id), workspace, build, record_id, filters)
+        gr.Info(ch.bulk_action(workspace, build, action, *filters))
+        return _changed(cv.record_view(workspace, build, record_id), workspace, build, record_id, filters)
 
     return act
 
 
 @ui_errors
 def export(workspace: str, build: str, name: str, formats: list[str], accepted_only: bool) -> tuple[str, list[str]]:
-    paths = rh.export(workspace, build, name, formats, accepted_only)
+    paths = eh.export(workspace, build, name, formats, accepted_only)
     # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
     downloads = tempfile.mkdtemp(prefix="kdviz-export-")
     files = [shutil.copy(p, downloads) for p in paths if p.endswith((".jsonl", ".parquet"))]
@@ -92,21 +95,21 @@ def render(ws: gr.State, build: gr.State) -> None:
                 gr.Markdown(STATS_NOTE)
             figure = gr.Plot(label="Overlap", scale=1)
     with gr.Row():
-        correct = gr.Radio(list(rh.YES_NO_ANY), value="any", label="Teacher correct", min_width=160)
-        overlaps = gr.Radio(list(rh.YES_NO_ANY), value="any", label="Overlaps gold", min_width=160)
-        status = gr.Dropdown(list(rh.STATUS_FILTERS), value="any", label="Status", min_width=120)
+        correct = gr.Radio(list(cv.YES_NO_ANY), value="any", label="Teacher correct", min_width=160)
+        overlaps = gr.Radio(list(cv.YES_NO_ANY), value="any", label="Overlaps gold", min_width=160)
+        status = gr.Dropdown(list(cv.STATUS_FILTERS), value="any", label="Status", min_width=120)
         share_min = gr.Number(0.0, label="Share ≥", minimum=0, maximum=1, step=0.05, min_width=90)
         share_max = gr.Number(1.0, label="Share ≤", minimum=0, maximum=1, step=0.05, min_width=90)
         search = gr.Textbox("", label="Search", placeholder="question or rationale text", min_width=160)
     filters = [correct, overlaps, status, share_min, share_max, search]
     records = gr.Dataframe(
-        headers=rh.RECORD_COLUMNS, interactive=False, wrap=True, max_height=320, label="Records (click a row)",
+        headers=cv.RECORD_COLUMNS, interactive=False, wrap=True, max_height=320, label="Records (click a row)",
         column_widths=["9%", "8%", "8%", "8%", "6%", "37%", "24%"], elem_id="kdviz-records",
     )  # fmt: skip
     with gr.Row():
         with gr.Column(scale=3):
             record = gr.Dropdown([], value=None, label="Record", allow_custom_value=True)
-            words = gr.HTML(rh.NO_RECORD_HTML, js_on_load=CLICK_JS, elem_id="kdviz-record-words", padding=True)
+            words = gr.HTML(cv.NO_RECORD_HTML, js_on_load=CLICK_JS, elem_id="kdviz-record-words", padding=True)
             summary = gr.Markdown()
         with gr.Column(scale=2):
             text = gr.Textbox(label="Rationale text (used for training)", lines=2)
@@ -120,7 +123,7 @@ def render(ws: gr.State, build: gr.State) -> None:
     with gr.Accordion("Export", open=False):
         with gr.Row():
             export_name = gr.Textbox("export", label="Export name", info="a folder in <build>/exports")
-            formats = gr.CheckboxGroup(list(EXPORT_FORMATS), value=list(EXPORT_FORMATS), label="Formats")
+            formats = gr.CheckboxGroup(list(eh.EXPORT_FORMATS), value=list(eh.EXPORT_FORMATS), label="Formats")
             accepted_only = gr.Checkbox(True, label="Accepted records only (else all, with a status column)")
             run_export = gr.Button("Export", variant="primary")
         written = gr.Markdown()
@@ -135,13 +138,13 @@ def render(ws: gr.State, build: gr.State) -> None:
     state = [ws, build, record]
     build.change(lambda w, b, *f: show(w, b, None, *f), [ws, build, *filters], view, api_name="show_build")
     gr.on([f.change for f in filters], show, [*state, *filters], view, api_name="filter")
-    record.change(ui_errors(rh.record_view), state, shown, api_name="show_record")
+    record.change(ui_errors(cv.record_view), state, shown, api_name="show_record")
     records.select(pick_row, None, record, api_name="pick_row")
     words.select(toggle, [*state, *filters], shown + view, api_name="toggle_word")
     save.click(save_text, [*state, text, *filters], shown + view, api_name="save_text")
-    for button, action in zip((accept, reject, reset), rh.ACTIONS, strict=True):
+    for button, action in zip((accept, reject, reset), ch.ACTIONS, strict=True):
         button.click(record_action(action), [*state, *filters], shown + view, api_name=action)
-    for button, action in zip(bulk, rh.ACTIONS, strict=True):
+    for button, action in zip(bulk, ch.ACTIONS, strict=True):
         button.click(bulk_action(action), [*state, *filters], shown + view, api_name=f"{action}_filtered")
     run_export.click(export, [ws, build, export_name, formats, accepted_only], [written, downloads], api_name="export")
-    run_push.click(ui_errors(rh.push), [ws, build, export_name, repo], pushed, api_name="push_to_hub")
+    run_push.click(ui_errors(eh.push), [ws, build, export_name, repo], pushed, api_name="push_to_hub")

@@ -1,27 +1,27 @@
-"""The app's handlers: plain typed functions of widget values that call the library and return widget values.
+"""The Teacher panel's handlers: plain typed functions of widget values that call the library and return views.
 
-They raise KdvizError like the library, so they are tested without a browser; `ui_errors` turns that into
-`gr.Error` once, at the edge where the tabs wire them to events. No gradio import here except inside it.
+They raise KdvizError like the library, so they are tested without a browser; `ui_errors` (kdviz.ui.errors) turns
+that into `gr.Error` once, at the edge where the tabs wire them to events.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import kdviz
 from kdviz.attribution.catalog import check_method
 from kdviz.attribution.targets import default_target_mode
-from kdviz.errors import InputError, KdvizError, UnknownNameError
+from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.models import is_cached
-from kdviz.lm.prompts import FORMATS
-from kdviz.viz.attribution import top_words_table
+from kdviz.lm.prompts import FORMATS, prompt_example, prompt_text
+from kdviz.viz.attribution import prediction_markdown, top_words_table
+
+from .errors import ui_errors  # noqa: F401  (the other panels' tabs import it from here until they switch)
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
-FORMAT_CHOICES = ("auto",) + FORMATS  # auto: mcqa when choices are given, else raw
+FORMAT_CHOICES = ("auto",) + FORMATS  # auto: the library's default, mcqa when choices are given, else raw
 MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not read
 TOP_K = 10
 TOP_K_HEADERS = ["rank", "word", "score"]
@@ -29,37 +29,24 @@ TOP_K_HEADERS = ["rank", "word", "score"]
 StageProgress = Callable[[float, str], None]  # (fraction done, what is happening)
 
 
-def ui_errors(fn: Callable) -> Callable:
-    """Returns `fn` with KdvizError and ValueError (bad user input) re-raised as `gr.Error`, the app's message box.
+class ExampleFields(NamedTuple):
+    """The Teacher panel's fields that show one example."""
 
-    A generator function (a streaming handler) stays one, so gradio still streams it, and an error raised between
-    two of its updates is converted too.
-    """
+    prompt: str
+    choices_text: str  # one choice a line
+    gold: str
+    fmt: str
+    target_mode: str
 
-    def convert(exc: Exception) -> Exception:
-        import gradio as gr
 
-        return gr.Error(str(exc))
+class AttributionView(NamedTuple):
+    """What the Teacher panel shows for one attribution."""
 
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def streaming(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except (KdvizError, ValueError) as exc:
-                raise convert(exc) from exc
-
-        return streaming
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (KdvizError, ValueError) as exc:
-            raise convert(exc) from exc
-
-    return wrapper
+    answer: str  # Markdown: target, prediction, choice scores
+    html: str  # the prompt, word-highlighted
+    heatmap: Any  # plotly Figure: output tokens x input words
+    top_words: list[list]  # rows of TOP_K_HEADERS
+    record: dict  # TokenAttribution.to_dict()
 
 
 def load_dataset_examples(path: str | Path) -> list[tuple[str, str]]:
@@ -77,43 +64,13 @@ def load_dataset_examples(path: str | Path) -> list[tuple[str, str]]:
     return [(f"{ex.id}: {_shorten(ex.question, 70)}", ex.id) for ex in examples]
 
 
-def example_fields(path: str | Path, example_id: str) -> tuple[str, str, str, str, str]:
-    """Returns (prompt, choices_text, gold, fmt, target_mode) that show example `example_id` of a JSONL file.
-
-    A context (an NLI premise) goes before the question, separated by a blank line, as `run_attribution` reads it.
-    The target mode is the library's default for the example: "choice" where it has choices, else "generate".
-    """
+def example_fields(path: str | Path, example_id: str) -> ExampleFields:
+    """Returns the fields that show example `example_id` of a JSONL file, its target mode the library's default."""
     examples = {ex.id: ex for ex in kdviz.load_examples(path, limit=MAX_EXAMPLES)}
     if example_id not in examples:
         raise InputError(f"no example with id {example_id!r} in {Path(path).name}")
     ex = examples[example_id]
-    prompt = f"{ex.context}\n\n{ex.question}" if ex.context else ex.question
-    return prompt, "\n".join(ex.choices), ex.answer or "", ex.task, default_target_mode(ex)
-
-
-def to_example(prompt: str, choices_text: str, gold: str, fmt: str) -> tuple[kdviz.Example, str]:
-    """Returns the Example the fields describe and its resolved format (auto: mcqa with choices, else raw).
-
-    For qa, mcqa and nli, text before the prompt's last blank line is the context (the NLI premise).
-
-    Raises:
-        InputError: empty or over-long prompt, a gold answer that is not a choice, too few choices for mcqa.
-        UnknownNameError: unknown format.
-    """
-    if fmt not in FORMAT_CHOICES:
-        raise UnknownNameError("prompt format", fmt, FORMAT_CHOICES)
-    choices = tuple(line.strip() for line in (choices_text or "").splitlines() if line.strip())
-    gold = (gold or "").strip() or None
-    if gold and choices and gold not in choices:
-        raise InputError(f"the gold answer {gold!r} is not one of the choices: {', '.join(choices)}")
-    fmt = ("mcqa" if choices else "raw") if fmt == "auto" else fmt
-    text, context = (prompt or "").strip(), None
-    if fmt != "raw" and "\n\n" in text:
-        context, text = (part.strip() for part in text.rsplit("\n\n", 1))
-    task = fmt if fmt in ("mcqa", "nli") else "qa"
-    example = kdviz.Example("prompt", task, text, choices, gold, context or None)
-    kdviz.render(example, fmt)  # validates (empty, too long, missing premise) before any slow model load
-    return example, fmt
+    return ExampleFields(prompt_text(ex), "\n".join(ex.choices), ex.answer or "", ex.task, default_target_mode(ex))
 
 
 def model_load_note(model_spec: str) -> str | None:
@@ -134,8 +91,8 @@ def run_attribution(
     fmt: str,
     steps: int,
     on_progress: StageProgress | None = None,
-) -> tuple[str, str, Any, list[list], dict]:
-    """Returns (answer markdown, word-highlighted HTML, plotly heatmap, top-k rows, record dict) for one prompt.
+) -> AttributionView:
+    """Returns the view of one prompt's attribution.
 
     Raises:
         KdvizError: bad input (checked before the model loads), unknown model, method, mode or format.
@@ -146,7 +103,9 @@ def run_attribution(
         raise UnknownNameError("target mode", target_mode, TARGET_MODES)
     if not (model_spec or "").strip():
         raise InputError("choose a model, or type a hub id or local path")
-    example, fmt = to_example(prompt, choices_text, gold, fmt)
+    if fmt not in FORMAT_CHOICES:
+        raise UnknownNameError("prompt format", fmt, FORMAT_CHOICES)
+    example, fmt = prompt_example(prompt, (choices_text or "").splitlines(), gold, None if fmt == "auto" else fmt)
     target = None
     if target_mode == "custom":
         target = (custom_target or "").strip()
@@ -158,8 +117,8 @@ def run_attribution(
     attr = kdviz.attribute(
         loaded, example, target, method, target_mode=None if target else target_mode, fmt=fmt, steps=int(steps)
     )
-    return (
-        answer_markdown(attr, example.answer),
+    return AttributionView(
+        prediction_markdown(attr, example.answer),
         kdviz.attribution_html(attr),
         kdviz.attribution_heatmap(attr),
         top_words_table(attr, TOP_K),
@@ -167,32 +126,6 @@ def run_attribution(
     )
 
 
-def answer_markdown(attr: kdviz.TokenAttribution, gold: str | None = None) -> str:
-    """Returns Markdown of what was attributed: target, mode, prediction and correctness, choice scores."""
-    meta = attr.meta
-    gold = meta.get("gold", gold)
-    paragraphs = [f"**Target** ({attr.target_mode}): `{attr.target}`"]
-    if "predicted" in meta:
-        verdict = ""
-        if "correct" in meta:
-            verdict = " — correct" if meta["correct"] else f" — wrong (gold: `{gold}`)"
-        paragraphs.append(f"**Prediction**: `{meta['predicted']}`{verdict}")
-    elif gold:
-        paragraphs.append(f"**Gold answer**: `{gold}`")
-    if meta.get("choices"):
-        rows = ["| choice | score (mean log-prob) |", "|---|---|"]
-        for choice, score in zip(meta["choices"], meta["choice_scores"], strict=True):
-            marks = " ← predicted" if choice == meta.get("predicted") else ""
-            marks += " (gold)" if choice == gold else ""
-            rows.append(f"| {_cell(choice)}{marks} | {score:.4f} |")
-        paragraphs.append("\n".join(rows))
-    return "\n\n".join(paragraphs)
-
-
 def _shorten(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

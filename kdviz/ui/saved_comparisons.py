@@ -1,46 +1,48 @@
-"""Saved comparisons, as the Compare panel shows them: <workspace>/comparisons/<name>/ holding the report.json,
-examples.csv and report.html that `kdviz.report.write_report` wrote. Listing, reopening (read back from report.json,
-never recomputed) and browsing one: its tables, charts, filtered examples and one example's attribution maps.
+"""Saved comparisons, as the Compare panel shows them: the workspace's comparisons, each the report files that
+`kdviz.compare.report.write_report` wrote. Listing, reopening (read back from report.json, never recomputed) and
+browsing one: its tables, charts, filtered examples and one example's attribution maps.
 
-Plain typed functions of widget values; names go through `safe_child`, so nothing outside the workspace is read.
+Plain typed functions of widget values; names go through the workspace, so nothing outside it is read.
 """
 
 from __future__ import annotations
 
 import functools
-import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kdviz.compare import viz as vc
-from kdviz.compare.report import PAIRWISE_COLUMNS, load_report
-from kdviz.compare.run import Comparison
+from kdviz.compare.records import Comparison
+from kdviz.compare.report import PAIRWISE_COLUMNS, load_report, report_files
 from kdviz.compare.viz import FILTERS, SUMMARY_COLUMNS
 from kdviz.errors import InputError
-from kdviz.rationales.curation import safe_child
+from kdviz.workspace import REPORT_JSON, Workspace
 
-COMPARISONS_FOLDER = "comparisons"
-REPORT_FILES = ("report.html", "report.json", "examples.csv")
 SUMMARY_HEADERS = SUMMARY_COLUMNS
 PAIRWISE_HEADERS = PAIRWISE_COLUMNS
 FILTER_CHOICES = [(label, key) for key, label in FILTERS.items()]
 NO_EXAMPLE_HTML = "<div class='kdviz-example'><i>Click an example to see every model's attribution map.</i></div>"
 
-# (status, summary rows, pairwise rows, accuracy, overlap and agreement figures, examples table, example HTML,
-#  report files, CLI markdown, comparison name)
-View = tuple[str, list, list, Any, Any, Any, dict, str, list[str], str, str]
 
+class View(NamedTuple):
+    """Everything the panel shows of a comparison, in the order of the tab's output components."""
 
-def comparisons_root(workspace: str | Path) -> Path:
-    """Returns <workspace>/comparisons, the folder of the panel's comparisons."""
-    return Path(workspace) / COMPARISONS_FOLDER
+    status: str  # Markdown
+    summary: list  # rows under SUMMARY_HEADERS
+    pairwise: list  # rows under PAIRWISE_HEADERS
+    accuracy: Any  # plotly figures (None without a result)
+    overlap: Any
+    agreement: Any
+    examples: dict  # {"headers", "data"}
+    example: str  # one example's HTML
+    files: list[str]  # the report files
+    command: str  # Markdown: the equivalent `kdviz compare` command
+    name: str  # the comparison shown
 
 
 def list_comparisons(workspace: str | Path) -> list[str]:
-    """Returns the names of the comparisons in <workspace>/comparisons, newest first."""
-    root = comparisons_root(workspace)
-    reports = [d / "report.json" for d in root.iterdir() if (d / "report.json").is_file()] if root.is_dir() else []
-    return [p.parent.name for p in sorted(reports, key=lambda p: (-p.stat().st_mtime, p.parent.name))]
+    """Returns the names of the workspace's comparisons, newest first."""
+    return Workspace(workspace).list_comparisons()
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,28 +50,17 @@ def _read(path: str, stamp: int) -> Comparison:  # `stamp` (mtime): a rewritten 
     return load_report(path)
 
 
-def load_comparison_file(path: Path) -> Comparison:
-    """Returns the comparison in a report.json (read once per version of the file).
-
-    Raises:
-        InputError: the file cannot be read as a comparison report.
-    """
-    try:
-        return _read(str(path), path.stat().st_mtime_ns)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise InputError(f"{path} cannot be read as a comparison report ({type(exc).__name__}: {exc})") from exc
-
-
 def load_comparison(workspace: str | Path, name: str) -> Comparison:
-    """Returns the comparison saved as <workspace>/comparisons/<name>/report.json.
+    """Returns the workspace's comparison `name` (read once per version of its report).
 
     Raises:
-        InputError: a bad name, or no comparison by that name.
+        InputError: a bad name, no comparison by that name, or a report that cannot be read.
     """
-    path = safe_child(comparisons_root(workspace), (name or "").strip()) / "report.json"
+    ws = Workspace(workspace)
+    path = ws.comparison_dir(name) / REPORT_JSON
     if not path.is_file():
-        raise InputError(f"no comparison named {name!r} in {comparisons_root(workspace)}")
-    return load_comparison_file(path)
+        raise InputError(f"no comparison named {name!r} in {ws.comparisons}")
+    return _read(str(path), path.stat().st_mtime_ns)
 
 
 def examples_table(workspace: str | Path, name: str, filter_name: str = "all") -> dict:
@@ -95,10 +86,9 @@ def show_example(workspace: str | Path, name: str, example_id: str) -> str:
 
 
 def _status(name: str, comparison: Comparison, took: str = "") -> str:
-    s = comparison.settings
     students = [m.name for m in comparison.models[1:]]
     state = "cancelled" if comparison.cancelled else "completed"
-    text = f"**{name}** · {state} · teacher `{s.get('teacher')}` and {len(students)} student(s) on "
+    text = f"**{name}** · {state} · teacher `{comparison.settings.teacher}` and {len(students)} student(s) on "
     text += f"{len(comparison.examples)} examples{took}"
     if comparison.cancelled:
         text += "  \nCancelled: the models that finished are shown. Compare again under this name to resume."
@@ -108,21 +98,27 @@ def _status(name: str, comparison: Comparison, took: str = "") -> str:
 def comparison_view(workspace: str | Path, name: str, filter_name: str = "all", took: str = "") -> View:
     """Returns everything the panel shows of a saved comparison (nothing is recomputed); `took`: its run time."""
     comparison = load_comparison(workspace, name)
-    folder, command = comparisons_root(workspace) / name, comparison.settings.get("command")  # none from the CLI
-    return (
-        _status(name, comparison, took), vc.summary_rows(comparison), vc.pairwise_rows(comparison),
-        vc.accuracy_figure(comparison), vc.overlap_histogram(comparison), vc.agreement_matrix(comparison),
-        examples_table(workspace, name, filter_name), NO_EXAMPLE_HTML, [str(folder / f) for f in REPORT_FILES],
-        command_markdown(workspace, command) if command else "", name,
-    )  # fmt: skip
+    command = comparison.settings.command  # None in reports written before commands were recorded
+    return View(
+        status=_status(name, comparison, took),
+        summary=vc.summary_rows(comparison),
+        pairwise=vc.pairwise_rows(comparison),
+        accuracy=vc.accuracy_figure(comparison),
+        overlap=vc.overlap_histogram(comparison),
+        agreement=vc.agreement_matrix(comparison),
+        examples=examples_table(workspace, name, filter_name),
+        example=NO_EXAMPLE_HTML,
+        files=[str(p) for p in report_files(Workspace(workspace).comparison_dir(name))],
+        command=command_markdown(command) if command else "",
+        name=name,
+    )
 
 
-def command_markdown(workspace: str | Path, command: str) -> str:
-    """Returns Markdown with a comparison's CLI command, to run in the workspace folder."""
-    folder = shlex.quote(str(Path(workspace).resolve()))
-    return f"**Same comparison from the command line**, in the workspace folder:\n```\ncd {folder}\n{command}\n```"
+def command_markdown(command: str) -> str:
+    """Returns Markdown with a comparison's `kdviz compare` command."""
+    return f"**Same comparison from the command line:**\n```\n{command}\n```"
 
 
 def empty_view(status: str, command: str = "", name: str = "") -> View:
     """Returns the panel's view without a result: a status (and the CLI command of what runs)."""
-    return status, [], [], None, None, None, examples_table("", ""), NO_EXAMPLE_HTML, [], command, name
+    return View(status, [], [], None, None, None, examples_table("", ""), NO_EXAMPLE_HTML, [], command, name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
@@ -11,7 +10,7 @@ import kdviz
 from kdviz.lm.prompts import MAX_PROMPT_CHARS
 
 from . import handlers
-from .handlers import ui_errors
+from .errors import ui_errors
 
 
 @ui_errors
@@ -26,7 +25,7 @@ def attribute(
     fmt: str,
     steps: int,
     progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
-) -> tuple[str, str, Any, list[list], dict]:
+) -> handlers.AttributionView:
     note = handlers.model_load_note(model)
     if note:
         gr.Info(note)
@@ -45,7 +44,7 @@ def attribute(
 
 
 @ui_errors
-def pick_example(dataset: str, example_id: str) -> tuple[str, str, str, str, str]:
+def pick_example(dataset: str, example_id: str) -> handlers.ExampleFields:
     return handlers.example_fields(dataset, example_id)
 
 

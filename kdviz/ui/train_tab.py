@@ -11,15 +11,17 @@ import gradio as gr
 
 import kdviz
 
+from . import run_views as rv
 from . import train_handlers as th
-from .handlers import ui_errors
+from . import train_settings as ts
+from .errors import ui_errors
 
-D = th.DEFAULTS
+D = ts.DEFAULTS
 STUDENT = "embedded-student"
 
 
 @ui_errors
-@functools.wraps(th.make_config, assigned=())  # the API's parameters take the names of make_config's fields
+@functools.wraps(ts.make_config, assigned=())  # the API's parameters take the names of make_config's fields
 def launch(workspace: str, *fields: Any):
     try:
         yield from th.launch(workspace, *fields)
@@ -28,21 +30,24 @@ def launch(workspace: str, *fields: Any):
         yield str(exc), gr.skip(), gr.skip(), gr.skip()
 
 
+@ui_errors
 def method_changed(method: str, workspace: str, student: str) -> tuple:
-    summary, uses_alpha, uses_teacher = th.method_info(method)
-    name = th.suggest_run_name(workspace, method, student)
-    return summary, gr.update(visible=uses_alpha), gr.update(visible=uses_teacher), name
+    info = ts.method_info(method)
+    name = ts.suggest_run_name(workspace, method, student)
+    return info.summary, gr.update(visible=info.uses_alpha), gr.update(visible=info.uses_teacher), name
 
 
+@ui_errors
 def refresh(workspace: str, dataset: str | None) -> tuple:
-    rows, choices = th.run_rows(workspace), th.list_datasets(workspace)
+    rows, choices = rv.run_rows(workspace), th.list_datasets(workspace)
     data = gr.Dropdown(choices=choices, value=dataset or (choices[0][1] if choices else None))
-    return data, rows, gr.Dropdown(choices=_names(rows))
+    return data, rows, gr.Dropdown(choices=rv.run_names(rows))
 
 
+@ui_errors
 def after_run(workspace: str, method: str, student: str, name: str) -> tuple:
-    rows = th.run_rows(workspace)
-    return rows, gr.Dropdown(choices=_names(rows)), th.next_run_name(workspace, method, student, name)
+    rows = rv.run_rows(workspace)
+    return rows, gr.Dropdown(choices=rv.run_names(rows)), ts.next_run_name(workspace, method, student, name)
 
 
 @ui_errors
@@ -55,17 +60,13 @@ def pick_run(evt: gr.SelectData) -> str:
     return evt.row_value[0]
 
 
-def _names(rows: list[list]) -> list[str]:
-    return [row[0] for row in rows]
-
-
 def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     """Adds the Train panel's components and events to the enclosing Blocks; `tab` (the panel's tab) refreshes
     the data and runs lists when it is opened."""
     specs = kdviz.list_model_specs()
     ws = gr.State(str(workspace))
-    datasets, runs_now = th.list_datasets(workspace), th.run_rows(workspace)
-    summary_now, alpha_now, teacher_now = th.method_info(D["method"])
+    datasets, runs_now = th.list_datasets(workspace), rv.run_rows(workspace)
+    summary_now, alpha_now, teacher_now = ts.method_info(D["method"])
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             student = gr.Dropdown(
@@ -78,7 +79,7 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
                 )  # fmt: skip
                 reload = gr.Button("↻", scale=1, min_width=40)
             uploaded = gr.File(label="Upload training data", file_types=list(th.DATA_SUFFIXES), height=110)
-            method = gr.Dropdown(list(th.METHOD_NAMES), value=D["method"], label="Method")
+            method = gr.Dropdown(list(ts.METHOD_NAMES), value=D["method"], label="Method")
             summary = gr.Markdown(summary_now)
         with gr.Column(scale=1, min_width=320):
             with gr.Row():
@@ -101,7 +102,7 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
                 lora = gr.Checkbox(D["lora"], label="LoRA (train adapters only)")
                 lora_r = gr.Number(D["lora_r"], label="LoRA rank", precision=0, minimum=1)
             name = gr.Textbox(
-                th.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
+                ts.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
                 info=f"a folder in {th.runs_root(workspace)}",
             )  # fmt: skip
             with gr.Row():
@@ -111,21 +112,21 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     with gr.Row():
         curves = gr.Plot(label="Curves", scale=3, elem_id="kdviz-train-curves")
         samples = gr.Dataframe(
-            headers=th.SAMPLE_COLUMNS, label="Sample predictions (newest first)", interactive=False, wrap=True,
-            max_height=360, scale=2, column_widths=th.SAMPLE_WIDTHS,
+            headers=rv.SAMPLE_COLUMNS, label="Sample predictions (newest first)", interactive=False, wrap=True,
+            max_height=360, scale=2, column_widths=rv.SAMPLE_WIDTHS,
         )  # fmt: skip
     command = gr.Markdown()
     with gr.Accordion("Past runs", open=True):
         runs = gr.Dataframe(
-            runs_now, headers=th.RUN_COLUMNS, interactive=False, label="Runs (click a row)", elem_id="kdviz-runs"
+            runs_now, headers=rv.RUN_COLUMNS, interactive=False, label="Runs (click a row)", elem_id="kdviz-runs"
         )
-        run = gr.Dropdown(_names(runs_now), value=None, label="Run", allow_custom_value=True)
+        run = gr.Dropdown(rv.run_names(runs_now), value=None, label="Run", allow_custom_value=True)
         past_status = gr.Markdown()
         with gr.Row():
             past_curves = gr.Plot(label="Curves", scale=3, elem_id="kdviz-run-curves")
             past_samples = gr.Dataframe(
-                headers=th.SAMPLE_COLUMNS, label="Sample predictions", interactive=False, wrap=True, scale=2,
-                column_widths=th.SAMPLE_WIDTHS,
+                headers=rv.SAMPLE_COLUMNS, label="Sample predictions", interactive=False, wrap=True, scale=2,
+                column_widths=rv.SAMPLE_WIDTHS,
             )  # fmt: skip
         past_command = gr.Markdown()
 
@@ -135,7 +136,7 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     start.click(
         launch, [ws, *fields], [status, curves, samples, command], api_name="train", concurrency_limit=None
     ).then(after_run, [ws, method, student, name], [runs, run, name], api_name="after_train")
-    stop.click(th.cancel_run, None, status, api_name="cancel_training")
+    stop.click(ui_errors(th.cancel_run), None, status, api_name="cancel_training")
     gr.on(
         [method.input, student.input], method_changed, [method, ws, student], [summary, alpha, kd_row, name],
         api_name="method_info",
@@ -145,5 +146,5 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     uploaded.upload(upload, [ws, uploaded], dataset, api_name="upload_train_data")
     runs.select(pick_run, None, run, api_name="pick_run")
     run.change(
-        ui_errors(th.run_view), [ws, run], [past_status, past_curves, past_samples, past_command], api_name="show_run"
+        ui_errors(rv.run_view), [ws, run], [past_status, past_curves, past_samples, past_command], api_name="show_run"
     )

@@ -111,3 +111,30 @@ def attribution_heatmap(attr: TokenAttribution, include_template: bool = False):
 def top_words_table(attr: TokenAttribution, k: int = 10) -> list[list]:
     """Returns rows [rank, word, score] of the k best non-template words."""
     return [[n + 1, word, round(score, 6)] for n, (word, score) in enumerate(attr.top_words(k))]
+
+
+def prediction_markdown(attr: TokenAttribution, gold: str | None = None) -> str:
+    """Returns Markdown of what was attributed: the target and its mode, the prediction and whether it is correct,
+    and the choice scores where choices were scored. `gold` is shown where the record does not carry one."""
+    pred = attr.prediction
+    gold = pred.gold if pred is not None and pred.gold is not None else gold
+    paragraphs = [f"**Target** ({attr.target_mode}): `{attr.target}`"]
+    if pred is not None and pred.predicted is not None:
+        verdict = ""
+        if pred.correct is not None:
+            verdict = " — correct" if pred.correct else f" — wrong (gold: `{gold}`)"
+        paragraphs.append(f"**Prediction**: `{pred.predicted}`{verdict}")
+    elif gold:
+        paragraphs.append(f"**Gold answer**: `{gold}`")
+    if pred is not None and pred.choices:
+        rows = ["| choice | score (mean log-prob) |", "|---|---|"]
+        for choice, score in zip(pred.choices, pred.choice_scores, strict=True):
+            marks = " ← predicted" if choice == pred.predicted else ""
+            marks += " (gold)" if choice == gold else ""
+            rows.append(f"| {_cell(choice)}{marks} | {score:.4f} |")
+        paragraphs.append("\n".join(rows))
+    return "\n\n".join(paragraphs)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from .format import number
 
+if TYPE_CHECKING:
+    from kdviz.rationales.stats import OverlapStats, RationaleStats
+
 STATS_COLUMNS = ["statistic", "all", "teacher correct", "teacher wrong", "accepted"]
-_STATS_ROWS = [  # definitions: kdviz.rationales
-    ("n", "records"),
-    ("gold_overlap", "gold overlap"),
-    ("gold_word_fraction", "gold word fraction"),
-    ("distractor_overlap", "distractor overlap"),
+# What the rows mean, shown under the table.
+STATS_NOTE = """<small>**gold overlap**: share of records whose rationale holds a word of the gold answer (Ballout et
+al.'s 68%) · **gold word fraction**: rationale words in the gold answer · **distractor overlap**: the same against
+the wrong choices (a chance baseline) · **plausibility**: word overlap with human rationales</small>"""
+_STATS_ROWS: list[tuple[str, Callable[[OverlapStats], float | None]]] = [  # definitions: kdviz.rationales
+    ("records", lambda b: b.n),
+    ("gold overlap", lambda b: b.gold_overlap),
+    ("gold word fraction", lambda b: b.gold_word_fraction),
+    ("distractor overlap", lambda b: b.distractor_overlap),
 ]
 
 
-def rationale_stats_table(stats: dict, accepted: dict | None = None) -> list[list[str]]:
-    """Returns rows under `STATS_COLUMNS` of a `rationale_stats` dict, split by the teacher's correctness,
-    with the statistics of the accepted records (another `rationale_stats` dict) in the last column."""
-    blocks = [stats, stats["by_correctness"]["correct"], stats["by_correctness"]["incorrect"], accepted]
-    rows = [[label, *(number(b[key]) if b else "—" for b in blocks)] for key, label in _STATS_ROWS]
-    rows.append(["teacher accuracy", number(stats["accuracy"]), "", "", number((accepted or {}).get("accuracy"))])
-    if stats["plausibility"]:
+def rationale_stats_table(stats: RationaleStats, accepted: RationaleStats | None = None) -> list[list[str]]:
+    """Returns rows under `STATS_COLUMNS` of a build's statistics, split by the teacher's correctness, with the
+    statistics of the accepted records (another `RationaleStats`) in the last column."""
+    blocks: list[OverlapStats | None] = [stats, stats.by_correctness.correct, stats.by_correctness.incorrect, accepted]
+    rows = [[label, *(number(figure(b)) if b else "—" for b in blocks)] for label, figure in _STATS_ROWS]
+    rows.append(["teacher accuracy", number(stats.accuracy), "", "", number(accepted.accuracy if accepted else None)])
+    if stats.plausibility:
         for key in ("precision", "recall", "f1", "iou"):
-            cells = [number(b["plausibility"][key]) if b and b["plausibility"] else "—" for b in blocks]
+            cells = [number(getattr(b.plausibility, key)) if b and b.plausibility else "—" for b in blocks]
             rows.append([f"plausibility {key}", *cells])
     return rows
 
 
-def rationale_stats_figure(stats: dict):
-    """Returns a plotly Figure of a `rationale_stats` dict: how often rationales overlap each choice position,
-    and gold vs distractor overlap, overall and split by whether the teacher was correct."""
+def rationale_stats_figure(stats: RationaleStats):
+    """Returns a plotly Figure of a build's statistics: how often rationales overlap each choice position, and gold
+    vs distractor overlap, overall and split by whether the teacher was correct."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -38,7 +48,7 @@ def rationale_stats_figure(stats: dict):
         column_widths=[0.45, 0.55],
         subplot_titles=("overlap by choice position", "gold vs distractor overlap"),
     )
-    by_position = stats["choice_overlap_by_position"]
+    by_position = stats.choice_overlap_by_position
     fig.add_trace(
         go.Bar(
             x=[chr(ord("A") + k) for k in range(len(by_position))],
@@ -52,14 +62,14 @@ def rationale_stats_figure(stats: dict):
     )
     groups = [
         ("all", stats),
-        ("teacher correct", stats["by_correctness"]["correct"]),
-        ("teacher wrong", stats["by_correctness"]["incorrect"]),
+        ("teacher correct", stats.by_correctness.correct),
+        ("teacher wrong", stats.by_correctness.incorrect),
     ]
     for key, name, color in [("gold_overlap", "gold", "#dc2626"), ("distractor_overlap", "distractor", "#2563eb")]:
         fig.add_trace(
             go.Bar(
-                x=[f"{g} (n={b['n']})" for g, b in groups],
-                y=[b[key] or 0 for _, b in groups],
+                x=[f"{g} (n={b.n})" for g, b in groups],
+                y=[getattr(b, key) or 0 for _, b in groups],
                 name=name,
                 marker_color=color,
             ),

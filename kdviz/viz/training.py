@@ -1,38 +1,46 @@
-"""Training curves of a run's metrics rows (`kdviz.distill.runs`): losses by step, held-out accuracy by evaluation."""
+"""Training curves of a run's metrics rows (`kdviz.distill.metrics`): losses by step, held-out accuracy by evaluation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kdviz.distill.metrics import MetricsRow
 
 
-def training_curves(rows: Sequence[dict]):
-    """Returns a plotly Figure of a run's metrics rows (`kdviz.runs`): the losses against the step on the left,
-    the held-out accuracy at each evaluation on the right. A loss component is drawn only where the total mixes
-    several (multitask, logit_kd); for one component the total is that component."""
+def training_curves(rows: Sequence[MetricsRow]):
+    """Returns a plotly Figure of a run's metrics rows (`kdviz.distill.metrics`): the losses against the step on
+    the left, the held-out accuracy at each evaluation on the right. A loss part is drawn only where the total
+    mixes several (multitask, logit_kd); for one part the total is that part."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    steps = [r for r in rows if r.get("kind") == "step"]
-    evals = [r for r in rows if r.get("kind") == "eval" and r.get("eval_accuracy") is not None]
-    parts = sorted({k for r in steps for k in r if k.startswith("loss_")})
-    shown = ["loss", *parts] if len(parts) > 1 else ["loss"]
+    from kdviz.distill.metrics import EvalRow, StepRow
+
+    steps = [r for r in rows if isinstance(r, StepRow)]
+    evals = [r for r in rows if isinstance(r, EvalRow) and r.eval_accuracy is not None]
+    parts = sorted({name for r in steps for name in r.parts})
+    series = {"loss (total)": [(r.step, r.loss) for r in steps]}
+    if len(parts) > 1:
+        series |= {name: [(r.step, r.parts[name]) for r in steps if name in r.parts] for name in parts}
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=("training loss", "eval accuracy"))
-    for key, color in zip(shown, ("#111827", "#dc2626", "#2563eb", "#059669"), strict=False):
+    for (name, points), color in zip(series.items(), ("#111827", "#dc2626", "#2563eb", "#059669"), strict=False):
         fig.add_trace(
             go.Scatter(
-                x=[r["step"] for r in steps if key in r],
-                y=[r[key] for r in steps if key in r],
+                x=[step for step, _ in points],
+                y=[value for _, value in points],
                 mode="lines+markers" if len(steps) < 40 else "lines",
-                name=key.removeprefix("loss_") if key != "loss" else "loss (total)",
-                line=dict(color=color, width=2 if key == "loss" else 1.5),
+                name=name,
+                line=dict(color=color, width=2 if name == "loss (total)" else 1.5),
             ),
             row=1,
             col=1,
         )
     fig.add_trace(
         go.Scatter(
-            x=[r["step"] for r in evals],
-            y=[r["eval_accuracy"] for r in evals],
+            x=[r.step for r in evals],
+            y=[r.eval_accuracy for r in evals],
             mode="lines+markers",
             name="eval accuracy",
             line=dict(color="#7c3aed"),

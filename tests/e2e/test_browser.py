@@ -60,6 +60,9 @@ def test_teacher_rationales_train_and_compare_panels_in_a_browser(tmp_path, monk
                 page.get_by_role("button", name="Build", exact=True).click()
                 counts = page.locator("#kdviz-counts")
                 sync_api.expect(counts).to_contain_text("3 records: 3 pending", timeout=TIMEOUT_MS)
+                command = page.locator("#kdviz-build-command")  # the equivalent `kdviz rationales` command
+                sync_api.expect(command).to_contain_text("kdviz rationales --teacher tiny --data")
+                sync_api.expect(command).to_contain_text("--limit 3")
                 # a row of the records table (gradio keeps a hidden copy of the table to measure its columns)
                 page.locator("#kdviz-records").get_by_text(example.id, exact=True).locator("visible=true").click()
                 sync_api.expect(page.get_by_label("Record", exact=True)).to_have_value(example.id)

@@ -1,0 +1,128 @@
+"""The Train panel's settings: what a method needs (asked of its `Method`), free run names, and the TrainConfig
+of the panel's fields. Plain typed functions of widget values; they raise KdvizError like the library."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kdviz.config import TrainConfig
+from kdviz.data import absolute_source
+from kdviz.distill.methods import METHODS, get_method
+from kdviz.distill.runs import holds_run
+from kdviz.errors import InputError
+from kdviz.workspace import Workspace
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+METHOD_NAMES = tuple(METHODS)
+
+
+class MethodView(NamedTuple):
+    """What the panel shows and hides for a method."""
+
+    summary: str  # Markdown: what it does and what it needs
+    uses_alpha: bool
+    uses_teacher: bool  # runs the teacher model during training
+
+
+def method_info(method: str) -> MethodView:
+    """Returns the method's description and which of the panel's settings it uses."""
+    m = get_method(method)
+    notes = [
+        (m.needs_rationale, "needs the teacher's rationales: train on a Rationales export or build"),
+        (m.needs_teacher_answer, "needs the teacher's answers: train on a Rationales export or build"),
+        (m.needs_teacher_model, "runs the teacher during training (teacher and student must share a vocabulary)"),
+        (m.teacher_at_test_time, "at test time, every new input needs the teacher's rationale first"),
+    ]
+    text = f"**{m.name}**: {m.summary}" + "".join(f"  \n· {note}" for needed, note in notes if needed)
+    return MethodView(text, m.uses_alpha, m.needs_teacher_model)
+
+
+def suggest_run_name(workspace: str | Path, method: str, student: str) -> str:
+    """Returns a free run name "<method>-<student>-<n>" (the student's last path part, made a plain name)."""
+    return Workspace(workspace).new_run_name(method, student)
+
+
+def next_run_name(workspace: str | Path, method: str, student: str, name: str) -> str:
+    """Returns `name` while no run has it, else a fresh suggestion (after a launch used it)."""
+    try:
+        taken = not name or holds_run(Workspace(workspace).run_dir(name))
+    except InputError:  # not a valid name: keep it, the next launch says why
+        taken = False
+    return suggest_run_name(workspace, method, student) if taken else name
+
+
+def _real(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"give the {what} as a number") from None
+
+
+def _whole(value: Any, what: str) -> int:
+    number = _real(value, what)
+    if not number.is_integer():
+        raise InputError(f"give the {what} as a whole number")
+    return int(number)
+
+
+def make_config(
+    workspace: str | Path,
+    student: str,
+    dataset: str,
+    method: str,
+    max_steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    eval_every: int,
+    eval_size: int,
+    alpha: float,
+    kd_loss: str,
+    temperature: float,
+    teacher: str,
+    lora: bool,
+    lora_r: int,
+    name: str,
+) -> TrainConfig:
+    """Returns the TrainConfig of the panel's fields, its run folder <workspace>/runs/<name>. Settings a method
+    does not use keep their defaults, so the config (and the CLI command) holds only what matters.
+
+    Raises:
+        InputError: an empty model, data or teacher field, a bad or taken run name, an out-of-range value.
+        UnknownNameError: unknown method.
+    """
+    m = get_method(method)
+    student, dataset, teacher = ((v or "").strip() for v in (student, dataset, teacher))
+    if not student:
+        raise InputError("choose a student model, or type a hub id or local path")
+    if not dataset:
+        raise InputError("choose the training data: an export of the Rationales panel, an upload, or a path")
+    if m.needs_teacher_model and not teacher:
+        raise InputError(f"{method} needs a teacher model (its logits are the targets)")
+    name = (name or "").strip() or suggest_run_name(workspace, method, student)
+    out = Workspace(workspace).run_dir(name)
+    if holds_run(out):
+        raise InputError(f"a run named {name!r} exists already; choose another run name")
+    extra = {"alpha": _real(alpha, "α")} if m.uses_alpha else {}
+    if m.needs_teacher_model:
+        extra |= {"teacher": teacher, "kd_loss": kd_loss, "temperature": _real(temperature, "temperature")}
+    if lora:
+        extra |= {"lora": True, "lora_r": _whole(lora_r, "LoRA rank")}
+    try:
+        return TrainConfig(
+            data=absolute_source(dataset),
+            out=str(out),
+            student=student,
+            method=method,
+            max_steps=_whole(max_steps, "max steps"),
+            batch_size=_whole(batch_size, "batch size"),
+            lr=_real(lr, "learning rate"),
+            seed=_whole(seed, "seed"),
+            eval_every=_whole(eval_every, "evaluation interval"),
+            eval_size=_whole(eval_size, "evaluation size"),
+            **extra,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc)) from exc

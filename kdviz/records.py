@@ -318,7 +318,8 @@ def load_jsonl(path: str | Path, cls: type[R]) -> list[R]:
         return [cls.from_dict(json.loads(line)) for line in handle if line.strip()]
 
 
-STATUSES = ("pending", "accepted", "rejected")
+CurationStatus = Literal["pending", "accepted", "rejected"]
+STATUSES: tuple[CurationStatus, ...] = get_args(CurationStatus)
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ class RationaleRecord(Record):
     example: Example
     prompt: str
     target: str
-    target_mode: str
+    target_mode: TargetMode
     predicted: str | None
     correct: bool | None
     words: tuple[str, ...]
@@ -341,7 +342,7 @@ class RationaleRecord(Record):
     word_is_template: tuple[bool, ...]
     rationale: tuple[int, ...]
     rationale_text: str
-    status: str = "pending"
+    status: CurationStatus = "pending"
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

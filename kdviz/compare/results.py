@@ -10,9 +10,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kdviz.format import MISSING, percent
 from kdviz.rationales.stats import PlausibilityMeans
 from kdviz.records import Record
-from kdviz.viz.format import MISSING, percent
 
 from .records import Comparison
 from .stats import bootstrap_ci, mcnemar, sign_flip_p

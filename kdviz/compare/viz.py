@@ -7,9 +7,9 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from kdviz.format import MISSING, number
 from kdviz.rationales.select import gold_overlap
 from kdviz.viz.attribution import rationale_html
-from kdviz.viz.format import MISSING, number
 
 from .records import Comparison
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdviz.errors import InputError, UnknownNameError
+from kdviz.format import number
 from kdviz.records import RationaleRecord, replacing_folder, write_atomic
 from kdviz.workspace import Workspace
 
@@ -41,10 +42,6 @@ def training_rows(records: Sequence[RationaleRecord], with_status: bool) -> list
             row["status"] = r.status
         rows.append(row)
     return rows
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def dataset_card(
@@ -84,12 +81,12 @@ def dataset_card(
         ("rationale words in the gold answer", lambda b: b.gold_word_fraction),
         ("share of wrong choices overlapped (baseline)", lambda b: b.distractor_overlap),
     ]:
-        lines.append(f"| {label} | " + " | ".join(_fmt(figure(b)) for b in blocks) + " |")
-    lines.append(f"\nTeacher accuracy: {_fmt(stats.accuracy)}.")
+        lines.append(f"| {label} | " + " | ".join(number(figure(b)) for b in blocks) + " |")
+    lines.append(f"\nTeacher accuracy: {number(stats.accuracy)}.")
     if p := stats.plausibility:
         lines.append(
-            f"Plausibility against human rationales ({p.n} records): precision {_fmt(p.precision)}, "
-            f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}, IoU {_fmt(p.iou)}."
+            f"Plausibility against human rationales ({p.n} records): precision {number(p.precision)}, "
+            f"recall {number(p.recall)}, F1 {number(p.f1)}, IoU {number(p.iou)}."
         )
     lines += [
         "",

@@ -22,8 +22,8 @@ from kdviz.compare.report import write_report
 from kdviz.compare.run import Comparison, compare, with_names
 from kdviz.distill.data import load_train_examples
 from kdviz.errors import KdvizError
+from kdviz.format import duration
 from kdviz.records import Example, ProgressEvent
-from kdviz.viz.format import duration
 
 from .compare_settings import Settings, make_settings
 from .jobs import BusyError as BusyError  # the tab catches it from here

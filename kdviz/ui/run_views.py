@@ -11,7 +11,7 @@ from kdviz.config import TrainConfig
 from kdviz.distill.metrics import EvalRow, MetricsRow, StepRow
 from kdviz.distill.runs import holds_run, list_runs, read_config, read_rows, rerun_command, run_info, train_command
 from kdviz.errors import InputError, KdvizError
-from kdviz.viz.format import duration, number
+from kdviz.format import duration, number
 from kdviz.viz.training import training_curves
 from kdviz.workspace import Workspace
 

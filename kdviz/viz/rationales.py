@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .format import number
+from kdviz.format import number
 
 if TYPE_CHECKING:
     from kdviz.rationales.stats import OverlapStats, RationaleStats

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 from kdviz.errors import InputError
+from kdviz.records import PredictMode  # get_type_hints resolves the annotation at run time
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ class TrainConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when present, else cpu), cpu, cuda"})
     n_samples: int = field(default=4, metadata={"help": "sample predictions kept at each evaluation"})
+    predict: PredictMode | None = field(
+        default=None,
+        metadata={"help": "how the student's evaluation predicts a choice: letter, cloze or choice-text (none: "
+                  "each choice's text after the trained prompt, as choice-text)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_types(self)

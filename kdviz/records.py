@@ -113,14 +113,26 @@ TargetMode = Literal["generate", "choice", "gold", "forced"]
 TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
 SELECTABLE_TARGET_MODES: tuple[TargetMode, ...] = ("choice", "generate", "gold")  # "forced": give the target itself
 
+# How a model predicts a choice (issue #12): "letter" reads the next-token letter after the lettered choices, "cloze"
+# scores each choice's text after the question alone, "choice-text" each one's text after the listed choices.
+PredictMode = Literal["letter", "cloze", "choice-text"]
+PREDICT_MODES: tuple[PredictMode, ...] = get_args(PredictMode)
+# Contrastive targets, log p(target) - log p(contrast): "runner-up" the prediction against the best other choice,
+# "gold" the gold answer against the prediction (the runner-up when they are equal, so it is never zero).
+ContrastMode = Literal["runner-up", "gold"]
+CONTRAST_MODES: tuple[ContrastMode, ...] = get_args(ContrastMode)
+
 
 @dataclass(frozen=True)
 class Prediction(Record):
     """What a model answered for an example, beside the target that was attributed.
 
     `predicted` is its best-scoring choice where `choices` were scored (`choice_scores`, parallel to them, are
-    length-normalised log-likelihoods), or the answer it was judged on otherwise; `generated` its free completion
-    where one was generated; `correct` compares `predicted` with `gold` (None without a gold answer or prediction).
+    log-probabilities: of each choice's letter renormalised over the letters in "letter" mode, length-normalised
+    log-likelihoods of each choice's text otherwise), or the answer it was judged on otherwise; `mode` is the
+    prediction mode that scored the choices (None where none were scored, or for records written before modes
+    existed: those were "cloze"); `generated` its free completion where one was generated; `correct` compares
+    `predicted` with `gold` (None without a gold answer or prediction).
     """
 
     predicted: str | None = None
@@ -129,12 +141,25 @@ class Prediction(Record):
     choices: tuple[str, ...] = ()
     choice_scores: tuple[float, ...] = ()
     generated: str | None = None
+    mode: PredictMode | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple(self.choices))
         object.__setattr__(self, "choice_scores", tuple(self.choice_scores))
         if len(self.choices) != len(self.choice_scores):
             raise ValueError(f"{len(self.choice_scores)} choice scores for {len(self.choices)} choices")
+        if self.mode is not None and self.mode not in PREDICT_MODES:
+            raise ValueError(f"mode must be one of {PREDICT_MODES}, not {self.mode!r}")
+
+    def best_other(self, choice: str) -> str | None:
+        """Returns the best-scoring choice other than `choice` (None with fewer than two choices scored)."""
+        others = [i for i, c in enumerate(self.choices) if c != choice]
+        return self.choices[max(others, key=self.choice_scores.__getitem__)] if others else None
+
+    @property
+    def runner_up(self) -> str | None:
+        """Returns the second-best choice (None with fewer than two choices scored)."""
+        return self.best_other(self.predicted) if self.predicted is not None else None
 
 
 @dataclass(frozen=True)
@@ -150,7 +175,12 @@ class TokenAttribution(Record):
     ([len(words)]), `word_token_scores` ([len(output_tokens)][len(words)]), and `word_is_template`, true
     for the prompt format's own words ("Question:", "A)", ...).
 
-    `prediction` is what the model answered (its choice scores, correctness), where that is known.
+    `prediction` is what the model answered (its choice scores, correctness, prediction mode), where that is known.
+
+    A contrastive attribution (`contrast` set: the choice, or its letter, attributed against) scores
+    log p(target) - log p(contrast) given the same prompt: `seq_scores` and `word_scores` attribute that difference,
+    and the last `n_contrast_tokens` of `output_tokens` are the contrast's tokens, whose rows in `token_scores`
+    attribute -log p(contrast token) (so the rows still sum to the whole difference for additive methods).
     """
 
     model_name: str
@@ -170,6 +200,8 @@ class TokenAttribution(Record):
     word_is_template: tuple[bool, ...] = ()
     example_id: str | None = None
     prediction: Prediction | None = None
+    contrast: str | None = None
+    n_contrast_tokens: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -202,6 +234,8 @@ class TokenAttribution(Record):
             len(row) != n_words for row in self.word_token_scores
         ):
             raise ValueError(f"word_token_scores must be [{n_out}][{n_words}] (output tokens x words)")
+        if not 0 <= self.n_contrast_tokens <= n_out or (self.n_contrast_tokens and self.contrast is None):
+            raise ValueError(f"n_contrast_tokens must count contrast tokens among the {n_out} output tokens")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenAttribution:
@@ -344,10 +378,13 @@ class RationaleRecord(Record):
     rationale_text: str
     status: CurationStatus = "pending"
     provenance: dict[str, Any] = field(default_factory=dict)
+    faithfulness: Faithfulness | None = None  # measured on the model that answered (issue #12); None: not measured
 
     def __post_init__(self) -> None:
         if isinstance(self.example, dict):
             object.__setattr__(self, "example", Example.from_dict(self.example))
+        if isinstance(self.faithfulness, dict):
+            object.__setattr__(self, "faithfulness", Faithfulness.from_dict(self.faithfulness))
         for name in ("words", "word_offsets", "word_scores", "word_is_template", "rationale"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         if not len(self.words) == len(self.word_offsets) == len(self.word_scores) == len(self.word_is_template):
@@ -365,3 +402,29 @@ class RationaleRecord(Record):
     def rationale_words(self) -> list[str]:
         """Returns the rationale as words: the edited text's words (the selected words unless edited)."""
         return self.rationale_text.split()
+
+
+@dataclass(frozen=True)
+class Faithfulness(Record):
+    """How much a rationale drives the model's prediction (ERASER, DeYoung et al. 2020), beside a random baseline.
+
+    Probabilities are the model's probability of its predicted choice, renormalised over the choices, on the record's
+    prompt scored as the prediction was made: `p_full` on the whole prompt; `comprehensiveness` = p_full − p(the
+    prompt without the rationale words) (high: removing them hurts the prediction); `sufficiency` = p_full − p(the
+    prompt keeping only the rationale words and the format's words) (low, even negative: they suffice). The
+    `random_*` figures are the same for as many words drawn at random (seeded) from the selection rule's candidates.
+    `rationale` and `random` are the indices into the record's words that were measured (a curator's edit since
+    leaves `rationale` different from the record's own).
+    """
+
+    p_full: float
+    comprehensiveness: float
+    sufficiency: float
+    random_comprehensiveness: float
+    random_sufficiency: float
+    rationale: tuple[int, ...] = ()
+    random: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rationale", tuple(self.rationale))
+        object.__setattr__(self, "random", tuple(self.random))

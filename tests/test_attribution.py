@@ -28,7 +28,7 @@ def test_the_five_methods_are_listed():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_gives_token_and_word_scores_for_both_model_kinds(any_tiny, method):
-    attr = attribute(any_tiny, MCQ, target="cold storage", method=method, steps=4)
+    attr = attribute(any_tiny, MCQ, target="cold storage", method=method, steps=4, predict="choice-text")
     n_in, n_out = len(attr.input_tokens), len(attr.output_tokens)
     assert n_out >= 2 and n_in > 10
     assert len(attr.token_scores) == n_out and all(len(row) == n_in for row in attr.token_scores)
@@ -218,19 +218,22 @@ def test_fast_path_without_token_matrix_gives_the_same_whole_target_scores(tiny)
 
 
 def test_target_modes_pick_prediction_gold_or_generation(tiny):
-    chosen = attribute(tiny, MCQ)
+    chosen = attribute(tiny, MCQ)  # the tiny model has a chat template: letter mode by default
     pred = chosen.prediction
-    assert chosen.target_mode == "choice" and chosen.target == pred.predicted in MCQ.choices
+    best = max(range(3), key=pred.choice_scores.__getitem__)
+    assert pred.mode == "letter" and pred.predicted == MCQ.choices[best]
+    assert chosen.target_mode == "choice" and chosen.target == "ABC"[best]  # the letter that was scored
     assert pred.correct == (pred.predicted == "refrigerator") and pred.gold == "refrigerator"
     assert pred.choices == MCQ.choices and len(pred.choice_scores) == 3
-    assert pred.predicted == MCQ.choices[max(range(3), key=pred.choice_scores.__getitem__)]
     assert chosen.predicted == pred.predicted
     gold = attribute(tiny, MCQ, target_mode="gold")
-    assert (gold.target_mode, gold.target) == ("gold", "refrigerator")
+    assert (gold.target_mode, gold.target) == ("gold", "B")  # the gold answer's letter
     assert gold.prediction == pred  # the choices are scored whatever is attributed
     forced = attribute(tiny, MCQ, target="a cold box")
     assert (forced.target_mode, forced.target) == ("forced", "a cold box")
     assert forced.prediction == pred
+    cloze = attribute(tiny, MCQ, predict="cloze")
+    assert cloze.target == cloze.prediction.predicted in MCQ.choices and cloze.prediction.mode == "cloze"
 
 
 def test_free_prompts_record_what_is_known_of_the_prediction(tiny):
@@ -255,7 +258,7 @@ def test_dataset_attribution_reports_progress_and_keeps_example_ids(tiny):
         tiny, examples, "saliency", target_mode="gold", batch_size=1, on_progress=lambda d, t: seen.append((d, t))
     )
     assert [a.example_id for a in attrs] == ["q1", "q2"]
-    assert [a.target for a in attrs] == ["refrigerator", "mice"]
+    assert [a.target for a in attrs] == ["B", "mice"]  # letter mode: the gold choice's letter
     assert seen == [(1, 2), (2, 2)]
 
 

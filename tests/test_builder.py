@@ -31,7 +31,8 @@ def test_build_keeps_everything_a_record_needs(tiny, examples, tmp_path):
     assert not result.cancelled and result.from_cache == 0
     assert [r.id for r in result.records] == [e.id for e in examples]
     for rec, ex in zip(result.records, examples, strict=True):
-        assert rec.example == ex and rec.target == rec.predicted in ex.choices
+        assert rec.example == ex and rec.predicted in ex.choices and rec.provenance["predict"] == "letter"
+        assert rec.target == "ABCDE"[ex.choices.index(rec.predicted)]  # the tiny teacher has a chat template
         assert rec.correct == (rec.predicted == ex.answer)
         assert len(rec.rationale) == 3 and list(rec.rationale) == sorted(rec.rationale)  # input order
         assert rec.rationale_text == " ".join(rec.words[i] for i in rec.rationale)
@@ -171,8 +172,41 @@ def test_the_equivalent_command_names_every_setting_that_matters(tmp_path):
         "--method integrated_gradients --target-mode gold --mass 0.5 --keep-stopwords --steps 8 --batch-size 2 "
         f"--workspace {tmp_path.resolve()} --name b1"
     )
+    question = rationales_command("tiny", "d.jsonl", "saliency", SelectionRule(span="question"), faithfulness=False)
+    assert "--top-k 5 --span question --batch-size 4 --no-faithfulness" in question
     plain = rationales_command("tiny", "d.jsonl", "saliency", SelectionRule(), limit=3, steps=8, out="r.jsonl")
     assert plain == (
         "kdviz rationales --teacher tiny --data d.jsonl --limit 3 --method saliency --target-mode choice --top-k 5 "
         "--batch-size 4 --out r.jsonl"
     )
+
+
+def test_a_build_measures_each_rationales_faithfulness_unless_told_not_to(tiny, examples, tmp_path):
+    seen = []
+    result = build_rationales(
+        tiny, examples[:4], "saliency", SelectionRule(top_k=2, span="question"), cache_dir=tmp_path, batch_size=2,
+        on_faithfulness=lambda d, t: seen.append((d, t)),
+    )  # fmt: skip
+    assert seen == [(0, 4), (2, 4), (4, 4)] and (tmp_path / "faithfulness").is_dir()
+    for rec in result.records:
+        f = rec.faithfulness
+        assert f.rationale == rec.rationale and len(f.random) == 2 and 0 < f.p_full < 1
+        assert -1 < f.comprehensiveness < 1 and -1 < f.random_sufficiency < 1
+    assert result.stats.faithfulness.n == 4 and result.stats.question_overlap == 1.0  # question words only
+    assert all(r.faithfulness is None for r in build_rationales(
+        tiny, examples[:4], "saliency", cache_dir=tmp_path, faithfulness=False).records)  # fmt: skip
+    seen.clear()
+    again = build_rationales(tiny, examples[:4], "saliency", SelectionRule(top_k=2, span="question"),
+                             cache_dir=tmp_path, on_faithfulness=lambda d, t: seen.append((d, t)))  # fmt: skip
+    assert [r.faithfulness for r in again.records] == [r.faithfulness for r in result.records]
+    assert seen == [(4, 4)]  # all from the cache
+
+
+def test_stopped_while_measuring_the_records_are_kept_without_faithfulness(tiny, examples, tmp_path):
+    calls = []
+    result = build_rationales(
+        tiny, examples[:4], "saliency", cache_dir=tmp_path, batch_size=2,
+        on_faithfulness=lambda d, t: calls.append(d), should_stop=lambda: len(calls) >= 2,
+    )  # fmt: skip
+    assert result.cancelled and len(result.records) == 4
+    assert [r.faithfulness is not None for r in result.records] == [True, True, False, False]

@@ -126,3 +126,34 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"kdviz {__version__}"
+
+
+def test_attribute_predict_and_contrast_print_the_mode_and_what_was_scored(capsys):
+    args = ["attribute", "--model", "tiny", "--prompt", "Where is milk kept cold?", "--choices", "fridge", "oven"]
+    assert main(args + ["--predict", "cloze", "--method", "saliency"]) == 0
+    out = capsys.readouterr().out
+    assert "prediction mode: cloze" in out and 'scored: log p("' in out and " − " not in out
+    assert main(args + ["--contrast", "runner-up", "--json"]) == 0
+    attr = TokenAttribution.from_dict(json.loads(capsys.readouterr().out))
+    assert attr.prediction.mode == "letter" and {attr.target, attr.contrast} == {"A", "B"}
+    assert main(args + ["--contrast", "runner-up"]) == 0
+    assert f'scored: log p("{attr.target}" = ' in capsys.readouterr().out  # letter = choice, then − the other
+    assert main(args + ["--contrast", "gold", "--method", "attention"]) == 2
+    assert "attention has no contrastive form" in capsys.readouterr().err
+
+
+def test_predict_flag_reaches_rationales_and_is_offered_by_compare(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    args = ["rationales", "--teacher", "tiny", "--data", str(demo_path()), "--limit", "2", "--predict", "choice-text"]
+    assert main(args + ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    from kdviz.records import RationaleRecord
+
+    records = load_jsonl(out, RationaleRecord)
+    assert all(r.provenance["predict"] == "choice-text" and r.target == r.predicted for r in records)
+    assert all("A) " in r.prompt for r in records)
+    for command in ("attribute", "rationales", "compare"):
+        try:
+            main([command, "--help"])
+        except SystemExit:
+            pass
+        assert "--predict {letter,cloze,choice-text}" in capsys.readouterr().out

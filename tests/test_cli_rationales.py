@@ -60,3 +60,20 @@ def test_out_or_workspace_is_required_and_name_needs_a_workspace(tmp_path, capsy
     assert "--name names a build in a workspace" in capsys.readouterr().err
     assert main([*BASE, "--workspace", str(tmp_path), "--name", "../x"]) == 2
     assert "is not a valid name" in capsys.readouterr().err and not (tmp_path / "builds").exists()
+
+
+def test_the_json_reports_faithfulness_beside_random_words_unless_skipped(tmp_path, capsys):
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "r.jsonl"
+    assert main([*BASE, *cache, "--span", "question", "--out", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    f = stats["faithfulness"]
+    assert f["n"] == 3 and set(f) == {
+        "n", "p_full", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"
+    }  # fmt: skip
+    assert stats["question_overlap"] == 1.0  # question words only
+    records = load_jsonl(out, RationaleRecord)
+    assert all(r.faithfulness is not None and "question words only" in r.provenance["rule"] for r in records)
+    assert main([*BASE, *cache, "--no-faithfulness", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faithfulness"] is None
+    assert main([*BASE, "--span", "choices", "--out", str(out)]) == 2  # argparse refuses it

@@ -13,7 +13,7 @@ from kdviz.rationales.curation import (
     rationale_share,
     safe_child,
 )
-from kdviz.rationales.stats import RationaleStats, rationale_stats
+from kdviz.rationales.stats import RationaleStats, current_faithfulness, rationale_stats
 from kdviz.records import save_jsonl
 from kdviz.workspace import BuildInfo, Workspace
 
@@ -138,3 +138,14 @@ def test_open_and_import_builds_by_name_in_a_workspace(records, tmp_path):
     save_jsonl([records[0], records[0]], tmp_path / "dups.jsonl")
     with pytest.raises(InputError, match="record ids must be unique"):
         import_build(ws, tmp_path / "dups.jsonl")
+
+
+def test_an_edited_rationale_leaves_the_statistics_faithfulness_until_it_is_reset(store):
+    first = store.records()[0]
+    assert current_faithfulness(first) == first.faithfulness is not None and store.stats().faithfulness.n == 6
+    edited = store.toggle_word(first.id, first.rationale[0])  # the words measured are not the rationale now
+    assert edited.faithfulness == first.faithfulness and current_faithfulness(edited) is None
+    assert store.stats().faithfulness.n == 5
+    store.set_text(first.id, "something else")  # the text alone does not change the words measured
+    store.reset([first.id])
+    assert current_faithfulness(store.get(first.id)) is not None and store.stats().faithfulness.n == 6

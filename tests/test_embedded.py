@@ -25,8 +25,12 @@ def test_each_embedded_default_loads_and_attributes_a_commonsenseqa_question(spe
     loaded = load_model(spec)
     assert loaded.chat == EMBEDDED[spec].chat
     attr = attribute(loaded, question, method="input_x_gradient")
-    assert attr.target_mode == "choice" and attr.target in question.choices
-    assert attr.prediction.predicted == attr.target and attr.prediction.correct is not None
+    predicted = attr.prediction.predicted
+    assert attr.target_mode == "choice" and predicted in question.choices and attr.prediction.correct is not None
+    # chat models predict by the next-token letter, base models by each choice's text after the question alone;
+    # the attributed target is what was scored
+    assert attr.prediction.mode == ("letter" if loaded.chat else "cloze")
+    assert attr.target == ("ABCDE"[question.choices.index(predicted)] if loaded.chat else predicted)
     # chat-template and special tokens are never attributed; the question's words all are
     assert not any("<|" in tok or "<bos>" in tok for tok in attr.input_tokens)
     assert set(question.question.split()) <= set(attr.words)
@@ -52,7 +56,8 @@ def test_cli_attributes_with_the_embedded_teacher(capsys):
     )
     assert code == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["target"] == "refrigerator"  # the teacher really answers
+    assert record["prediction"]["predicted"] == "refrigerator"  # the teacher really answers
+    assert record["target"] == "B" and record["prediction"]["mode"] == "letter"  # the letter it scored
     assert len(record["seq_scores"]) == len(record["input_tokens"]) > 10
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -6,8 +7,9 @@ from kdviz import InputError, UnknownNameError
 from kdviz.data import demo_path, load_examples
 from kdviz.rationales.build import build_rationales
 from kdviz.rationales.curation import CurationStore
-from kdviz.rationales.export import export_build, export_records, push_to_hub
+from kdviz.rationales.export import dataset_card, export_build, export_records, push_to_hub
 from kdviz.rationales.stats import rationale_stats
+from kdviz.records import Faithfulness
 from kdviz.workspace import BuildInfo, Workspace
 
 
@@ -83,3 +85,14 @@ def test_export_a_build_of_the_workspace_by_name(store):
             export_build(ws, "b", bad, ["jsonl"])
     with pytest.raises(InputError, match="no rationale build"):
         export_build(ws, "missing", "v1", ["jsonl"])
+
+
+def test_the_card_shows_faithfulness_beside_random_words(store):
+    records = store.records()[:2]
+    made = [Faithfulness(0.8, 0.6, 0.1, 0.2, 0.5, rec.rationale) for rec in records]
+    card = dataset_card([dataclasses.replace(r, faithfulness=f) for r, f in zip(records, made, strict=True)], True)
+    assert "## Faithfulness" in card and "for 2 of 2 records" in card and "full prompt: 0.800." in card
+    assert "| comprehensiveness | 0.600 | 0.200 |" in card and "| sufficiency | 0.100 | 0.500 |" in card
+    assert "| question overlap (≥1 rationale word in the question) |" in card
+    unmeasured = [dataclasses.replace(r, faithfulness=None) for r in records]
+    assert "## Faithfulness" not in dataset_card(unmeasured, True)

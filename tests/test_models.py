@@ -84,3 +84,30 @@ def test_each_model_has_one_lock_shared_by_every_caller():
     assert model_lock(teacher) is not model_lock(student)
     with model_lock(teacher), model_lock(teacher):  # re-entrant: the holder runs its own forwards inside
         pass
+
+
+def _bench_models():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_models", REPO / "bench" / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_models_reports_each_mode_with_an_exact_interval_and_positions(tmp_path):
+    import json
+
+    from kdviz.data import demo_path
+
+    bench = _bench_models()
+    low, high = bench.interval(4, 20)  # Clopper-Pearson: Beta(0.025; 4, 17) and Beta(0.975; 5, 16)
+    assert (round(low, 4), round(high, 4)) == (0.0573, 0.4366)
+    assert bench.histogram([3, 0, 2]) == "A 3 B 0 C 2"
+    result = bench.evaluate("tiny", demo_path(), 6, 8, bench.MODES)
+    assert result["default_mode"] == "letter" and list(result["modes"]) == ["letter", "cloze", "choice-text"]
+    for m in result["modes"].values():
+        assert sum(m["positions"]) == 6 and m["ci"][0] <= m["correct"] / 6 <= m["ci"][1]
+    json.dumps(result)  # the worker sends it as JSON

@@ -1,7 +1,16 @@
+import dataclasses
+
 import pytest
 
 from kdviz import InputError, TokenAttribution, UnknownNameError
-from kdviz.rationales.select import SelectionRule, gold_overlap, normalize, plausibility, select_rationale
+from kdviz.rationales.select import (
+    SelectionRule,
+    gold_overlap,
+    normalize,
+    plausibility,
+    select_rationale,
+    word_roles,
+)
 
 PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
 #          Question: Where would you keep milk cold? Choices: A)   cupboard B)  refrigerator Answer:
@@ -99,3 +108,30 @@ def test_plausibility_against_a_human_rationale():
     assert (p.precision, p.recall) == pytest.approx((2 / 3, 2 / 3))
     assert p.f1 == pytest.approx(2 / 3) and p.iou == pytest.approx(2 / 4)
     assert plausibility([], "x") == plausibility(["y"], "")
+
+
+def test_word_roles_come_from_the_format_words_and_the_choice_labels():
+    roles = word_roles(hand_made())
+    assert roles == ("template",) + ("question",) * 6 + ("template",) * 2 + (
+        "choice",
+        "template",
+        "choice",
+        "template",
+    )
+    typed = "Pick one, I. think: A) green tea (B) coffee"  # no format words: "A)" typed, "I." ends a sentence
+    n = len(typed.split())
+    attr = dataclasses.replace(hand_made(), prompt=typed, words=tuple(typed.split()), word_offsets=((0, 0),) * n,
+                               word_scores=(0.0,) * n, word_is_template=(False,) * n)  # fmt: skip
+    assert word_roles(attr) == ("question",) * 4 + ("choice",) * 5
+
+
+def test_a_question_span_leaves_the_listed_choices_out():
+    assert chosen(SelectionRule(top_k=3, span="question")) == ["keep", "milk", "cold?"]  # not "cupboard"
+    no_exclusions = dict(exclude_template=False, exclude_choice_letters=False, exclude_stopwords=False)
+    everything = chosen(SelectionRule(top_k=20, span="question", **no_exclusions))
+    assert everything == ["Where", "would", "you", "keep", "milk", "cold?"]  # never the format's words either
+    rule = SelectionRule.of("top_k", 3, "question")
+    assert rule.span == "question" and rule.describe().startswith("top-3, question words only, excluding")
+    assert SelectionRule(top_k=3).span == "all" and "question" not in SelectionRule(top_k=3).describe()
+    with pytest.raises(UnknownNameError, match="unknown rationale span 'choices'"):
+        SelectionRule(top_k=3, span="choices")

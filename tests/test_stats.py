@@ -5,12 +5,14 @@ import pytest
 from kdviz import Example
 from kdviz.rationales.stats import (
     ByCorrectness,
+    FaithfulnessMeans,
     OverlapStats,
     PlausibilityMeans,
     RationaleStats,
     overlap_of,
     summarize,
 )
+from kdviz.records import Faithfulness
 
 CAKE = Example(
     "1",
@@ -64,6 +66,8 @@ def test_stats_round_trip_through_json_with_the_dict_layout_of_before():
         "gold_word_fraction",
         "distractor_overlap",
         "plausibility",
+        "question_overlap",  # issue #12
+        "faithfulness",  # issue #12: None here, nothing was measured
         "accuracy",
         "by_correctness",
         "choice_overlap_by_position",
@@ -75,3 +79,25 @@ def test_stats_round_trip_through_json_with_the_dict_layout_of_before():
     assert isinstance(back.by_correctness.correct, OverlapStats) and isinstance(back.plausibility, PlausibilityMeans)
     empty = summarize([])
     assert RationaleStats.from_dict(json.loads(json.dumps(empty.to_dict()))) == empty
+    before = {k: v for k, v in data.items() if k not in ("question_overlap", "faithfulness")}
+    old = RationaleStats.from_dict(before)  # stats stored before issue #12 (report.json) still read
+    assert old.question_overlap is None and old.faithfulness is None and old.gold_overlap == s.gold_overlap
+
+
+def test_question_overlap_counts_rationales_with_a_question_or_context_word():
+    s = summarize(ITEMS)  # "cake", "birthday" and "bake" are question words; "oven" is not
+    assert s.question_overlap == 0.75 and s.by_correctness.correct.question_overlap == 0.5
+    with_context = Example("3", "nli", "A person rests.", ("entailment",), context="A man sleeps.")
+    assert overlap_of(["Sleeps"], with_context).question_overlap is True
+    assert overlap_of(["oven"], CAKE).question_overlap is False
+
+
+def test_faithfulness_means_over_the_measured_records_by_correctness():
+    f = [Faithfulness(0.9, 0.5, 0.1, 0.2, 0.3), None, Faithfulness(0.7, 0.3, 0.3, 0.0, 0.5), None]
+    s = summarize(ITEMS, f)
+    assert s.faithfulness == FaithfulnessMeans(2, 0.8, 0.4, 0.2, 0.1, 0.4)
+    assert s.by_correctness.correct.faithfulness.n == 1 and s.by_correctness.incorrect.faithfulness.p_full == 0.7
+    assert RationaleStats.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert summarize(ITEMS).faithfulness is None
+    with pytest.raises(ValueError, match="2 faithfulness entries for 4 items"):
+        summarize(ITEMS, f[:2])

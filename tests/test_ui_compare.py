@@ -103,7 +103,9 @@ def test_launch_writes_the_report_and_shows_every_view(workspace, first):
     assert all(progress) and all(v.files == [] and v.name == "first" for v in first[:-1])
     steps = [(m[1], m[2], int(m[3]), int(m[4])) for m in progress]
     shown = list(dict.fromkeys((role, name) for role, name, _, _ in steps))
-    assert shown == [("teacher", "tiny"), ("student", "runs/s1"), ("student", "tiny-student")]
+    models = [("teacher", "tiny"), ("student", "runs/s1"), ("student", "tiny-student")]
+    # each model's answers, then the faithfulness of its rationales
+    assert shown == [step for role, name in models for step in ((role, name), ("faithfulness", name))]
     assert [order for *_, order in steps] == sorted(order for *_, order in steps)
     for role, name in shown:
         done = [d for r, n, d, _ in steps if (r, n) == (role, name)]

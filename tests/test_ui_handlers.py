@@ -86,9 +86,11 @@ def test_picked_example_attributes_its_predicted_choice():
     assert (gold, fmt, mode) == ("hammer", "mcqa", "choice")
     answer, html, _, rows, record = attribute(prompt, choices_text=choices, gold=gold, fmt=fmt, target_mode=mode)
     pred = kdviz.TokenAttribution.from_dict(record).prediction
-    assert record["target"] == pred.predicted in pred.choices
+    letter = "ABCDE"[pred.choices.index(pred.predicted)]
+    assert record["target"] == letter and pred.mode == "letter"  # the tiny model chats: letter mode by default
     assert pred.correct == (pred.predicted == "hammer") and pred.gold == "hammer"
-    assert f"**Prediction**: `{pred.predicted}`" in answer and "| hammer" in answer
+    assert f"**Prediction**: `{pred.predicted}`" in answer and "| B) hammer" in answer
+    assert "(prediction mode: letter)" in answer and f'**Scored**: `log p("{letter}" = {pred.predicted})`' in answer
     assert ("— correct" in answer) == pred.correct and answer.count("← predicted") == 1
     rendered = kdviz.render(kdviz.load_examples(demo_path())[1]).text
     assert word_spans(html) == rendered.split()  # the mcqa format's own words are shown too, in grey
@@ -97,6 +99,10 @@ def test_picked_example_attributes_its_predicted_choice():
 
 def test_gold_and_custom_targets():
     _, _, _, _, gold = attribute("Where is milk kept?", choices_text="fridge\noven", gold="fridge", target_mode="gold")
+    assert (gold["target"], gold["target_mode"]) == ("A", "gold")  # letter mode: the gold answer's letter
+    _, _, _, _, gold = attribute(
+        "Where is milk kept?", choices_text="fridge\noven", gold="fridge", target_mode="gold", predict="choice-text"
+    )
     assert (gold["target"], gold["target_mode"]) == ("fridge", "gold")
     answer, _, _, _, custom = attribute(target_mode="custom", custom_target="on the mat")
     assert (custom["target"], custom["target_mode"]) == ("on the mat", "forced")
@@ -113,7 +119,7 @@ def test_nli_example_keeps_premise_and_hypothesis(tmp_path):
     prompt, choices, gold, fmt, mode = handlers.example_fields(path, "n1")
     assert (prompt, fmt, gold) == ("A man plays a guitar.\n\nA person makes music.", "nli", "entailment")
     _, html, _, _, record = attribute(prompt, choices_text=choices, gold=gold, fmt=fmt, target_mode="gold")
-    assert record["target"] == "entailment" and "Premise:" in record["prompt"]
+    assert record["target"] == "A" and "Premise:" in record["prompt"] and "\nA) entailment" in record["prompt"]
     assert {"man", "guitar.", "music."} <= set(word_spans(html))
 
 
@@ -216,3 +222,34 @@ def test_ui_errors_reports_a_bug_as_an_internal_error_with_its_traceback_in_the_
 def test_importing_kdviz_leaves_gradio_out():
     code = "import sys, kdviz; assert 'gradio' not in sys.modules, 'import kdviz pulled in gradio'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prediction_mode_and_contrast_are_shown():
+    fields = dict(
+        prompt="Where is milk kept?", choices_text="fridge\noven\nshelf", gold="fridge", target_mode="choice"
+    )
+    answer, _, _, _, record = attribute(**fields, predict="cloze")
+    attr = kdviz.TokenAttribution.from_dict(record)
+    assert attr.prediction.mode == "cloze" and attr.target == attr.prediction.predicted
+    assert "(prediction mode: cloze)" in answer and f'**Scored**: `log p("{attr.target}")`' in answer
+    assert attr.prompt == "Question: Where is milk kept?\nAnswer:"  # cloze scores after the question alone
+    fields.update(target_mode="custom", custom_target="x")  # ignored: a contrast sets its own target
+    answer, html, figure, _, record = attribute(**fields, contrast="gold")
+    attr = kdviz.TokenAttribution.from_dict(record)  # gold against the prediction (or the runner-up)
+    assert (attr.target_mode, attr.target) == ("gold", "A") and attr.contrast in ("B", "C")
+    assert "**Contrast**: why `A` and not" in answer and f' − log p("{attr.contrast}" = ' in answer
+    assert f"vs <code>{attr.contrast}</code>" in html
+    assert list(figure.data[0].y) == ["A·0", f"−{attr.contrast}·1"]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(predict="guess"), "unknown prediction mode 'guess'"),
+        (dict(contrast="best"), "unknown contrast 'best'"),
+        (dict(contrast="runner-up", method="attention", model_spec="no-such/model"), "no contrastive form"),
+    ],
+)
+def test_bad_prediction_mode_or_contrast_is_refused_before_the_model_loads(fields, message):
+    with pytest.raises(kdviz.KdvizError, match=message):
+        attribute(**fields)

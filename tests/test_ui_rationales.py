@@ -17,6 +17,7 @@ import kdviz.rationales.build
 from kdviz.data import demo_path
 from kdviz.errors import InputError, KdvizError
 from kdviz.rationales.curation import CurationStore
+from kdviz.records import ProgressEvent
 from kdviz.ui import build_handlers as bh
 from kdviz.ui import build_job as bj
 from kdviz.ui import curation_handlers as ch
@@ -97,6 +98,8 @@ def test_build_writes_a_build_folder_with_statistics(workspace):
         (dict(rule="mass", rule_value=1.5), "mass must be in (0, 1]"),
         (dict(rule="median"), "unknown selection rule 'median'"),
         (dict(exclude=["vowels"]), "unknown exclusion 'vowels'"),
+        (dict(span="choices"), "unknown rationale span 'choices'"),
+        (dict(predict="magic"), "unknown prediction mode 'magic'"),
         (dict(method="magic"), "unknown attribution method 'magic'"),
         (dict(target_mode="forced"), "unknown target mode 'forced'"),
         (dict(columns="question"), "write kdviz_field=file_column"),
@@ -109,6 +112,32 @@ def test_bad_build_settings_are_clear_errors(store, settings, message):
     with pytest.raises(KdvizError) as info:
         build(root(store), **{"name": "other", **settings})
     assert message in str(info.value)
+
+
+def test_span_and_faithfulness_settings_and_what_the_panel_shows_of_them(workspace):
+    seen = []
+    name, _, command, *_ = build(workspace, "q", limit=3, span="question", on_faithfulness=lambda d, t: seen.append(d))
+    assert "--span question" in command and "--no-faithfulness" not in command and seen[-1] == 3
+    table = {row[0]: row[1:] for row in cv.curation_view(workspace, "q").stats}
+    assert table["question overlap"][0] == "1.000" and table["records measured"][0] == "3"
+    assert {"comprehensiveness", "comprehensiveness (random)", "sufficiency", "sufficiency (random)"} <= set(table)
+    store = CurationStore(folder(workspace, "q"))
+    rec = store.records()[0]
+    assert "question words only" in rec.provenance["rule"]
+    summary = cv.record_view(workspace, "q", rec.id).summary
+    assert f"Faithfulness: comprehensiveness **{rec.faithfulness.comprehensiveness:.3f}** (random " in summary
+    assert "edited since" not in summary
+    assert "edited since" in ch.toggle_word(workspace, "q", rec.id, rec.rationale[0]).summary
+    name, _, command, *_ = build(workspace, "plain", limit=2, faithfulness=False, predict="cloze")
+    assert "--predict cloze" in command
+    assert CurationStore(folder(workspace, name)).get("demo-001").provenance["predict"] == "cloze"
+    assert "--no-faithfulness" in command and "comprehensiveness" not in {
+        r[0] for r in cv.curation_view(workspace, name).stats
+    }
+    assert "Faithfulness: not measured" in cv.record_view(workspace, name, "demo-001").summary
+    assert bj.progress_message(ProgressEvent("faithfulness", 1, 4)) == (
+        "Building: 1 of 4 examples measured for faithfulness (25%)…"
+    )
 
 
 def test_duplicate_example_ids_are_refused_before_any_model_work(workspace, tmp_path):
@@ -236,7 +265,7 @@ def test_workspace_defaults_to_the_environment_then_the_current_folder(tmp_path,
 def test_the_build_is_one_background_job_any_session_cancels_and_a_reloaded_page_follows(monkeypatch):
     started = threading.Event()
 
-    def slow_build(workspace, *fields, on_progress, should_stop):  # stands in for the model: waits for Cancel
+    def slow_build(workspace, *fields, on_progress, should_stop, on_faithfulness):  # the model: waits for Cancel
         on_progress(1, 4)
         started.set()
         while not should_stop():
@@ -269,7 +298,7 @@ def _one_job_checks(running, started):
 
 
 def test_a_failed_background_build_raises_its_own_error(monkeypatch):
-    def bad_build(workspace, *fields, on_progress, should_stop):
+    def bad_build(workspace, *fields, on_progress, should_stop, on_faithfulness):
         raise InputError("no such data file: x.jsonl")
 
     monkeypatch.setattr(bj, "build", bad_build)

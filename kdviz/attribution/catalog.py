@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kdviz.errors import UnknownNameError
+from kdviz.errors import InputError, UnknownNameError
 
 AttributionMethod = Literal["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]
 
@@ -19,6 +19,14 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
     "attention": "mean attention (cross-attention for encoder-decoders) over layers and heads",
 }
 DEFAULT_METHOD: AttributionMethod = "input_x_gradient"
+# The methods that attribute a difference of two log-probabilities (a contrastive target, issue #12); attention does
+# not depend on the target at all, so it has no contrastive form.
+CONTRASTIVE_METHODS: tuple[AttributionMethod, ...] = (
+    "feature_ablation",
+    "input_x_gradient",
+    "integrated_gradients",
+    "saliency",
+)
 
 
 def list_attribution_methods() -> list[str]:
@@ -30,3 +38,12 @@ def check_method(method: str) -> None:
     """Raises UnknownNameError (listing the choices) when `method` is not an attribution method."""
     if method not in METHOD_DESCRIPTIONS:
         raise UnknownNameError("attribution method", method, METHOD_DESCRIPTIONS)
+
+
+def check_contrastive(method: str, contrast: str | None) -> None:
+    """Raises InputError when a contrast is asked of a method that has no contrastive form (attention)."""
+    if contrast is not None and method not in CONTRASTIVE_METHODS:
+        raise InputError(
+            f"{method} has no contrastive form (it does not depend on the target); "
+            f"use one of {', '.join(CONTRASTIVE_METHODS)} for a contrastive target"
+        )

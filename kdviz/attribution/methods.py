@@ -4,6 +4,11 @@ Every method runs batched over examples and over target tokens: one forward pass
 pass per target token position (Captum's LLM wrappers do a forward and a backward per example and per target
 token). The target is scored by teacher forcing, so a generated answer, the gold answer or a chosen option are
 all just target strings. Methods are checked against Captum's own LLM attribution in the tests.
+
+What is attributed is a sum of signed "terms", log p(token) at a target position: +log p of each target token, and
+for a contrastive request -log p of each contrast token. A contrast read at the target's own position (a letter
+against a letter, any two one-token targets) costs nothing extra; a longer one is a second row of the batch with
+the same prompt, whose prompt gradients are added to the first row's (the prompt is one input, read twice).
 """
 
 from __future__ import annotations
@@ -14,11 +19,19 @@ from dataclasses import dataclass
 import torch
 
 from kdviz.errors import InputError
-from kdviz.lm.forward import Batch, embed, make_batch, model_lock, target_logprobs
+from kdviz.lm.forward import Batch, Item, embed, make_batch, model_lock, target_logits, target_logprobs
 from kdviz.lm.prompts import EncodedPrompt, encode, encode_target
 from kdviz.records import Prediction, TargetMode, TokenAttribution
 
-from .catalog import DEFAULT_METHOD, METHOD_DESCRIPTIONS, AttributionMethod, check_method, list_attribution_methods  # noqa: F401
+from .catalog import (  # noqa: F401
+    CONTRASTIVE_METHODS,
+    DEFAULT_METHOD,
+    METHOD_DESCRIPTIONS,
+    AttributionMethod,
+    check_contrastive,
+    check_method,
+    list_attribution_methods,
+)
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 Progress = Callable[[int, int], None]
@@ -35,6 +48,8 @@ class AttributionRequest:
     template_spans: tuple[tuple[int, int], ...] = ()
     example_id: str | None = None
     prediction: Prediction | None = None
+    contrast: str | None = None  # attribute log p(target) - log p(contrast) ("why this and not that")
+    first_token_only: bool = False  # score only the first token of target and contrast: a letter, as predicted
 
 
 @dataclass
@@ -42,12 +57,62 @@ class _Prepared:
     request: AttributionRequest
     encoded: EncodedPrompt
     target_ids: tuple[int, ...]
+    contrast_ids: tuple[int, ...]  # () without a contrast
     word_spans: list[tuple[int, int]]
     owners: list[int]  # per content token: its word index
 
 
-# Each method maps (model, batch, prepared examples, options) to, per example, a [T, n] token matrix and the
-# [n] scores of the whole target, where n counts the example's content tokens.
+Term = tuple[int, int, int, float]  # (batch row, target position, token id, sign): sign * log p(token) there
+
+
+@dataclass
+class _Layout:
+    """Batch items for some prompts and, per prompt, the terms whose sum is attributed (its target's tokens, then
+    its contrast's). Rows 0..n-1 read the n prompts' targets; a contrast not read at the target's position gets a
+    row of its own after them (`row_owner` says whose)."""
+
+    items: list[Item]
+    terms: list[list[Term]]
+    row_owner: list[int]
+
+
+def _layout(entries: Sequence[tuple[tuple[int, ...], _Prepared]]) -> _Layout:
+    items: list[Item] = [(ids, p.target_ids) for ids, p in entries]
+    owner, terms = list(range(len(entries))), []
+    for b, (ids, p) in enumerate(entries):
+        own = [(b, t, tok, 1.0) for t, tok in enumerate(p.target_ids)]
+        if len(p.target_ids) == 1 == len(p.contrast_ids):  # both read off the next-token distribution
+            own.append((b, 0, p.contrast_ids[0], -1.0))
+        elif p.contrast_ids:
+            items.append((ids, p.contrast_ids))
+            owner.append(b)
+            own += [(len(items) - 1, t, tok, -1.0) for t, tok in enumerate(p.contrast_ids)]
+        terms.append(own)
+    return _Layout(items, terms, owner)
+
+
+def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Returns the signed log-probabilities of each prompt's terms, [k, n, J] (zeros past a prompt's last term),
+    for `inputs_embeds` repeating the batch k times (k = 1 without)."""
+    logits, _ = target_logits(loaded, batch, inputs_embeds)
+    rows = batch.input_ids.shape[0]
+    logits = logits.view(logits.shape[0] // rows, rows, *logits.shape[1:])  # [k, R, T, V]
+    width = max(len(t) for t in layout.terms)
+    index = torch.zeros((3, len(layout.terms), width), dtype=torch.long)
+    sign = torch.zeros((len(layout.terms), width))
+    for b, own in enumerate(layout.terms):
+        for j, (row, pos, tok, s) in enumerate(own):
+            index[:, b, j] = torch.tensor((row, pos, tok))
+            sign[b, j] = s
+    row, pos, tok = index.to(logits.device)
+    picked = logits[:, row, pos, tok].float()
+    total = torch.logsumexp(logits.float(), dim=-1)[:, row, pos]
+    return (picked - total) * sign.to(logits.device)
+
+
+# Each method maps (model, batch, prepared examples, layout, options) to, per example, a [J, n] matrix (one row
+# per term: target tokens, then contrast tokens) and the [n] scores of the whole objective, where n counts the
+# example's content tokens.
 MethodFn = Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]
 
 
@@ -61,10 +126,10 @@ IG_TOKENS_PER_PASS = 1024
 
 
 def _gradient_method(kind: str) -> MethodFn:
-    def run(loaded, batch: Batch, preps: list[_Prepared], steps: int, per_token: bool):
+    def run(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):
         with torch.enable_grad():
-            base = embed(loaded, batch.input_ids).detach()
-            bsz = base.shape[0]
+            base = embed(loaded, batch.input_ids).detach()  # [R, L, D]: a contrast row repeats its prompt
+            rows = base.shape[0]
             alphas, weights, content = [1.0], [1.0], None
             if kind == "integrated_gradients":
                 # Gauss-Legendre quadrature, as Captum's IntegratedGradients; the baseline is a zero embedding
@@ -76,12 +141,12 @@ def _gradient_method(kind: str) -> MethodFn:
                 step_sizes_fn, alphas_fn = approximation_parameters("gausslegendre")
                 alphas, weights = alphas_fn(steps), step_sizes_fn(steps)
                 content = torch.zeros(base.shape[:2] + (1,), device=base.device, dtype=base.dtype)
-                for b, prep in enumerate(preps):
-                    content[b, list(prep.encoded.content_positions)] = 1
+                for r, b in enumerate(layout.row_owner):
+                    content[r, list(preps[b].encoded.content_positions)] = 1
             chunk = max(1, IG_TOKENS_PER_PASS // base.shape[:2].numel())
-            n_targets = batch.target_ids.shape[1] if per_token else 0
-            # Per target token (and for the whole target), the gradient summed over steps with quadrature weights.
-            token_grads: list[torch.Tensor] = [torch.zeros_like(base) for _ in range(n_targets)]
+            n_terms = max(len(t) for t in layout.terms) if per_token else 0
+            # Per term (and for the whole objective), the gradient summed over steps with quadrature weights.
+            term_grads: list[torch.Tensor] = [torch.zeros_like(base) for _ in range(n_terms)]
             grad_sum = torch.zeros_like(base)
             for start in range(0, len(alphas), chunk):
                 a, w = alphas[start : start + chunk], weights[start : start + chunk]
@@ -90,56 +155,61 @@ def _gradient_method(kind: str) -> MethodFn:
                 else:
                     x = torch.cat([base * (1 - content) + content * (s * base) for s in a])
                 x.requires_grad_(True)
-                logp, _ = target_logprobs(loaded, batch, inputs_embeds=x)
+                values = _term_values(loaded, batch, layout, inputs_embeds=x)  # [k, n, J]
                 w_t = torch.tensor(w, device=x.device, dtype=x.dtype)[:, None, None, None]
 
-                def combine(grad: torch.Tensor, w_t: torch.Tensor = w_t) -> torch.Tensor:  # [k*B, L, D] -> [B, L, D]
-                    return (grad.view(len(w_t), bsz, *grad.shape[1:]) * w_t).sum(0)
+                def combine(grad: torch.Tensor, w_t: torch.Tensor = w_t) -> torch.Tensor:  # [k*R, L, D] -> [R, L, D]
+                    return (grad.view(len(w_t), rows, *grad.shape[1:]) * w_t).sum(0)
 
-                for t in range(n_targets):
-                    (grad,) = torch.autograd.grad(logp[:, t].sum(), x, retain_graph=t < n_targets - 1)
-                    token_grads[t] += combine(grad)
-                if not n_targets:
-                    (grad,) = torch.autograd.grad(logp.sum(), x)
+                for j in range(n_terms):
+                    (grad,) = torch.autograd.grad(values[..., j].sum(), x, retain_graph=j < n_terms - 1)
+                    term_grads[j] += combine(grad)
+                if not n_terms:
+                    (grad,) = torch.autograd.grad(values.sum(), x)
                     grad_sum += combine(grad)
-                del x, logp
-            if n_targets:
-                grad_sum = torch.stack(token_grads).sum(0)
+                del x, values
+            if n_terms:
+                grad_sum = torch.stack(term_grads).sum(0)
 
-            def reduce(grad: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L]
-                return grad.norm(dim=-1) if kind == "saliency" else (grad * base).sum(-1).float()
+            def reduce(grad: torch.Tensor) -> torch.Tensor:  # [R, L, D] -> [n, L]
+                own = grad[: len(preps)].clone()
+                for r in range(len(preps), rows):  # a contrast row's prompt is its owner's: one input, two reads
+                    own[layout.row_owner[r]] += grad[r]
+                return own.norm(dim=-1) if kind == "saliency" else (own * base[: len(preps)]).sum(-1).float()
 
-            # The whole target's score: for linear methods the sum of the rows; for saliency the norm of the
-            # summed gradient, which is the gradient of the target's total log-probability.
+            # The whole objective's score: for linear methods the sum of the rows; for saliency the norm of the
+            # summed gradient, which is the gradient of the objective itself.
             seq = reduce(grad_sum).detach().float()
-            rows = [reduce(g).detach() for g in token_grads]
-            matrix = torch.stack(rows) if rows else torch.zeros((0,) + seq.shape, device=seq.device)
-        return [(_content(matrix, b, p)[: len(p.target_ids)], _content(seq, b, p)) for b, p in enumerate(preps)]
+            matrix_rows = [reduce(g).detach() for g in term_grads]
+            matrix = torch.stack(matrix_rows) if matrix_rows else torch.zeros((0,) + seq.shape, device=seq.device)
+        return [(_content(matrix, b, p)[: len(layout.terms[b])], _content(seq, b, p)) for b, p in enumerate(preps)]
 
     return run
 
 
 @torch.no_grad()
-def _feature_ablation(loaded, batch: Batch, preps: list[_Prepared], steps: int, per_token: bool, chunk: int = 16):
-    # Occlusion at word level: drop all tokens of one word and measure how much each target token's
-    # log-probability falls. Dropping (rather than substituting a pad token) keeps the input on-distribution;
-    # a word's effect is shared equally among its tokens so word sums give the word's effect back.
-    base_logp, _ = target_logprobs(loaded, batch)
+def _feature_ablation(
+    loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool, chunk: int = 16
+):
+    # Occlusion at word level: drop all tokens of one word and measure how much each term (each target token's
+    # log-probability, minus each contrast token's) falls. Dropping (rather than substituting a pad token) keeps
+    # the input on-distribution; a word's effect is shared equally among its tokens so word sums give it back.
+    base_values = _term_values(loaded, batch, layout)[0]  # [n, J]
     results = []
     for b, prep in enumerate(preps):
         groups = token_groups(prep.owners, len(prep.word_spans))
-        positions = prep.encoded.content_positions
-        items = []
+        positions, n_terms = prep.encoded.content_positions, len(layout.terms[b])
+        variants = []
         for group in groups:
             drop = {positions[i] for i in group}
-            ids = tuple(tok for k, tok in enumerate(prep.encoded.ids) if k not in drop)
-            items.append((ids, prep.target_ids))
+            variants.append((tuple(tok for k, tok in enumerate(prep.encoded.ids) if k not in drop), prep))
         diffs = []
-        for start in range(0, len(items), chunk):
-            logp, _ = target_logprobs(loaded, make_batch(loaded, items[start : start + chunk]))
-            diffs.append(base_logp[b : b + 1, : len(prep.target_ids)] - logp[:, : len(prep.target_ids)])
-        word_effect = torch.cat(diffs).T if diffs else torch.zeros((len(prep.target_ids), 0))  # [T, words]
-        matrix = torch.zeros((len(prep.target_ids), len(positions)), device=word_effect.device)
+        for start in range(0, len(variants), chunk):
+            part = _layout(variants[start : start + chunk])
+            values = _term_values(loaded, make_batch(loaded, part.items), part)[0]
+            diffs.append(base_values[b : b + 1, :n_terms] - values[:, :n_terms])
+        word_effect = torch.cat(diffs).T if diffs else torch.zeros((n_terms, 0))  # [J, words]
+        matrix = torch.zeros((n_terms, len(positions)), device=word_effect.device)
         for w, group in enumerate(groups):
             for i in group:
                 matrix[:, i] = word_effect[:, w] / len(group)
@@ -148,10 +218,11 @@ def _feature_ablation(loaded, batch: Batch, preps: list[_Prepared], steps: int, 
 
 
 @torch.no_grad()
-def _attention(loaded, batch: Batch, preps: list[_Prepared], steps: int, per_token: bool):
+def _attention(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):
     # Mean attention over layers and heads from the position that predicts each target token (cross-attention
     # for encoder-decoder models) to each prompt token. Needs eager attention, switched on only for this call; the
-    # model is shared, so its lock keeps every other thread's forward out until it is switched back.
+    # model is shared, so its lock keeps every other thread's forward out until it is switched back. It has no
+    # contrastive form (attribute_requests refuses one): attention is not a function of the target.
     model = loaded.model
     with model_lock(loaded):
         previous = model.config._attn_implementation
@@ -186,15 +257,14 @@ assert set(METHODS) == set(METHOD_DESCRIPTIONS), "kdviz.attribution.catalog name
 def _prepare(loaded, request: AttributionRequest) -> _Prepared:
     if not request.target.strip():
         raise InputError("the target to attribute is empty")
+    if request.contrast is not None and not request.contrast.strip():
+        raise InputError("the contrast to attribute against is empty")
     encoded = encode(loaded, request.prompt)
     spans = word_spans(request.prompt)
-    return _Prepared(
-        request,
-        encoded,
-        encode_target(loaded, encoded, request.target),
-        spans,
-        assign_tokens(encoded.content_offsets, spans),
-    )
+    keep = 1 if request.first_token_only else None
+    target = encode_target(loaded, encoded, request.target)[:keep]
+    contrast = encode_target(loaded, encoded, request.contrast)[:keep] if request.contrast is not None else ()
+    return _Prepared(request, encoded, target, contrast, spans, assign_tokens(encoded.content_offsets, spans))
 
 
 def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: torch.Tensor) -> TokenAttribution:
@@ -210,7 +280,7 @@ def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: tor
         target_mode=req.target_mode,
         input_tokens=tuple(tok.decode([prep.encoded.ids[i]]) for i in prep.encoded.content_positions),
         input_offsets=prep.encoded.content_offsets,
-        output_tokens=tuple(tok.decode([i]) for i in prep.target_ids) if rows else (),
+        output_tokens=tuple(tok.decode([i]) for i in prep.target_ids + prep.contrast_ids) if rows else (),
         token_scores=rows,
         seq_scores=seq_list,
         words=tuple(req.prompt[a:b] for a, b in prep.word_spans),
@@ -220,6 +290,8 @@ def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: tor
         word_is_template=tuple(overlaps_any(s, req.template_spans) for s in prep.word_spans),
         example_id=req.example_id,
         prediction=req.prediction,
+        contrast=req.contrast,
+        n_contrast_tokens=len(prep.contrast_ids) if rows else 0,
     )
 
 
@@ -241,16 +313,19 @@ def attribute_requests(
             scores, in one backward pass per batch (the fast path for building datasets).
 
     Raises:
-        UnknownNameError: unknown method.  InputError: empty prompt or target.
+        UnknownNameError: unknown method.  InputError: empty prompt, target or contrast; a contrastive request for a
+            method without a contrastive form (attention).
     """
     check_method(method)
     if steps < 1 or batch_size < 1:
         raise InputError("steps and batch_size must be at least 1")
+    check_contrastive(method, next((r.contrast for r in requests if r.contrast is not None), None))
     results: list[TokenAttribution] = []
     for start in range(0, len(requests), batch_size):
         preps = [_prepare(loaded, r) for r in requests[start : start + batch_size]]
-        batch = make_batch(loaded, [(p.encoded.ids, p.target_ids) for p in preps])
-        scored = METHODS[method](loaded, batch, preps, steps=steps, per_token=per_token)
+        layout = _layout([(p.encoded.ids, p) for p in preps])
+        batch = make_batch(loaded, layout.items)
+        scored = METHODS[method](loaded, batch, preps, layout, steps=steps, per_token=per_token)
         results += [_record(loaded, method, p, m, s) for p, (m, s) in zip(preps, scored, strict=False)]
         if on_progress:
             on_progress(len(results), len(requests))

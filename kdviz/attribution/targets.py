@@ -7,15 +7,35 @@ from collections.abc import Callable, Sequence
 
 from kdviz.config import ModelSpec
 from kdviz.errors import InputError, UnknownNameError
-from kdviz.lm.inference import generate_batch, score_choices_batch
+from kdviz.lm.inference import generate_batch, score_prompts
 from kdviz.lm.models import LoadedModel, load_model
-from kdviz.lm.prompts import PromptFormat, answer_choices, render
-from kdviz.records import SELECTABLE_TARGET_MODES, ChoiceScores, Example, Prediction, TargetMode, TokenAttribution
+from kdviz.lm.prompts import (
+    LETTERS,
+    PredictMode,
+    PromptFormat,
+    answer_choices,
+    check_predict_mode,
+    default_predict_mode,
+    render,
+    render_prediction,
+)
+from kdviz.records import (
+    CONTRAST_MODES,
+    SELECTABLE_TARGET_MODES,
+    ChoiceScores,
+    ContrastMode,
+    Example,
+    Prediction,
+    TargetMode,
+    TokenAttribution,
+)
 
-from .catalog import DEFAULT_METHOD, AttributionMethod
+from .catalog import DEFAULT_METHOD, AttributionMethod, check_contrastive
 from .methods import AttributionRequest, attribute_requests, check_method
 
 Progress = Callable[[int, int], None]
+# What each contrast attributes: the prediction (against the runner-up), or the gold answer (against the prediction).
+CONTRAST_TARGET_MODES: dict[str, TargetMode] = {"runner-up": "choice", "gold": "gold"}
 
 
 def _as_loaded(model: LoadedModel | ModelSpec | str) -> LoadedModel:
@@ -27,14 +47,15 @@ def default_target_mode(example: Example, fmt: PromptFormat | None = None) -> Ta
     return "choice" if answer_choices(example, fmt) else "generate"
 
 
-def scoring_prompt(example: Example, fmt: PromptFormat | None = None) -> str:
-    """Returns the prompt whose continuations are scored to predict a choice.
+def predict_mode(loaded: LoadedModel, predict: str | None = None) -> PredictMode:
+    """Returns the prediction mode to use: `predict` when given (checked), else the model's default."""
+    return default_predict_mode(loaded) if predict is None else check_predict_mode(predict)
 
-    Multiple-choice questions are scored without the list of choices: with the list in the prompt, small models
-    tend to pick a position rather than an answer (measured on 100 CommonsenseQA questions: Gemma 3 270M 26% ->
-    45%, SmolLM2-135M 24% -> 34%; see bench/README.md). Attribution still uses the prompt with the choices.
-    """
-    return render(example, "qa" if (fmt or example.task) == "mcqa" else fmt).text
+
+def scoring_prompt(example: Example, fmt: PromptFormat | None = None, predict: PredictMode = "cloze") -> str:
+    """Returns the prompt whose continuations (or next-token letters, in "letter" mode) are scored to predict a
+    choice (see `kdviz.lm.prompts.render_prediction`): the prompt that is also attributed."""
+    return render_prediction(example, predict, fmt).text
 
 
 def score_examples(
@@ -43,15 +64,38 @@ def score_examples(
     fmt: PromptFormat | None = None,
     batch_size: int = 32,
     on_progress: Progress | None = None,
+    *,
+    predict: PredictMode | None = None,
 ) -> list[ChoiceScores]:
-    """Returns each example's choice scores; `.predicted` is the model's answer (examples need choices)."""
-    return score_choices_batch(
+    """Returns each example's choice scores in prediction mode `predict` (default: the model's; see
+    `default_predict_mode`); `.predicted` is the model's answer (examples need choices)."""
+    mode = predict_mode(loaded, predict)
+    return score_prompts(
         loaded,
-        [scoring_prompt(ex, fmt) for ex in examples],
+        [scoring_prompt(ex, fmt, mode) for ex in examples],
         [answer_choices(ex, fmt) for ex in examples],
+        letters=mode == "letter",
         batch_size=batch_size,
         on_progress=on_progress,
     )
+
+
+def _check(example: Example, mode: TargetMode, fmt, predict: PredictMode, contrast: str | None) -> None:
+    """Raises InputError when `example` cannot be attributed as asked (checked before any model work)."""
+    choices = answer_choices(example, fmt)
+    if mode == "choice" and not choices:
+        raise InputError(f"example {example.id!r} has no choices; use target mode 'generate' or 'gold'")
+    if mode == "gold" and not example.answer:
+        raise InputError(f"example {example.id!r} has no gold answer to attribute")
+    if contrast is not None and mode == "forced":
+        raise InputError("a contrastive attribution picks its own two targets; give no target string")
+    if contrast is not None and len(choices) < 2:
+        raise InputError(f"example {example.id!r} has no two choices to contrast")
+    if predict == "letter" and mode == "gold" and choices and example.answer not in choices:
+        raise InputError(
+            f"example {example.id!r}: the gold answer {example.answer!r} is not one of its choices, so it has no "
+            "letter; use prediction mode 'cloze' or 'choice-text'"
+        )
 
 
 def build_requests(
@@ -63,60 +107,89 @@ def build_requests(
     batch_size: int = 8,
     on_progress: Progress | None = None,
     targets: Sequence[str | None] | None = None,
+    *,
+    predict: PredictMode | None = None,
+    contrast: ContrastMode | None = None,
 ) -> list[AttributionRequest]:
     """Returns an attribution request per example, running the model where the target is its own answer.
 
-    `target_mode`: "choice" (the model's best-scoring choice), "generate" (its free completion) or "gold"
-    (the example's answer); default: "choice" where the example has choices. A non-None entry of `targets`
-    forces that example's target (mode "forced"); its choices are still scored for the request's Prediction.
+    The request's prompt is the one the prediction scored (`render_prediction`) and its target is the thing scored:
+    in "letter" mode the choice's letter (its first token only, as read off the next-token distribution), else the
+    choice's text. A generated target is attributed on the prompt it was generated from (`render(ex, fmt)`).
+
+    Args:
+        target_mode: "choice" (the model's best-scoring choice), "generate" (its free completion) or "gold" (the
+            example's answer); default: "choice" where the example has choices, else "generate".
+        targets: a non-None entry forces that example's target (mode "forced"); its choices are still scored for
+            the request's Prediction.
+        predict: the prediction mode ("letter", "cloze", "choice-text"); None: `default_predict_mode(loaded)`.
+        contrast: "runner-up" attributes log p(prediction) - log p(runner-up); "gold" attributes
+            log p(gold) - log p(prediction) (against the runner-up where the prediction is the gold answer). It
+            sets the target mode ("choice" and "gold"); another explicit one is an error.
+
+    Raises:
+        InputError: an example lacks what its target needs, a conflicting target mode for a contrast.
+        UnknownNameError: an unknown target mode, prediction mode or contrast.
     """
+    mode = predict_mode(loaded, predict)
     if target_mode is not None and target_mode not in SELECTABLE_TARGET_MODES:
         raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
-    rendered = [render(ex, fmt) for ex in examples]
+    if contrast is not None:
+        if contrast not in CONTRAST_MODES:
+            raise UnknownNameError("contrast", contrast, CONTRAST_MODES)
+        implied = CONTRAST_TARGET_MODES[contrast]
+        if target_mode not in (None, implied):
+            raise InputError(f"the {contrast!r} contrast attributes target mode {implied!r}, not {target_mode!r}")
+        target_mode = implied
     targets = list(targets) if targets is not None else [None] * len(examples)
     modes: list[TargetMode] = [
         "forced" if forced is not None else target_mode or default_target_mode(ex, fmt)
         for ex, forced in zip(examples, targets, strict=True)
     ]
-    for ex, mode in zip(examples, modes, strict=True):  # check before any model work
-        if mode == "choice" and not answer_choices(ex, fmt):
-            raise InputError(f"example {ex.id!r} has no choices; use target mode 'generate' or 'gold'")
-        if mode == "gold" and not ex.answer:
-            raise InputError(f"example {ex.id!r} has no gold answer to attribute")
+    for ex, m in zip(examples, modes, strict=True):
+        _check(ex, m, fmt, mode, contrast)
+    rendered = [
+        render(ex, fmt) if m == "generate" else render_prediction(ex, mode, fmt)
+        for ex, m in zip(examples, modes, strict=True)
+    ]
     scores: list[ChoiceScores | None] = [None] * len(examples)
     generated: list[str | None] = [None] * len(examples)
     scored = [i for i, ex in enumerate(examples) if answer_choices(ex, fmt)]
     if scored:  # score choices wherever there are some: the prediction and its correctness are worth keeping
-        for i, cs in zip(
-            scored,
-            score_examples(loaded, [examples[i] for i in scored], fmt, batch_size * 4, on_progress),
-            strict=True,
-        ):
+        found = score_examples(loaded, [examples[i] for i in scored], fmt, batch_size * 4, on_progress, predict=mode)
+        for i, cs in zip(scored, found, strict=True):
             scores[i] = cs
-            if modes[i] == "choice":
-                targets[i] = cs.predicted
-    for i, mode in enumerate(modes):
-        if mode == "gold":
-            targets[i] = examples[i].answer
     to_generate = [i for i, m in enumerate(modes) if m == "generate"]
     if to_generate:
-        for i, gen in zip(
-            to_generate,
-            generate_batch(
-                loaded, [rendered[i].text for i in to_generate], max_new_tokens=max_new_tokens, batch_size=batch_size
-            ),
-            strict=True,
-        ):
+        prompts = [rendered[i].text for i in to_generate]
+        for i, gen in zip(to_generate, generate_batch(loaded, prompts, max_new_tokens, batch_size), strict=True):
             if not gen.completion.strip():
                 raise InputError(f"{loaded.name} generated an empty answer; use target mode 'choice' or 'gold'")
             targets[i] = generated[i] = gen.completion
-    return [
-        AttributionRequest(r.text, t, m, r.template_spans, ex.id, _prediction(ex, cs, g))
-        for ex, r, t, m, cs, g in zip(examples, rendered, targets, modes, scores, generated, strict=True)
-    ]
+    requests = []
+    for i, (ex, r, m) in enumerate(zip(examples, rendered, modes, strict=True)):
+        prediction = _prediction(ex, scores[i], generated[i], mode)
+        target, foil, letters = targets[i], None, False
+        if m in ("choice", "gold"):
+            answer = prediction.predicted if m == "choice" else ex.answer
+            if contrast is not None:
+                foil = prediction.best_other(answer)
+            letters = mode == "letter" and scores[i] is not None
+            if letters:  # what letter mode scored: the letters, read at the same position
+                target, foil = _letter(prediction.choices, answer), foil and _letter(prediction.choices, foil)
+            else:
+                target = answer
+        requests.append(AttributionRequest(r.text, target, m, r.template_spans, ex.id, prediction, foil, letters))
+    return requests
 
 
-def _prediction(example: Example, scores: ChoiceScores | None, generated: str | None) -> Prediction | None:
+def _letter(choices: Sequence[str], choice: str) -> str:
+    return LETTERS[list(choices).index(choice)]
+
+
+def _prediction(
+    example: Example, scores: ChoiceScores | None, generated: str | None, mode: PredictMode
+) -> Prediction | None:
     """Returns what is known of the model's answer to `example` (None when nothing is: no choices, gold or
     generation)."""
     if scores is None and generated is None and not example.answer:
@@ -130,7 +203,18 @@ def _prediction(example: Example, scores: ChoiceScores | None, generated: str | 
         choices=scores.choices,
         choice_scores=scores.scores,
         generated=generated,
+        mode=mode,
     )
+
+
+def _check_options(method: str, predict: str | None, contrast: str | None) -> None:
+    """Raises the errors of unknown or incompatible options before a slow model load."""
+    check_method(method)
+    if predict is not None:
+        check_predict_mode(predict)
+    if contrast is not None and contrast not in CONTRAST_MODES:
+        raise UnknownNameError("contrast", contrast, CONTRAST_MODES)
+    check_contrastive(method, contrast)
 
 
 def attribute(
@@ -143,6 +227,8 @@ def attribute(
     fmt: PromptFormat | None = None,
     steps: int = 20,
     max_new_tokens: int = 24,
+    predict: PredictMode | None = None,
+    contrast: ContrastMode | None = None,
 ) -> TokenAttribution:
     """Returns the attribution of the model's answer (or of `target`, when given) to the prompt's tokens and words.
 
@@ -151,12 +237,17 @@ def attribute(
         prompt: free text (used as is) or an Example (rendered in its task's format, or `fmt`).
         target: a forced target string; None lets `target_mode` pick it.
         method: one of `list_attribution_methods()`.
+        predict: how choices are predicted ("letter", "cloze", "choice-text"; default: the model's, see
+            `default_predict_mode`); the attributed prompt and target are the ones that mode scored.
+        contrast: "runner-up" or "gold" for a contrastive attribution (see `build_requests`).
     """
-    check_method(method)
+    _check_options(method, predict, contrast)
     loaded = _as_loaded(model)
     example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
     fmt = fmt or ("raw" if isinstance(prompt, str) else None)
-    (request,) = build_requests(loaded, [example], target_mode, fmt, max_new_tokens=max_new_tokens, targets=[target])
+    (request,) = build_requests(
+        loaded, [example], target_mode, fmt, max_new_tokens, targets=[target], predict=predict, contrast=contrast
+    )
     return attribute_requests(loaded, [request], method, steps=steps)[0]
 
 
@@ -170,11 +261,14 @@ def attribute_examples(
     batch_size: int = 4,
     per_token: bool = True,
     on_progress: Progress | None = None,
+    predict: PredictMode | None = None,
+    contrast: ContrastMode | None = None,
 ) -> list[TokenAttribution]:
-    """Returns attributions for many examples, batched; `on_progress(done, total)` follows the attribution."""
-    check_method(method)
+    """Returns attributions for many examples, batched; `on_progress(done, total)` follows the attribution.
+    `predict` and `contrast` as in `attribute`."""
+    _check_options(method, predict, contrast)
     loaded = _as_loaded(model)
-    requests = build_requests(loaded, examples, target_mode, batch_size=batch_size)
+    requests = build_requests(loaded, examples, target_mode, batch_size=batch_size, predict=predict, contrast=contrast)
     return attribute_requests(
         loaded, requests, method, steps=steps, batch_size=batch_size, per_token=per_token, on_progress=on_progress
     )

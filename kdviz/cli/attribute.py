@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .common import add_model_args, model_spec, progress_bar
+from .common import add_model_args, add_predict_arg, model_spec, progress_bar
 
 
 def add_parser(sub) -> None:
     from kdviz.attribution.catalog import DEFAULT_METHOD, list_attribution_methods
     from kdviz.lm.prompts import FORMATS
-    from kdviz.records import SELECTABLE_TARGET_MODES
+    from kdviz.records import CONTRAST_MODES, SELECTABLE_TARGET_MODES
 
     p = sub.add_parser("attribute", help="attribute a model's answer to the input tokens")
     add_model_args(p, "--model", "embedded-teacher")
@@ -21,6 +21,13 @@ def add_parser(sub) -> None:
     p.add_argument("--gold", help="the gold answer (for --target-mode gold and correctness)")
     p.add_argument("--target", help="attribute this target string instead of the model's answer")
     p.add_argument("--target-mode", choices=SELECTABLE_TARGET_MODES, help="default: choice if there are choices")
+    add_predict_arg(p)
+    p.add_argument(
+        "--contrast",
+        choices=CONTRAST_MODES,
+        help="attribute a difference of log-probabilities: runner-up (the prediction against the runner-up) or "
+        "gold (the gold answer against the prediction)",
+    )
     p.add_argument(
         "--method", default=DEFAULT_METHOD, metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
     )
@@ -38,10 +45,15 @@ def add_parser(sub) -> None:
 
 
 def _print_attribution(attr, top_k: int) -> None:
+    from kdviz.viz.attribution import scored_target_text
+
     print(f"model: {attr.model_name}  method: {attr.method}  target ({attr.target_mode}): {attr.target!r}")
     pred = attr.prediction
     if pred is not None and pred.predicted is not None:
         print(f"predicted: {pred.predicted!r}" + ("" if pred.correct is None else f"  correct: {pred.correct}"))
+    if pred is not None and pred.mode is not None:
+        print(f"prediction mode: {pred.mode}")
+    print(f"scored: {scored_target_text(attr)}")
     print("tokens:")
     for token, score in zip(attr.input_tokens, attr.seq_scores, strict=False):
         print(f"  {token!r:<20} {score: .5g}")
@@ -69,6 +81,8 @@ def run(args) -> int:
                 steps=args.steps,
                 batch_size=args.batch_size,
                 on_progress=on_progress,
+                predict=args.predict,
+                contrast=args.contrast,
             )
         if args.out:
             save_jsonl(attrs, args.out)
@@ -89,6 +103,8 @@ def run(args) -> int:
         fmt=fmt,
         steps=args.steps,
         max_new_tokens=args.max_new_tokens,
+        predict=args.predict,
+        contrast=args.contrast,
     )
     if args.out:
         save_jsonl([attr], args.out)

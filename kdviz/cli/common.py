@@ -30,6 +30,19 @@ def add_model_args(p: argparse.ArgumentParser, flag: str, default: str) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (unsafe)")
 
 
+def add_predict_arg(p: argparse.ArgumentParser) -> None:
+    """Adds `--predict MODE`: how the model predicts a choice (default: the model's own default mode)."""
+    from kdviz.records import PREDICT_MODES
+
+    p.add_argument(
+        "--predict",
+        choices=PREDICT_MODES,
+        help="how choices are predicted: letter (the next-token letter after the lettered choices), cloze (each "
+        "choice's text after the question alone), choice-text (each choice's text after the listed choices); "
+        "default: letter for chat models, cloze for base models",
+    )
+
+
 def model_spec(args: argparse.Namespace, name: str):
     """Returns the ModelSpec the flags of `add_model_args` describe (`name`: the spec flag's attribute)."""
     from kdviz.config import ModelSpec

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import stop_on_ctrl_c
+from .common import add_predict_arg, stop_on_ctrl_c
 
 
 def add_parser(sub) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
                         "there and specs such as runs/<name> are read from there")  # fmt: skip
     p.add_argument("--method", default="input_x_gradient", choices=list_attribution_methods(),
                    help="attribution method for every model (default %(default)s)")  # fmt: skip
+    add_predict_arg(p)
     p.add_argument("--top-k", type=int, default=5, help="words kept as each model's rationale (default 5)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--cache-dir", metavar="DIR", help="attribution cache (default ~/.cache/kdviz/attributions)")
@@ -65,6 +66,7 @@ def run(args) -> int:
         comparison = compare(
             resolved[0][0], [spec for spec, _ in resolved[1:]], examples, method=args.method, top_k=args.top_k,
             batch_size=args.batch_size, cache_dir=args.cache_dir, on_progress=progress, should_stop=should_stop,
+            predict=args.predict,
         )  # fmt: skip
     names = list(shown.values())
     # Recorded with the report (the app shows the command): a local data file by its absolute path, to run anywhere.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
 from kdviz.errors import InputError, KdvizError
 
-from .common import add_model_args, model_spec, progress_bar, stop_on_ctrl_c
+from .common import add_model_args, add_predict_arg, model_spec, progress_bar, stop_on_ctrl_c
 
 
 def add_parsers(sub) -> None:
@@ -24,12 +25,21 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--target-mode", default="choice", choices=["choice", "generate", "gold"], help="what is attributed"
     )
+    add_predict_arg(p)
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--top-k", type=int, help="keep the k best words (default 5)")
     rule.add_argument("--mass", type=float, help="keep the best words until this share of the positive attribution")
     rule.add_argument("--z", type=float, help="keep words scoring above mean + z standard deviations")
     for what in ("stopwords", "punctuation", "letters", "template"):
         p.add_argument(f"--keep-{what}", action="store_true", help=f"let {what} words into rationales")
+    p.add_argument(
+        "--span", default="all", choices=["question", "all"], help="where rationale words come from (question: not "
+        "the listed choices)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-faithfulness", action="store_true", help="skip comprehensiveness and sufficiency (5 scored prompts a "
+        "record on the teacher)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--cache-dir", help="where finished attributions are cached (default: kdviz's cache)")
@@ -66,23 +76,27 @@ def run_rationales(args) -> int:
         exclude_punctuation=not args.keep_punctuation,
         exclude_choice_letters=not args.keep_letters,
         exclude_template=not args.keep_template,
+        span=args.span,
     )
-    settings = dict(target_mode=args.target_mode, steps=args.steps, batch_size=args.batch_size)
+    settings = dict(
+        target_mode=args.target_mode, steps=args.steps, batch_size=args.batch_size,
+        faithfulness=not args.no_faithfulness, predict=args.predict,
+    )  # fmt: skip
     info = None
     with stop_on_ctrl_c("this batch") as should_stop:
         if args.workspace is not None:  # checks every setting before the model loads
-            with progress_bar(args.limit, "attributing") as on_progress:  # the first report sets the total
-                info, result = build_into_workspace(
+            with _progress(args.limit, not args.no_faithfulness) as (on_progress, on_faithfulness):
+                info, result = build_into_workspace(  # the first report sets the totals
                     args.workspace, args.name, model_spec(args, "teacher"), args.data, args.method, rule,
                     columns=columns, limit=args.limit, cache_dir=args.cache_dir, on_progress=on_progress,
-                    should_stop=should_stop, out=args.out, **settings,
+                    should_stop=should_stop, out=args.out, on_faithfulness=on_faithfulness, **settings,
                 )  # fmt: skip
         else:
             examples = load_examples(args.data, limit=args.limit, columns=columns)
-            with progress_bar(len(examples), "attributing") as on_progress:
+            with _progress(len(examples), not args.no_faithfulness) as (on_progress, on_faithfulness):
                 result = build_rationales(
                     model_spec(args, "teacher"), examples, args.method, rule, cache_dir=args.cache_dir,
-                    on_progress=on_progress, should_stop=should_stop, **settings,
+                    on_progress=on_progress, should_stop=should_stop, on_faithfulness=on_faithfulness, **settings,
                 )  # fmt: skip
     if result.cancelled:
         if info is None:
@@ -104,6 +118,18 @@ def run_rationales(args) -> int:
     )
     print(json.dumps(result.stats.to_dict()))
     return 0
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, faithfulness: bool):
+    """Yields (on_progress, on_faithfulness) drawing a bar for the attribution and one for the faithfulness
+    measurement (None without it)."""
+    with progress_bar(total, "attributing") as on_progress:
+        if not faithfulness:
+            yield on_progress, None
+            return
+        with progress_bar(total, "faithfulness") as on_faithfulness:
+            yield on_progress, on_faithfulness
 
 
 def run_export(args) -> int:

@@ -24,8 +24,9 @@ from kdviz.errors import InputError
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
 from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
+from kdviz.rationales.faithfulness import measure_faithfulness
 from kdviz.rationales.select import SelectionRule
-from kdviz.rationales.stats import summarize
+from kdviz.rationales.stats import current_faithfulness, summarize
 from kdviz.records import Example, Prediction, ProgressEvent, RationaleRecord, TrainExample
 from kdviz.workspace import Workspace
 
@@ -61,6 +62,7 @@ def _student(
     batch_size: int,
     on_progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
+    on_faithfulness: Callable[[int, int], None] | None = None,
 ) -> ModelAnswers | None:
     """Returns a student's answers and attributions, or None if cancelled before it finished."""
     loaded = load_model(spec)
@@ -97,6 +99,13 @@ def _student(
         return None
     provenance = {"model": loaded.name, "method": method, "rule": rule.describe(), "trained_as": trained_as.name}
     records = tuple(to_record(done[example_key(ex)], ex, rule, provenance) for ex in examples)
+    # How faithful the student's own rationales are to its own answers, scored as it answered (issue #12).
+    measured = measure_faithfulness(loaded, records, rule=rule, batch_size=batch_size, model_id=_identity(loaded),
+                                    cache_dir=cache_dir / "faithfulness", on_progress=on_faithfulness,
+                                    should_stop=should_stop)  # fmt: skip
+    if should_stop and should_stop():
+        return None
+    records = tuple(dataclasses.replace(r, faithfulness=f) for r, f in zip(records, measured, strict=True))
     return ModelAnswers(
         spec, "student", trained_as.name, bool(meta.get("teacher_at_test_time", False)), records, tuple(no_rationale)
     )
@@ -113,6 +122,7 @@ def compare(
     cache_dir: str | Path | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    predict: str | None = None,
 ) -> Comparison:
     """Runs the teacher and each student on the examples and returns the comparison.
 
@@ -121,9 +131,13 @@ def compare(
             prompted as it was trained; a `rationale_input` student gets the teacher's rationale words.
         method: the attribution method for every model; `top_k`: words kept as each model's rationale.
         on_progress: called with a `ProgressEvent(stage="teacher" or "student", done, total, model=spec)` when a
-            model starts (done: its examples already cached) and after each of its batches.
+            model starts (done: its examples already cached) and after each of its batches, then with
+            stage="faithfulness" while its rationales' comprehensiveness and sufficiency are measured on it.
         should_stop: polled between batches; a cancelled comparison keeps the models that finished
             (`cancelled=True`), and a rerun resumes from the attribution cache.
+        predict: how the teacher, and students kdviz did not train, predict a choice ("letter", "cloze",
+            "choice-text"; None: each model's default, see `kdviz.lm.prompts.default_predict_mode`). Students
+            trained by kdviz answer as they were trained.
 
     Raises:
         InputError: no examples, no students, examples without gold answers, or duplicate model names.
@@ -147,9 +161,15 @@ def compare(
             return None
         return lambda done, total: on_progress(ProgressEvent(role, done, total, spec))
 
+    def measuring(spec: str) -> Callable[[int, int], None] | None:  # the faithfulness that follows an attribution
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(ProgressEvent("faithfulness", done, total, spec))
+
     built = build_rationales(
         teacher, examples, method, rule, batch_size=batch_size, cache_dir=root,
-        on_progress=stage("teacher", teacher), should_stop=should_stop,
+        on_progress=stage("teacher", teacher), should_stop=should_stop, predict=predict,
+        on_faithfulness=measuring(teacher),
     )  # fmt: skip
     teacher_answers = ModelAnswers(teacher, "teacher", None, False, tuple(built.records))
     kept = [r.example for r in built.records]
@@ -157,10 +177,11 @@ def compare(
     for spec in students if not cancelled else ():
         if checkpoint_meta(spec).get("method"):  # fine-tuned by kdviz: prompted exactly as it was trained
             answers = _student(spec, kept, teacher_answers, method, rule, root, batch_size, stage("student", spec),
-                               should_stop)  # fmt: skip
+                               should_stop, measuring(spec))  # fmt: skip
         else:  # any other model answers zero-shot, the way the teacher does
             own = build_rationales(spec, kept, method, rule, batch_size=batch_size, cache_dir=root,
-                                   on_progress=stage("student", spec), should_stop=should_stop)  # fmt: skip
+                                   on_progress=stage("student", spec), should_stop=should_stop,
+                                   predict=predict, on_faithfulness=measuring(spec))  # fmt: skip
             answers = None if own.cancelled else ModelAnswers(spec, "student", None, False, tuple(own.records))
         if answers is None:
             cancelled = True
@@ -201,7 +222,10 @@ def summarize_models(
             ci_low=ci[0] if ci else None,
             ci_high=ci[1] if ci else None,
             agreement_with_teacher=None if m is teacher else agreement(m.predicted, teacher.predicted),
-            overlap=summarize([(r.rationale_words, ex, r.correct) for r, ex in zip(m.records, examples, strict=True)]),
+            overlap=summarize(  # faithfulness: of the model's own rationales, where they were measured
+                [(r.rationale_words, ex, r.correct) for r, ex in zip(m.records, examples, strict=True)],
+                [current_faithfulness(r) for r in m.records],
+            ),
             accuracy_no_rationale=no_rationale,
             attribution_vs_teacher=vs_teacher,
         )

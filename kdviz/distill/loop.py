@@ -225,7 +225,9 @@ class _Loop:
         model.eval()
         try:
             with torch.no_grad(), self.accelerator.autocast():
-                predicted = predict_answers(replace(self.student, model=model), items, self.method)
+                predicted = predict_answers(
+                    replace(self.student, model=model), items, self.method, predict=self.config.predict
+                )
         finally:
             model.train()
         samples = tuple(

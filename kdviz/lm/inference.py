@@ -9,8 +9,8 @@ import torch
 from kdviz.errors import InputError
 from kdviz.records import ChoiceScores, Generation
 
-from .forward import make_batch, model_lock, target_logprobs
-from .prompts import encode, encode_target
+from .forward import make_batch, model_lock, target_logits, target_logprobs
+from .prompts import LETTERS, encode, encode_target
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -124,6 +124,60 @@ def score_choices_batch(
         results.append(ChoiceScores(loaded.name, prompt, tuple(options), tuple(means[at : at + len(options)])))
         at += len(options)
     return results
+
+
+@torch.no_grad()
+def score_letters_batch(
+    loaded,
+    prompts: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    batch_size: int = 16,
+    on_progress: Progress | None = None,
+) -> list[ChoiceScores]:
+    """Returns, per prompt that lists its choices under the letters A, B, ..., the log-probability of each
+    choice's letter as the answer's first token, renormalised over the letters (so the scores' exps sum to 1).
+
+    One forward per prompt: the letters are read off the next-token distribution at the end of the prompt.
+    """
+    if len(prompts) != len(choices):
+        raise InputError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+    items, letter_ids = [], []
+    for prompt, options in zip(prompts, choices, strict=True):
+        if not options:
+            raise InputError("an example to score has no choices")
+        if len(options) > len(LETTERS):
+            raise InputError(f"at most {len(LETTERS)} choices can be lettered, got {len(options)}")
+        encoded = encode(loaded, prompt)
+        ids = [encode_target(loaded, encoded, letter)[0] for letter in LETTERS[: len(options)]]
+        if len(set(ids)) != len(ids):
+            raise InputError(f"{loaded.name}'s tokenizer does not give each choice letter its own first token")
+        items.append((encoded.ids, (ids[0],)))
+        letter_ids.append(ids)
+    results: list[ChoiceScores] = []
+    for start in range(0, len(items), batch_size):
+        logits, _ = target_logits(loaded, make_batch(loaded, items[start : start + batch_size]))
+        logp = torch.log_softmax(logits[:, 0].float(), dim=-1)
+        for row, n in zip(logp, range(start, min(start + batch_size, len(items))), strict=True):
+            over_letters = torch.log_softmax(row[letter_ids[n]], dim=-1)
+            results.append(ChoiceScores(loaded.name, prompts[n], tuple(choices[n]), tuple(over_letters.tolist())))
+        if on_progress:
+            on_progress(len(results), len(prompts))
+    return results
+
+
+def score_prompts(
+    loaded,
+    prompts: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    letters: bool,
+    batch_size: int = 16,
+    on_progress: Progress | None = None,
+) -> list[ChoiceScores]:
+    """Returns the choice scores of already-rendered prompts: by the next-token letter when `letters` (the prompts
+    list the choices lettered), else by each choice's text as the continuation. Faithfulness checks score edited
+    prompts through this, exactly as the prediction was made."""
+    score = score_letters_batch if letters else score_choices_batch
+    return score(loaded, prompts, choices, batch_size=batch_size, on_progress=on_progress)
 
 
 def score_choices(loaded, prompt: str, choices: Sequence[str]) -> ChoiceScores:

@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
 from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method
-from kdviz.attribution.targets import build_requests
+from kdviz.attribution.targets import build_requests, predict_mode
 from kdviz.config import ModelSpec
 from kdviz.data import format_columns, load_examples
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, load_model
+from kdviz.lm.prompts import check_predict_mode
 from kdviz.records import Example, RationaleRecord, Record, TokenAttribution
 from kdviz.workspace import BUILD_RECORDS, BuildInfo, Workspace, command_line
 
 from .curation import CurationStore
+from .faithfulness import measure_faithfulness
 from .select import SelectionRule, select_rationale
 from .stats import RationaleStats, rationale_stats
 
@@ -154,26 +156,38 @@ def build_rationales(
     cache_dir: str | Path | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    faithfulness: bool = True,
+    on_faithfulness: Progress | None = None,
+    predict: str | None = None,
 ) -> BuildResult:
-    """Returns rationale records for the examples, attributing `batch_size` at a time.
+    """Returns rationale records for the examples, attributing `batch_size` at a time, then (unless `faithfulness`
+    is False) measuring each rationale's comprehensiveness and sufficiency on the teacher
+    (`kdviz.rationales.faithfulness`: five more scored prompts per record, cached like the attributions).
 
     Args:
         target_mode: what is attributed: "choice" (the teacher's predicted choice, as in Ballout et al.),
             "gold" or "generate"; None picks "choice" for examples with choices.
-        cache_dir: where finished attributions are kept (default: kdviz's cache folder, "attributions").
+        predict: how the teacher predicts ("letter", "cloze", "choice-text"; None: its default, see
+            `kdviz.lm.prompts.default_predict_mode`); records keep the prompt and target that mode scored.
+        cache_dir: where finished attributions are kept (default: kdviz's cache folder, "attributions"; the
+            faithfulness measurements go to its "faithfulness" subfolder, by default kdviz's cache's).
         on_progress: called with (done, total) after each batch, cached examples counted as done.
         should_stop: polled between batches; when it returns True the build stops and returns what is done,
-            with `cancelled=True` (the finished batches stay cached, so a rerun resumes).
+            with `cancelled=True` (the finished batches stay cached, so a rerun resumes). Stopped while
+            faithfulness is measured, every record is returned, those not measured without faithfulness.
+        on_faithfulness: as `on_progress`, for the faithfulness measurement that follows the attribution.
     """
     check_method(method)
     rule = rule or SelectionRule()
     loaded = teacher if isinstance(teacher, LoadedModel) else load_model(teacher)
-    settings = {"target_mode": target_mode, "steps": steps if method == "integrated_gradients" else None}
+    mode = predict_mode(loaded, predict)
+    steps_used = steps if method == "integrated_gradients" else None
+    settings = {"target_mode": target_mode, "steps": steps_used, "predict": mode}
     cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
     done, cancelled, from_cache = attribute_cached(
         loaded,
         examples,
-        lambda chunk: build_requests(loaded, chunk, target_mode, batch_size=batch_size),
+        lambda chunk: build_requests(loaded, chunk, target_mode, batch_size=batch_size, predict=mode),
         cache,
         method,
         steps=steps,
@@ -188,6 +202,7 @@ def build_rationales(
         "teacher": loaded.name,
         "method": method,
         "target_mode": target_mode,
+        "predict": mode,
         "steps": settings["steps"],
         "rule": rule.describe(),
         "rule_config": dataclasses.asdict(rule),
@@ -197,6 +212,13 @@ def build_rationales(
     records = [
         to_record(done[key], ex, rule, provenance) for ex, key in zip(examples, keys, strict=True) if key in done
     ]
+    if faithfulness and records and not cancelled:
+        measured = measure_faithfulness(
+            loaded, records, batch_size=batch_size, cache_dir=Path(cache_dir) / "faithfulness" if cache_dir else None,
+            on_progress=on_faithfulness, should_stop=should_stop,
+        )  # fmt: skip
+        records = [dataclasses.replace(r, faithfulness=f) for r, f in zip(records, measured, strict=True)]
+        cancelled = bool(should_stop and should_stop())
     return BuildResult(tuple(records), rationale_stats(records), cancelled, from_cache)
 
 
@@ -249,6 +271,8 @@ def rationales_command(
     workspace: Workspace | None = None,
     name: str | None = None,
     out: str | Path | None = None,
+    faithfulness: bool = True,
+    predict: str | None = None,
 ) -> str:
     """Returns the `kdviz rationales ...` command line that builds these rationales (into `workspace` as build
     `name`, and/or into the records file `out`)."""
@@ -266,13 +290,16 @@ def rationales_command(
             ("--limit", limit),
             ("--method", method),
             ("--target-mode", target_mode),
+            ("--predict", predict),
             (threshold, getattr(rule, rule.kind)),
+            ("--span", None if rule.span == "all" else rule.span),
             ("--keep-stopwords", not rule.exclude_stopwords),
             ("--keep-punctuation", not rule.exclude_punctuation),
             ("--keep-letters", not rule.exclude_choice_letters),
             ("--keep-template", not rule.exclude_template),
             ("--steps", steps if method == "integrated_gradients" else None),
             ("--batch-size", batch_size),
+            ("--no-faithfulness", not faithfulness),
             ("--workspace", str(workspace.root) if workspace else None),
             ("--name", name),
             ("--out", str(out) if out else None),
@@ -297,6 +324,9 @@ def build_into_workspace(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     out: str | Path | None = None,
+    faithfulness: bool = True,
+    on_faithfulness: Progress | None = None,
+    predict: str | None = None,
 ) -> WorkspaceBuild:
     """Builds rationales for the examples of `source` (a data file or hf:NAME[:SPLIT]) into a new build of the
     workspace, <workspace>/builds/<name> (records.jsonl + build.json), which the app opens and curates.
@@ -313,6 +343,8 @@ def build_into_workspace(
     check_method(method)
     if target_mode not in BUILD_TARGET_MODES:
         raise UnknownNameError("target mode", target_mode, BUILD_TARGET_MODES)
+    if predict is not None:
+        check_predict_mode(predict)
     rule = rule or SelectionRule()
     spec = (_spec_name(teacher) or "").strip()
     if not spec:
@@ -337,6 +369,9 @@ def build_into_workspace(
         cache_dir=cache_dir,
         on_progress=on_progress,
         should_stop=should_stop,
+        faithfulness=faithfulness,
+        on_faithfulness=on_faithfulness,
+        predict=predict,
     )
     if not result.records:
         return WorkspaceBuild(None, result)
@@ -364,6 +399,8 @@ def build_into_workspace(
             workspace=ws,
             name=name,
             out=out,
+            faithfulness=faithfulness,
+            predict=predict,
         ),  # fmt: skip
     )
     CurationStore.create(folder, result.records, info)

@@ -15,7 +15,7 @@ from kdviz.records import RationaleRecord, replacing_folder, write_atomic
 from kdviz.workspace import Workspace
 
 from .curation import open_build
-from .stats import rationale_stats
+from .stats import FaithfulnessMeans, rationale_stats
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 
@@ -80,6 +80,7 @@ def dataset_card(
         ("gold overlap (≥1 rationale word in the gold answer)", lambda b: b.gold_overlap),
         ("rationale words in the gold answer", lambda b: b.gold_word_fraction),
         ("share of wrong choices overlapped (baseline)", lambda b: b.distractor_overlap),
+        ("question overlap (≥1 rationale word in the question)", lambda b: b.question_overlap),
     ]:
         lines.append(f"| {label} | " + " | ".join(number(figure(b)) for b in blocks) + " |")
     lines.append(f"\nTeacher accuracy: {number(stats.accuracy)}.")
@@ -88,6 +89,7 @@ def dataset_card(
             f"Plausibility against human rationales ({p.n} records): precision {number(p.precision)}, "
             f"recall {number(p.recall)}, F1 {number(p.f1)}, IoU {number(p.iou)}."
         )
+    lines += _faithfulness_lines(stats.faithfulness, len(records))
     lines += [
         "",
         "Definitions: see `kdviz.rationales` (words lower-cased, punctuation stripped).",
@@ -97,6 +99,27 @@ def dataset_card(
         ", ".join(f"`{k}`" for k in training_rows(records[:1], not accepted_only)[0]) if records else "",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _faithfulness_lines(means: FaithfulnessMeans | None, n_records: int) -> list[str]:
+    """Returns the card's faithfulness section (ERASER; none when no record was measured)."""
+    if means is None:
+        return []
+    return [
+        "",
+        "## Faithfulness",
+        "",
+        f"Measured on the teacher for {means.n} of {n_records} records (ERASER, DeYoung et al. 2020): the drop in the "
+        "teacher's probability of its prediction when the rationale words are removed from the prompt "
+        "(comprehensiveness, higher is more faithful) and when only they are kept (sufficiency, lower is better), "
+        "beside the same for as many random candidate words. Its mean probability of the prediction on the full "
+        f"prompt: {number(means.p_full)}.",
+        "",
+        "| | rationale | random words (as many) |",
+        "|---|---|---|",
+        f"| comprehensiveness | {number(means.comprehensiveness)} | {number(means.random_comprehensiveness)} |",
+        f"| sufficiency | {number(means.sufficiency)} | {number(means.random_sufficiency)} |",
+    ]
 
 
 def export_records(

@@ -2,16 +2,23 @@
 
 Definitions (used by the Rationales and Compare panels, and in docs):
 - a rationale is a set of prompt words, kept in input order, chosen by top-k or by a threshold;
+- its *span* is where the words may come from: "all" the prompt's words, "question" only the question's and the
+  context's (not the listed choices, the choice letters or the format's words such as the answer cue);
 - words are compared after normalisation: lower-cased, punctuation stripped from both ends;
 - *gold overlap* (Ballout et al.'s 68% statistic): at least one rationale word occurs among the gold answer's words;
 - *gold word fraction*: the share of rationale words that occur among the gold answer's words;
 - *distractor overlap*: the same as gold overlap, against each wrong choice (a chance baseline for the statistic);
+- *question overlap*: at least one rationale word occurs among the question's (and context's) words;
 - *plausibility* (ERASER-style): word-set precision, recall, F1 and IoU of the rationale against the human
-  rationale span (CoS-E's `human_rationale_extractive`).
+  rationale span (CoS-E's `human_rationale_extractive`);
+- *comprehensiveness* and *sufficiency* (ERASER, DeYoung et al. 2020; `kdviz.rationales.faithfulness`): how much
+  the model's probability of its prediction drops when the rationale words are removed from the prompt, and when
+  only they are kept; each beside the same figure for as many random candidate words.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
@@ -23,6 +30,9 @@ from kdviz.records import RationaleRecord, TokenAttribution
 
 RuleKind = Literal["top_k", "mass", "z"]  # the SelectionRule field that holds the threshold
 RULE_KINDS: tuple[RuleKind, ...] = get_args(RuleKind)
+Span = Literal["question", "all"]  # where rationale words may come from (issue #12)
+SPANS: tuple[Span, ...] = get_args(Span)
+WordRole = Literal["template", "question", "choice"]  # "question" covers the context (an NLI premise) too
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).
 STOPWORDS = frozenset(
@@ -32,6 +42,8 @@ STOPWORDS = frozenset(
     they them their we us our i me my not no nor very too also just only any some all each""".split()
 )
 _LETTER_WORDS = frozenset(f"{c}{s}" for c in LETTERS for s in (")", ".", ":", ""))
+_LABEL = re.compile(rf"\(?[{LETTERS}][).:]?")  # a choice label of the format: "A)", "(B)", "C.", "D:"
+_TYPED_LABEL = re.compile(rf"\(?[{LETTERS}]\)")  # one typed in the text: only "A)" or "(A)" ("I." ends sentences)
 
 
 def normalize(word: str) -> str:
@@ -55,8 +67,11 @@ class SelectionRule:
     exclude_punctuation: bool = True  # "?" and "," are often ranked high by gradient methods
     exclude_choice_letters: bool = True  # "A)", "B" ... label the choices, they are not evidence
     exclude_template: bool = True  # the prompt format's words ("Question:", "Answer:")
+    span: Span = field(default="all", metadata={"help": "question: only question and context words; all: any"})
 
     def __post_init__(self) -> None:
+        if self.span not in SPANS:
+            raise UnknownNameError("rationale span", self.span, SPANS)
         given = [v is not None for v in (self.top_k, self.mass, self.z)]
         if sum(given) != 1:
             raise InputError("give exactly one of top_k, mass (a fraction) or z (a number of std devs)")
@@ -66,13 +81,13 @@ class SelectionRule:
             raise InputError("mass must be in (0, 1]")
 
     @classmethod
-    def of(cls, kind: RuleKind, value: float | None, **exclusions: bool) -> SelectionRule:
+    def of(cls, kind: RuleKind, value: float | None, span: Span = "all", **exclusions: bool) -> SelectionRule:
         """Returns the rule of one kind and its number, as a form gives them: "top_k" (value = k words), "mass"
-        (value = share of the positive attribution) or "z" (value = std devs above the mean); `exclusions` are
-        the `exclude_*` switches (the others keep their defaults).
+        (value = share of the positive attribution) or "z" (value = std devs above the mean), over the words of
+        `span`; `exclusions` are the `exclude_*` switches (the others keep their defaults).
 
         Raises:
-            UnknownNameError: an unknown kind or switch.  InputError: no number, a fractional k, out of range.
+            UnknownNameError: an unknown kind, span or switch.  InputError: no number, a fractional k, out of range.
         """
         if kind not in RULE_KINDS:
             raise UnknownNameError("selection rule", kind, RULE_KINDS)
@@ -84,7 +99,7 @@ class SelectionRule:
         if value is None or (kind == "top_k" and float(value) != int(value)):
             raise InputError(f"give the {label} rule a {'whole ' if kind == 'top_k' else ''}number")
         number = int(value) if kind == "top_k" else float(value)
-        return cls(**{"top_k": None, kind: number}, **exclusions)
+        return cls(**{"top_k": None, kind: number}, span=span, **exclusions)
 
     @property
     def kind(self) -> RuleKind:
@@ -102,14 +117,36 @@ class SelectionRule:
             ]
             if on
         ]
-        return rule + (f", excluding {', '.join(off)}" if off else "")
+        scope = ", question words only" if self.span == "question" else ""
+        return rule + scope + (f", excluding {', '.join(off)}" if off else "")
+
+
+def word_roles(attr: TokenAttribution | RationaleRecord) -> tuple[WordRole, ...]:
+    """Returns the role of each word of the prompt: the format's own ("template"), a listed choice's ("choice"), or
+    the question's and context's ("question").
+
+    Read from the prompt alone, so it holds for any prompt format that labels its choices: a choice runs from a
+    choice label ("A)", "(B)", "C." among the format's words, or "A)" typed in the text) to the next label or
+    format word ("Answer:"); words outside every choice are the question's.
+    """
+    roles: list[WordRole] = []
+    in_choice = False
+    for word, template in zip(attr.words, attr.word_is_template, strict=True):
+        label = (_LABEL if template else _TYPED_LABEL).fullmatch(word.strip()) is not None
+        if template or label:
+            in_choice = label
+        roles.append("template" if template else "choice" if in_choice else "question")
+    return tuple(roles)
 
 
 def candidate_words(attr: TokenAttribution | RationaleRecord, rule: SelectionRule) -> list[int]:
-    """Returns the indices of the words that may enter a rationale under the rule's exclusions."""
+    """Returns the indices of the words that may enter a rationale under the rule's span and exclusions."""
+    roles = word_roles(attr) if rule.span == "question" else ()
     keep = []
     for i, word in enumerate(attr.words):
         norm = normalize(word)
+        if roles and roles[i] != "question":
+            continue
         if rule.exclude_template and attr.word_is_template[i]:
             continue
         if rule.exclude_punctuation and not norm:

@@ -1,18 +1,19 @@
 """Statistics of rationales against the ground truth and human rationales (definitions in `kdviz.rationales`).
 
 `summarize` returns a `RationaleStats` record: the figures of all records, the same figures for the records the
-teacher got right and wrong, the teacher's accuracy and the overlap with each choice position. Its `to_dict()` is
+teacher got right and wrong, the teacher's accuracy and the overlap with each choice position, and, where the records
+were measured (`kdviz.rationales.faithfulness`), the means of their comprehensiveness and sufficiency. Its `to_dict()` is
 the JSON that `kdviz rationales` prints and that comparisons store (report.json), and `from_dict` reads it back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kdviz.records import Example, RationaleRecord, Record
+from kdviz.records import Example, Faithfulness, RationaleRecord, Record
 
-from .select import Plausibility, gold_overlap, plausibility
+from .select import Plausibility, gold_overlap, plausibility, words_of
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,28 @@ class ExampleOverlap:
     choice_overlap: tuple[bool, ...] = ()  # gold overlap against each choice, in choice order
     distractor_overlap: float | None = None  # the share of wrong choices overlapped
     plausibility: Plausibility | None = None  # against the human rationale
+    question_overlap: bool | None = None  # at least one rationale word is in the question (or context)
+    faithfulness: Faithfulness | None = None  # measured on the model, for the rationale as it is
 
 
-def overlap_of(words: Sequence[str], example: Example) -> ExampleOverlap:
-    """Returns one example's overlap figures: with the gold answer, with each choice, and with the human rationale."""
+def overlap_of(words: Sequence[str], example: Example, faithfulness: Faithfulness | None = None) -> ExampleOverlap:
+    """Returns one example's overlap figures: with the gold answer, with each choice, with the question, and with
+    the human rationale; `faithfulness` is carried along (it needs the model, see `kdviz.rationales.faithfulness`)."""
     hit, fraction = gold_overlap(words, example.answer) if example.answer else (None, None)
     choices = tuple(gold_overlap(words, c)[0] for c in example.choices)
     wrong = [h for c, h in zip(example.choices, choices, strict=True) if c != example.answer]
     distractor = sum(wrong) / len(wrong) if example.answer in example.choices and wrong else None
     plaus = plausibility(words, example.human_rationale) if example.human_rationale else None
-    return ExampleOverlap(hit, fraction, choices, distractor, plaus)
+    asked = words_of(f"{example.context or ''} {example.question}")
+    in_question = any(w in asked for w in words_of(" ".join(words)))
+    return ExampleOverlap(hit, fraction, choices, distractor, plaus, in_question, faithfulness)
+
+
+def current_faithfulness(rec: RationaleRecord) -> Faithfulness | None:
+    """Returns the record's faithfulness if it was measured for the rationale the record holds now (None when it
+    was not measured, or a curator has changed the rationale's words since)."""
+    f = rec.faithfulness
+    return f if f is not None and f.rationale == rec.rationale else None
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,19 @@ class PlausibilityMeans(Record):
 
 
 @dataclass(frozen=True)
+class FaithfulnessMeans(Record):
+    """Mean faithfulness (ERASER) over the `n` records that were measured: the model's probability of its prediction
+    on the full prompt, comprehensiveness and sufficiency of the rationales, and of random words as many."""
+
+    n: int
+    p_full: float
+    comprehensiveness: float
+    sufficiency: float
+    random_comprehensiveness: float
+    random_sufficiency: float
+
+
+@dataclass(frozen=True)
 class OverlapStats(Record):
     """The rates of one group of records (None where no record of the group has what the rate needs)."""
 
@@ -57,10 +83,15 @@ class OverlapStats(Record):
     gold_word_fraction: float | None  # mean share of rationale words in the gold answer
     distractor_overlap: float | None  # mean share of wrong choices overlapped (the chance baseline)
     plausibility: PlausibilityMeans | None  # None when no record has a human rationale
+    # Added for issue #12, keyword-only so that subclasses keep their fields and stored stats without them still read.
+    question_overlap: float | None = field(default=None, kw_only=True)  # share with a question (or context) word
+    faithfulness: FaithfulnessMeans | None = field(default=None, kw_only=True)  # None when none was measured
 
     def __post_init__(self) -> None:
         if isinstance(self.plausibility, dict):
             object.__setattr__(self, "plausibility", PlausibilityMeans.from_dict(self.plausibility))
+        if isinstance(self.faithfulness, dict):
+            object.__setattr__(self, "faithfulness", FaithfulnessMeans.from_dict(self.faithfulness))
 
 
 @dataclass(frozen=True)
@@ -98,6 +129,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+_FAITHFULNESS_KEYS = ("p_full", "comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency")
+
+
 def _block(rows: list[ExampleOverlap]) -> OverlapStats:
     gold = [r for r in rows if r.gold_overlap is not None]
     plaus = [r.plausibility for r in rows if r.plausibility is not None]
@@ -106,18 +140,33 @@ def _block(rows: list[ExampleOverlap]) -> OverlapStats:
         means = PlausibilityMeans(
             len(plaus), *(_mean([getattr(p, k) for p in plaus]) for k in ("precision", "recall", "f1", "iou"))
         )
+    measured = [r.faithfulness for r in rows if r.faithfulness is not None]
+    faithful = None
+    if measured:
+        faithful = FaithfulnessMeans(
+            len(measured), *(_mean([getattr(f, k) for f in measured]) for k in _FAITHFULNESS_KEYS)
+        )
     return OverlapStats(
         n=len(rows),
         gold_overlap=_mean([float(r.gold_overlap) for r in gold]),
         gold_word_fraction=_mean([r.gold_word_fraction for r in gold]),
         distractor_overlap=_mean([r.distractor_overlap for r in rows if r.distractor_overlap is not None]),
         plausibility=means,
+        question_overlap=_mean([float(r.question_overlap) for r in rows if r.question_overlap is not None]),
+        faithfulness=faithful,
     )
 
 
-def summarize(items: Sequence[tuple[Sequence[str], Example, bool | None]]) -> RationaleStats:
-    """Returns rates over (rationale words, example, model correct) triples, overall and by correctness."""
-    rows = [overlap_of(words, ex) for words, ex, _ in items]
+def summarize(
+    items: Sequence[tuple[Sequence[str], Example, bool | None]],
+    faithfulness: Sequence[Faithfulness | None] | None = None,
+) -> RationaleStats:
+    """Returns rates over (rationale words, example, model correct) triples, overall and by correctness;
+    `faithfulness`, parallel to `items` (None where a record was not measured), adds the faithfulness means."""
+    measured = list(faithfulness) if faithfulness is not None else [None] * len(items)
+    if len(measured) != len(items):
+        raise ValueError(f"{len(measured)} faithfulness entries for {len(items)} items")
+    rows = [overlap_of(words, ex, f) for (words, ex, _), f in zip(items, measured, strict=True)]
     marks = [c for _, _, c in items]
     n_choices = max((len(ex.choices) for _, ex, _ in items), default=0)
     overall = _block(rows)
@@ -127,6 +176,8 @@ def summarize(items: Sequence[tuple[Sequence[str], Example, bool | None]]) -> Ra
         gold_word_fraction=overall.gold_word_fraction,
         distractor_overlap=overall.distractor_overlap,
         plausibility=overall.plausibility,
+        question_overlap=overall.question_overlap,
+        faithfulness=overall.faithfulness,
         accuracy=_mean([float(c) for c in marks if c is not None]),
         by_correctness=ByCorrectness(
             correct=_block([r for r, c in zip(rows, marks, strict=True) if c is True]),
@@ -140,6 +191,10 @@ def summarize(items: Sequence[tuple[Sequence[str], Example, bool | None]]) -> Ra
 
 def rationale_stats(records: Sequence[RationaleRecord]) -> RationaleStats:
     """Returns the statistics of a rationale build: gold overlap (the paper's 68% figure), gold word fraction,
-    distractor overlap, plausibility against human rationales, and the teacher's accuracy, overall and split by
-    whether the teacher was correct."""
-    return summarize([(rec.rationale_words, rec.example, rec.correct) for rec in records])
+    distractor overlap, question overlap, plausibility against human rationales, faithfulness (over the records
+    measured for the rationale they hold now), and the teacher's accuracy, overall and split by whether the teacher
+    was correct."""
+    return summarize(
+        [(rec.rationale_words, rec.example, rec.correct) for rec in records],
+        [current_faithfulness(rec) for rec in records],
+    )

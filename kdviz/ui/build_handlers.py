@@ -11,12 +11,14 @@ from kdviz.data import parse_columns
 from kdviz.errors import UnknownNameError
 from kdviz.rationales.build import BUILD_TARGET_MODES as BUILD_TARGET_MODES  # the panel's choices
 from kdviz.rationales.build import build_into_workspace
-from kdviz.rationales.select import RuleKind, SelectionRule
-from kdviz.records import ProgressEvent
+from kdviz.rationales.select import SPANS as SPANS  # the panel's span choices
+from kdviz.rationales.select import RuleKind, SelectionRule, Span
+from kdviz.records import PREDICT_MODES, ProgressEvent
 from kdviz.workspace import Workspace
 
 RULES: dict[str, RuleKind] = {"top-k": "top_k", "mass": "mass", "z": "z"}  # the panel's labels -> rule kinds
 RULE_DEFAULTS = {"top-k": 5, "mass": 0.5, "z": 1.0}  # the number a rule starts with when picked
+PREDICT_CHOICES = ("default", *PREDICT_MODES)  # default: the teacher's own (letter for chat models, else cloze)
 EXCLUSIONS = {  # the panel's labels -> SelectionRule switches
     "stopwords": "exclude_stopwords",
     "punctuation": "exclude_punctuation",
@@ -36,15 +38,18 @@ class BuildView(NamedTuple):
     running: bool = False
 
 
-def selection_rule(rule: str, value: float | None, exclude: Sequence[str] = tuple(EXCLUSIONS)) -> SelectionRule:
-    """Returns the SelectionRule of the panel's labels: a rule ("top-k", "mass", "z"), its number, and the names of
-    the exclusions switched on (the others are off)."""
+def selection_rule(
+    rule: str, value: float | None, exclude: Sequence[str] = tuple(EXCLUSIONS), span: Span = "all"
+) -> SelectionRule:
+    """Returns the SelectionRule of the panel's labels: a rule ("top-k", "mass", "z"), its number, the names of
+    the exclusions switched on (the others are off), and the span ("question" or "all")."""
     if rule not in RULES:
         raise UnknownNameError("selection rule", rule, RULES)
     for name in exclude:
         if name not in EXCLUSIONS:
             raise UnknownNameError("exclusion", name, EXCLUSIONS)
-    return SelectionRule.of(RULES[rule], value, **{field: name in exclude for name, field in EXCLUSIONS.items()})
+    switches = {field: name in exclude for name, field in EXCLUSIONS.items()}
+    return SelectionRule.of(RULES[rule], value, span, **switches)
 
 
 def command_markdown(command: str | None) -> str:
@@ -64,10 +69,16 @@ def build(
     exclude: Sequence[str],
     batch_size: int,
     name: str = "",
+    span: Span = "all",
+    faithfulness: bool = True,
+    predict: str = "default",
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_faithfulness: Callable[[int, int], None] | None = None,
 ) -> BuildView:
-    """Builds rationales for the first `limit` examples of `dataset` into a new build of the workspace.
+    """Builds rationales for the first `limit` examples of `dataset` into a new build of the workspace, over the
+    words of `span`, then measures their faithfulness on the teacher unless `faithfulness` is off; the teacher
+    predicts in mode `predict` ("default": its own, see `kdviz.lm.prompts.default_predict_mode`).
 
     Finished attributions are cached, so a cancelled build keeps the records done so far and a rerun recomputes
     nothing; cancelled before any example was finished, nothing is saved (the view's build is "").
@@ -76,9 +87,11 @@ def build(
         KdvizError: bad settings (checked before the model loads), a taken build name, unreadable data.
     """
     info, result = build_into_workspace(
-        Workspace(workspace), name, model_spec or "", dataset, method, selection_rule(rule, rule_value, exclude),
+        Workspace(workspace), name, model_spec or "", dataset, method, selection_rule(rule, rule_value, exclude, span),
         columns=parse_columns(columns), limit=int(limit or 0), target_mode=target_mode,  # an empty field is 0
         batch_size=int(batch_size or 0), on_progress=on_progress, should_stop=should_stop,
+        faithfulness=bool(faithfulness), on_faithfulness=on_faithfulness,
+        predict=None if predict == "default" else predict,
     )  # fmt: skip
     if info is None:
         return BuildView("", "Cancelled before any example was finished: nothing was saved.")

@@ -30,6 +30,9 @@ class _Building(Job):
     def report(self, done: int, total: int) -> None:
         self.progress = ProgressEvent("attributing", done, total)
 
+    def report_faithfulness(self, done: int, total: int) -> None:
+        self.progress = ProgressEvent("faithfulness", done, total)
+
 
 JOBS = JobSlot("build")
 
@@ -37,7 +40,8 @@ JOBS = JobSlot("build")
 def progress_message(progress: ProgressEvent | None) -> str:
     if progress is None:
         return "Building: loading the teacher and the examples…"
-    return f"Building: {progress.done} of {progress.total} examples attributed ({progress.fraction:.0%})…"
+    what = "measured for faithfulness" if progress.stage == "faithfulness" else "attributed"
+    return f"Building: {progress.done} of {progress.total} examples {what} ({progress.fraction:.0%})…"
 
 
 def launch(workspace: str | Path, *fields, poll_s: float = POLL_S) -> Iterator[BuildView]:
@@ -50,7 +54,10 @@ def launch(workspace: str | Path, *fields, poll_s: float = POLL_S) -> Iterator[B
     building = _Building(name=(given or "").strip() or "new build")
 
     def work() -> BuildView:
-        return build(workspace, *fields, on_progress=building.report, should_stop=building.stop.is_set)
+        return build(
+            workspace, *fields, on_progress=building.report, should_stop=building.stop.is_set,
+            on_faithfulness=building.report_faithfulness,
+        )  # fmt: skip
 
     busy = "busy: a rationale build ({}) is running; wait for it or cancel it"
     JOBS.start(building, "rationales", work, lambda active: busy.format(active.name))

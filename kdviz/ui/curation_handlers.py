@@ -12,7 +12,8 @@ from kdviz.errors import InputError, UnknownNameError
 from kdviz.rationales.curation import CurationStore, open_build
 from kdviz.workspace import Workspace
 
-from .curation_views import RecordView, filtered_records, record_view
+from .curation_filters import filtered_records
+from .curation_views import RecordView, record_view
 
 ACTIONS = {"accept": "accepted", "reject": "rejected", "reset": None}  # reset: back to the rule's words, pending
 

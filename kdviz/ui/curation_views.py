@@ -10,19 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kdviz.errors import InputError, UnknownNameError
-from kdviz.rationales.curation import filter_records, open_build, rationale_share
+from kdviz.rationales.curation import open_build, rationale_share
 from kdviz.rationales.select import gold_overlap
-from kdviz.rationales.stats import rationale_stats
+from kdviz.rationales.stats import current_faithfulness, rationale_stats
 from kdviz.records import STATUSES, RationaleRecord
 from kdviz.viz.attribution import rationale_html
-from kdviz.viz.rationales import rationale_stats_figure, rationale_stats_table
+from kdviz.viz.rationales import faithfulness_markdown, rationale_stats_figure, rationale_stats_table
 from kdviz.workspace import Workspace
 
-YES_NO_ANY = ("any", "yes", "no")
-STATUS_FILTERS = ("any", *STATUSES)
-SHARE_DIGITS = 3
-SHARE_HALF_STEP = 0.5 * 10**-SHARE_DIGITS
+from .curation_filters import SHARE_DIGITS, filtered_records
+from .curation_filters import STATUS_FILTERS as STATUS_FILTERS  # the tab's choices
+from .curation_filters import YES_NO_ANY as YES_NO_ANY
+
 RECORD_COLUMNS = ["id", "status", "teacher correct", "overlaps gold", "share", "question", "rationale"]
 NO_RECORD_HTML = '<div class="kdviz-rationale-view"><i>Pick a record to see its words.</i></div>'
 
@@ -44,38 +43,6 @@ class RecordView(NamedTuple):
     html: str
     text: str
     summary: str
-
-
-def _yes_no(value: str) -> bool | None:
-    if value not in YES_NO_ANY:
-        raise UnknownNameError("filter value", value, YES_NO_ANY)
-    return {"any": None, "yes": True, "no": False}[value]
-
-
-def filtered_records(
-    records: Sequence[RationaleRecord],
-    correct: str = "any",
-    overlaps_gold: str = "any",
-    status: str = "any",
-    share_min: float = 0.0,
-    share_max: float = 1.0,
-    search: str = "",
-) -> list[RationaleRecord]:
-    """Returns the records that pass the panel's filters ("any", "yes" or "no"; a status or "any")."""
-    if status not in STATUS_FILTERS:
-        raise UnknownNameError("status", status, STATUS_FILTERS)
-    low, high = float(share_min or 0.0), float(1.0 if share_max is None else share_max)
-    if low > high:
-        raise InputError("the lowest rationale share is above the highest")
-    return filter_records(
-        records,
-        _yes_no(correct),
-        _yes_no(overlaps_gold),
-        None if status == "any" else status,
-        # the table shows shares to SHARE_DIGITS decimals: a bound typed from it must include that row
-        (low - SHARE_HALF_STEP, high + SHARE_HALF_STEP),
-        search or "",
-    )
 
 
 def _verdict(value: bool | None) -> str:
@@ -131,6 +98,7 @@ def _record_markdown(rec: RationaleRecord) -> str:
     ]
     if rec.example.human_rationale:
         lines.append(f"Human rationale: _{rec.example.human_rationale}_")
+    lines.append(faithfulness_markdown(rec.faithfulness, current_faithfulness(rec) is not None))
     return "  \n".join(lines)
 
 

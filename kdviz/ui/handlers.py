@@ -11,17 +11,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import kdviz
-from kdviz.attribution.catalog import check_method
+from kdviz.attribution.catalog import check_contrastive, check_method
 from kdviz.attribution.targets import default_target_mode
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.models import is_cached
 from kdviz.lm.prompts import FORMATS, prompt_example, prompt_text
+from kdviz.records import CONTRAST_MODES, PREDICT_MODES
 from kdviz.viz.attribution import prediction_markdown, top_words_table
 
 from .errors import ui_errors  # noqa: F401  (the other panels' tabs import it from here until they switch)
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
 FORMAT_CHOICES = ("auto",) + FORMATS  # auto: the library's default, mcqa when choices are given, else raw
+PREDICT_CHOICES = ("default",) + PREDICT_MODES  # default: the model's own (letter for chat models, else cloze)
+CONTRAST_CHOICES = ("none",) + CONTRAST_MODES  # a contrast sets the target: the prediction, or the gold answer
 MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not read
 TOP_K = 10
 TOP_K_HEADERS = ["rank", "word", "score"]
@@ -91,8 +94,10 @@ def run_attribution(
     fmt: str,
     steps: int,
     on_progress: StageProgress | None = None,
+    predict: str = "default",
+    contrast: str = "none",
 ) -> AttributionView:
-    """Returns the view of one prompt's attribution.
+    """Returns the view of one prompt's attribution; a contrast other than "none" replaces the target mode's target.
 
     Raises:
         KdvizError: bad input (checked before the model loads), unknown model, method, mode or format.
@@ -101,13 +106,19 @@ def run_attribution(
     check_method(method)
     if target_mode not in TARGET_MODES:
         raise UnknownNameError("target mode", target_mode, TARGET_MODES)
+    if predict not in PREDICT_CHOICES:
+        raise UnknownNameError("prediction mode", predict, PREDICT_CHOICES)
+    if contrast not in CONTRAST_CHOICES:
+        raise UnknownNameError("contrast", contrast, CONTRAST_CHOICES)
+    contrasted = None if contrast == "none" else contrast
+    check_contrastive(method, contrasted)
     if not (model_spec or "").strip():
         raise InputError("choose a model, or type a hub id or local path")
     if fmt not in FORMAT_CHOICES:
         raise UnknownNameError("prompt format", fmt, FORMAT_CHOICES)
     example, fmt = prompt_example(prompt, (choices_text or "").splitlines(), gold, None if fmt == "auto" else fmt)
     target = None
-    if target_mode == "custom":
+    if target_mode == "custom" and not contrasted:
         target = (custom_target or "").strip()
         if not target:
             raise InputError("type the custom target to attribute, or pick another target mode")
@@ -115,8 +126,9 @@ def run_attribution(
     loaded = kdviz.load_model(model_spec.strip())
     report(0.5, f"attributing with {method}")
     attr = kdviz.attribute(
-        loaded, example, target, method, target_mode=None if target else target_mode, fmt=fmt, steps=int(steps)
-    )
+        loaded, example, target, method, target_mode=None if target or contrasted else target_mode, fmt=fmt,
+        steps=int(steps), predict=None if predict == "default" else predict, contrast=contrasted,
+    )  # fmt: skip
     return AttributionView(
         prediction_markdown(attr, example.answer),
         kdviz.attribution_html(attr),

@@ -24,6 +24,8 @@ def attribute(
     custom_target: str,
     fmt: str,
     steps: int,
+    predict: str = "default",
+    contrast: str = "none",
     progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
 ) -> handlers.AttributionView:
     note = handlers.model_load_note(model)
@@ -40,6 +42,8 @@ def attribute(
         fmt,
         steps,
         on_progress=lambda fraction, desc: progress(fraction, desc=desc),
+        predict=predict,
+        contrast=contrast,
     )
 
 
@@ -75,6 +79,20 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 info="choice: best-scoring choice · generate: free answer · gold: the gold answer · custom: typed",
             )
             custom_target = gr.Textbox(label="Custom target", placeholder="attributed when Target mode is custom")
+            predict = gr.Dropdown(
+                list(handlers.PREDICT_CHOICES),
+                value="default",
+                label="Prediction mode",
+                info="letter: next-token letter after the lettered choices · cloze: each choice after the question "
+                "alone · choice-text: each choice after the listed choices · default: letter for chat models",
+            )
+            contrast = gr.Radio(
+                list(handlers.CONTRAST_CHOICES),
+                value="none",
+                label="Contrast",
+                info="runner-up: why the prediction and not the runner-up · gold: why the gold answer and not the "
+                "prediction (sets the target)",
+            )
             fmt = gr.Dropdown(
                 list(handlers.FORMAT_CHOICES),
                 value="auto",
@@ -121,7 +139,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
 
     run.click(
         attribute,
-        [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps],
+        [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps, predict, contrast],
         [answer, highlighted, heatmap, top_k, record],
         api_name="attribute",
     )

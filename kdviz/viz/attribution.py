@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from kdviz.lm.prompts import LETTERS
 from kdviz.records import RationaleRecord, TokenAttribution
 
 
@@ -59,7 +60,9 @@ def attribution_html(attr: TokenAttribution, title: bool = True) -> str:
         header = (
             f'<div class="kdviz-target" style="margin-bottom:6px"><b>{html.escape(attr.model_name)}</b> · '
             f"{html.escape(attr.method)} · target ({html.escape(attr.target_mode)}): "
-            f"<code>{html.escape(attr.target)}</code></div>"
+            f"<code>{html.escape(attr.target)}</code>"
+            + (f" vs <code>{html.escape(attr.contrast)}</code>" if attr.contrast is not None else "")
+            + "</div>"
         )
     return f'<div class="kdviz-attribution">{header}{body}</div>'
 
@@ -83,7 +86,9 @@ def attribution_heatmap(attr: TokenAttribution, include_template: bool = False):
     keep = [i for i, t in enumerate(attr.word_is_template) if include_template or not t]
     words = [f"{attr.words[i]}·{i}" for i in keep]  # suffix keeps repeated words as separate columns
     rows = [[row[i] for i in keep] for row in attr.word_token_scores]
-    labels = [f"{repr(tok)[1:-1]}·{t}" for t, tok in enumerate(attr.output_tokens)]
+    first_contrast = len(attr.output_tokens) - attr.n_contrast_tokens
+    # A contrastive attribution's last rows attribute -log p(contrast token): marked with a minus sign.
+    labels = [f"{'−' if t >= first_contrast else ''}{repr(tok)[1:-1]}·{t}" for t, tok in enumerate(attr.output_tokens)]
     peak = max((abs(v) for row in rows for v in row), default=1.0) or 1.0
     signed = any(v < 0 for row in rows for v in row)
     fig = go.Figure(
@@ -113,25 +118,54 @@ def top_words_table(attr: TokenAttribution, k: int = 10) -> list[list]:
     return [[n + 1, word, round(score, 6)] for n, (word, score) in enumerate(attr.top_words(k))]
 
 
+def _choice_of(attr: TokenAttribution, target: str) -> str | None:
+    """Returns the choice a letter-mode target names (None for any other target)."""
+    pred = attr.prediction
+    letters = list(LETTERS[: len(pred.choices)]) if pred is not None and pred.mode == "letter" else []
+    return pred.choices[letters.index(target)] if target in letters else None
+
+
+def scored_target_text(attr: TokenAttribution) -> str:
+    """Returns what was attributed, in one line: `log p("C" = oven)` (a letter names its choice), or for a
+    contrastive attribution the difference `log p("C" = oven) − log p("A" = cupboard)`."""
+
+    def term(target: str) -> str:
+        choice = _choice_of(attr, target)
+        return f'log p("{target}"' + (f" = {choice})" if choice is not None else ")")
+
+    return term(attr.target) + (f" − {term(attr.contrast)}" if attr.contrast is not None else "")
+
+
+_SCORE_HEADERS = {"letter": "letter log-prob, over the letters"}
+
+
 def prediction_markdown(attr: TokenAttribution, gold: str | None = None) -> str:
-    """Returns Markdown of what was attributed: the target and its mode, the prediction and whether it is correct,
+    """Returns Markdown of what was attributed: the target and its mode, what was scored (for a contrastive
+    attribution, the two targets and how to read the colours), the prediction, its mode and whether it is correct,
     and the choice scores where choices were scored. `gold` is shown where the record does not carry one."""
     pred = attr.prediction
     gold = pred.gold if pred is not None and pred.gold is not None else gold
-    paragraphs = [f"**Target** ({attr.target_mode}): `{attr.target}`"]
+    paragraphs = [f"**Target** ({attr.target_mode}): `{attr.target}`", f"**Scored**: `{scored_target_text(attr)}`"]
+    if attr.contrast is not None:
+        paragraphs.append(
+            f"**Contrast**: why `{attr.target}` and not `{attr.contrast}`: red words raise the difference, blue "
+            "words lower it; what both answers share cancels out."
+        )
     if pred is not None and pred.predicted is not None:
         verdict = ""
         if pred.correct is not None:
             verdict = " — correct" if pred.correct else f" — wrong (gold: `{gold}`)"
-        paragraphs.append(f"**Prediction**: `{pred.predicted}`{verdict}")
+        mode = f" (prediction mode: {pred.mode})" if pred.mode else ""
+        paragraphs.append(f"**Prediction**: `{pred.predicted}`{verdict}{mode}")
     elif gold:
         paragraphs.append(f"**Gold answer**: `{gold}`")
     if pred is not None and pred.choices:
-        rows = ["| choice | score (mean log-prob) |", "|---|---|"]
-        for choice, score in zip(pred.choices, pred.choice_scores, strict=True):
+        rows = [f"| choice | score ({_SCORE_HEADERS.get(pred.mode or '', 'mean log-prob')}) |", "|---|---|"]
+        for n, (choice, score) in enumerate(zip(pred.choices, pred.choice_scores, strict=True)):
             marks = " ← predicted" if choice == pred.predicted else ""
             marks += " (gold)" if choice == gold else ""
-            rows.append(f"| {_cell(choice)}{marks} | {score:.4f} |")
+            label = f"{LETTERS[n]}) " if pred.mode == "letter" else ""
+            rows.append(f"| {label}{_cell(choice)}{marks} | {score:.4f} |")
         paragraphs.append("\n".join(rows))
     return "\n\n".join(paragraphs)
 

@@ -9,17 +9,30 @@ from kdviz.format import number
 
 if TYPE_CHECKING:
     from kdviz.rationales.stats import OverlapStats, RationaleStats
+    from kdviz.records import Faithfulness
 
 STATS_COLUMNS = ["statistic", "all", "teacher correct", "teacher wrong", "accepted"]
 # What the rows mean, shown under the table.
 STATS_NOTE = """<small>**gold overlap**: share of records whose rationale holds a word of the gold answer (Ballout et
 al.'s 68%) · **gold word fraction**: rationale words in the gold answer · **distractor overlap**: the same against
-the wrong choices (a chance baseline) · **plausibility**: word overlap with human rationales</small>"""
+the wrong choices (a chance baseline) · **question overlap**: share holding a question word · **plausibility**: word
+overlap with human rationales · **comprehensiveness**: drop in the teacher's probability of its answer without the
+rationale words (higher: more faithful) · **sufficiency**: the drop with only them kept (lower: better) ·
+**random**: the same for as many random words</small>"""
 _STATS_ROWS: list[tuple[str, Callable[[OverlapStats], float | None]]] = [  # definitions: kdviz.rationales
     ("records", lambda b: b.n),
     ("gold overlap", lambda b: b.gold_overlap),
     ("gold word fraction", lambda b: b.gold_word_fraction),
     ("distractor overlap", lambda b: b.distractor_overlap),
+    ("question overlap", lambda b: b.question_overlap),
+]
+_FAITHFULNESS_ROWS = [  # (label, FaithfulnessMeans field): ERASER's figures beside their random-k baseline
+    ("comprehensiveness", "comprehensiveness"),
+    ("comprehensiveness (random)", "random_comprehensiveness"),
+    ("sufficiency", "sufficiency"),
+    ("sufficiency (random)", "random_sufficiency"),
+    ("p(prediction), full prompt", "p_full"),
+    ("records measured", "n"),
 ]
 
 
@@ -33,7 +46,25 @@ def rationale_stats_table(stats: RationaleStats, accepted: RationaleStats | None
         for key in ("precision", "recall", "f1", "iou"):
             cells = [number(getattr(b.plausibility, key)) if b and b.plausibility else "—" for b in blocks]
             rows.append([f"plausibility {key}", *cells])
+    if stats.faithfulness:
+        for label, key in _FAITHFULNESS_ROWS:
+            rows.append(
+                [label, *(number(getattr(b.faithfulness, key)) if b and b.faithfulness else "—" for b in blocks)]
+            )
     return rows
+
+
+def faithfulness_markdown(measured: Faithfulness | None, current: bool = True) -> str:
+    """Returns one record's faithfulness as a Markdown line: comprehensiveness and sufficiency beside their random
+    baseline, and the model's probability of its answer; `current` False says the rationale was edited since."""
+    if measured is None:
+        return "Faithfulness: not measured (build with faithfulness on a choice the teacher predicted)."
+    line = (
+        f"Faithfulness: comprehensiveness **{number(measured.comprehensiveness)}** (random "
+        f"{number(measured.random_comprehensiveness)}) · sufficiency **{number(measured.sufficiency)}** (random "
+        f"{number(measured.random_sufficiency)}) · p(answer) {number(measured.p_full)}"
+    )
+    return line + ("" if current else " — measured for the words as built; edited since")
 
 
 def rationale_stats_figure(stats: RationaleStats):

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
 
 from kdviz.distill.runs import read_status  # noqa: E402
-from kdviz.records import write_atomic  # noqa: E402
+from kdviz.files import write_atomic  # noqa: E402
 
 if TYPE_CHECKING:
     from kdviz.compare.records import Comparison

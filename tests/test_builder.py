@@ -5,18 +5,11 @@ import pytest
 from kdviz.config import ModelSpec
 from kdviz.data import demo_path, load_examples
 from kdviz.errors import InputError, KdvizError
-from kdviz.rationales.build import (
-    AttributionCache,
-    BuildResult,
-    build_into_workspace,
-    build_rationales,
-    example_key,
-    rationales_command,
-    reselect,
-)
+from kdviz.rationales.build import AttributionCache, BuildResult, build_rationales, example_key, reselect
 from kdviz.rationales.curation import CurationStore
 from kdviz.rationales.select import SelectionRule
 from kdviz.rationales.stats import RationaleStats, rationale_stats
+from kdviz.rationales.workspace_build import build_into_workspace, rationales_command
 from kdviz.records import RationaleRecord, load_jsonl, save_jsonl
 from kdviz.workspace import BuildInfo, Workspace
 

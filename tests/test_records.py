@@ -4,7 +4,8 @@ import json
 import pytest
 
 from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
-from kdviz.records import Prediction, write_atomic
+from kdviz.files import write_atomic
+from kdviz.records import Prediction
 
 
 def test_every_record_round_trips_through_jsonl(tmp_path, tiny):

@@ -58,8 +58,9 @@ def add_parsers(sub) -> None:
 
 def run_rationales(args) -> int:
     from kdviz.data import load_examples, parse_columns
-    from kdviz.rationales.build import build_into_workspace, build_rationales
+    from kdviz.rationales.build import build_rationales
     from kdviz.rationales.select import SelectionRule
+    from kdviz.rationales.workspace_build import build_into_workspace
     from kdviz.records import save_jsonl
 
     if args.workspace is None and args.out is None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdviz.errors import InputError
-from kdviz.records import write_atomic
+from kdviz.files import write_atomic
 from kdviz.workspace import REPORT_JSON, command_line
 
 from .records import Comparison

@@ -26,10 +26,11 @@ import torch
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import hold_out
 from kdviz.errors import InputError, KdvizError
+from kdviz.files import replacing_folder, write_atomic
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
 from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Record, TrainExample, replacing_folder, write_atomic
+from kdviz.records import Record, TrainExample
 
 from . import losses
 from .data import load_train_examples, usable

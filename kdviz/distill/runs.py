@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from kdviz.config import TrainConfig
 from kdviz.errors import InputError
+from kdviz.files import write_atomic
 from kdviz.lm.models import RUN_CHECKPOINT
-from kdviz.records import Record, write_atomic
+from kdviz.records import Record
 from kdviz.workspace import command_line
 
 from .metrics import FinalMetrics, MetricsRow, Sample, row_from_dict

@@ -19,7 +19,7 @@ from typing import Any
 
 from kdviz.config import ModelSpec
 from kdviz.errors import ModelLoadError
-from kdviz.records import replacing_folder
+from kdviz.files import replacing_folder
 
 from . import embedded
 from .tiny import TINY_SPECS, build_tiny

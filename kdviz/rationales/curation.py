@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kdviz.errors import InputError
-from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl, write_atomic
+from kdviz.files import write_atomic
+from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl
 from kdviz.workspace import (
     BUILD_INFO,
     BUILD_RECORDS,

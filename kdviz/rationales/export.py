@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdviz.errors import InputError, UnknownNameError
+from kdviz.files import replacing_folder, write_atomic
 from kdviz.format import number
-from kdviz.records import RationaleRecord, replacing_folder, write_atomic
+from kdviz.records import RationaleRecord
 from kdviz.workspace import Workspace
 
 from .curation import open_build

@@ -9,10 +9,10 @@ from typing import NamedTuple
 
 from kdviz.data import parse_columns
 from kdviz.errors import UnknownNameError
-from kdviz.rationales.build import BUILD_TARGET_MODES as BUILD_TARGET_MODES  # the panel's choices
-from kdviz.rationales.build import build_into_workspace
 from kdviz.rationales.select import SPANS as SPANS  # the panel's span choices
 from kdviz.rationales.select import RuleKind, SelectionRule, Span
+from kdviz.rationales.workspace_build import BUILD_TARGET_MODES as BUILD_TARGET_MODES  # the panel's choices
+from kdviz.rationales.workspace_build import build_into_workspace
 from kdviz.records import PREDICT_MODES, ProgressEvent
 from kdviz.workspace import Workspace
 

@@ -22,7 +22,7 @@ from kdviz.compare.stats import (
     mcnemar,
     sign_flip_p,
 )
-from kdviz.compare.viz import example_html, filter_examples, summary_rows
+from kdviz.compare.viz import SUMMARY_COLUMNS, example_html, filter_examples, summary_rows
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import demo_path, load_examples
 from kdviz.distill.loop import finetune
@@ -236,6 +236,12 @@ def test_report_files_views_and_filters(compared, tmp_path):
     csv_text = paths["csv"].read_text().splitlines()
     assert len(csv_text) == 9 and "tiny-student correct" in csv_text[0]
     assert [row[0] for row in summary_rows(result)] == ["tiny", "tiny-student", "tiny-t5"]
+    comp, suff = SUMMARY_COLUMNS.index("comprehensiveness"), SUMMARY_COLUMNS.index("sufficiency")
+    for row, s in zip(summary_rows(result), result.summary.values(), strict=True):  # each model's own rationales
+        faith = s.overlap.faithfulness
+        assert row[comp] == (f"{faith.comprehensiveness:.3f} (random {faith.random_comprehensiveness:.3f})"
+                             if faith else "—")  # fmt: skip
+        assert row[suff] == (f"{faith.sufficiency:.3f} (random {faith.random_sufficiency:.3f})" if faith else "—")
     teacher, students = result.models[0], result.models[1:]
     assert filter_examples(result, "all_wrong") == [
         i for i in range(8) if all(m.correct[i] is False for m in result.models)
@@ -268,14 +274,14 @@ def test_summary_rows_pairwise_tests_and_settings_round_trip(compared):
 
 
 def test_reports_written_before_the_records_read_back(compared, tmp_path):
-    old = compared.to_dict()  # less what the records added: the null rows and the recorded command
+    old = compared.to_dict()  # less what the records added: the null rows, the recorded command and mode
     for row in old["summary"].values():
         for key in ("accuracy_no_rationale", "attribution_vs_teacher"):
             if row[key] is None:
                 del row[key]
         if row.get("attribution_vs_teacher"):
             del row["attribution_vs_teacher"]["n_words"]
-    for key in ("data", "limit", "command"):
+    for key in ("data", "limit", "command", "predict"):
         del old["settings"][key]
     (tmp_path / "report.json").write_text(json.dumps(old))
     assert load_report(tmp_path) == compared
@@ -309,15 +315,24 @@ def test_shown_names_and_the_equivalent_command(compared):
                               batch_size=1, workspace="/w s", name="n")  # fmt: skip
     assert command == ("kdviz compare --teacher tiny --student 'runs/a b' --student x --data /d/e.jsonl --limit 3 "
                        "--workspace '/w s' --name n --method saliency --top-k 2 --batch-size 1")  # fmt: skip
+    assert compare_command("t", ["s"], "d", method="saliency", top_k=2, batch_size=1, out="o", predict="cloze") == (
+        "kdviz compare --teacher t --student s --data d --out o --method saliency --top-k 2 --predict cloze "
+        "--batch-size 1"
+    )
+    assert compared.settings.predict is None  # each model's default
+    with pytest.raises(ValueError, match="predict must be one of"):
+        dataclasses.replace(compared.settings, predict="magic")
 
 
 def test_cli_writes_the_three_files_and_prints_the_summary(tmp_path, capsys):
     args = ["compare", "--teacher", "tiny", "--student", "tiny-student", "--data", str(demo_path()), "--limit", "6",
-            "--out", str(tmp_path / "cmp"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+            "--out", str(tmp_path / "cmp"), "--cache-dir", str(tmp_path / "cache"), "--predict", "cloze"]  # fmt: skip
     assert main(args) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last["summary"]) == {"tiny", "tiny-student"} and last["pairwise"][0]["n"] == 6
     assert {p.name for p in (tmp_path / "cmp").iterdir()} == {"report.json", "examples.csv", "report.html"}
+    settings = load_report(tmp_path / "cmp").settings  # the mode reached compare() and the recorded command
+    assert settings.predict == "cloze" and " --predict cloze " in settings.command
     assert main(["compare", "--student", "tiny-student", "--data", "nowhere.jsonl", "--out", str(tmp_path)]) == 2
     assert "no such data file" in capsys.readouterr().err
 

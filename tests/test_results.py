@@ -2,6 +2,7 @@
 answers, the table by method, its Markdown and chart, and bench/reproduce_cqa.py end to end on tiny models
 (commands.sh written, a second invocation resumes without rerunning anything)."""
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -12,7 +13,8 @@ import pytest
 from kdviz.compare.records import ComparisonSettings
 from kdviz.compare.results import PairedDifference, ResultsTable, method_table, paired_difference, results_markdown
 from kdviz.compare.run import Comparison, ModelAnswers, summarize_models
-from kdviz.compare.viz import method_accuracy_figure
+from kdviz.compare.viz import SUMMARY_COLUMNS, method_accuracy_figure, summary_rows
+from kdviz.rationales.stats import FaithfulnessMeans
 from kdviz.records import Example, RationaleRecord
 
 from .conftest import REPO
@@ -52,6 +54,19 @@ def _comparison(runs: dict[str, list[list[bool]]]) -> Comparison:
     summary, pairwise = summarize_models(models, EXAMPLES, 2)
     settings = ComparisonSettings("teacher", tuple(m.name for m in models[1:]), "input_x_gradient", 2, len(EXAMPLES))
     return Comparison(tuple(EXAMPLES), tuple(models), settings, summary, tuple(pairwise))
+
+
+def test_the_summary_shows_faithfulness_against_random_words():
+    comparison = _comparison({"standard": [[True] * 20]})
+    comp, suff = SUMMARY_COLUMNS.index("comprehensiveness"), SUMMARY_COLUMNS.index("sufficiency")
+    assert [row[comp : suff + 1] for row in summary_rows(comparison)] == [["—", "—"]] * 2  # not measured
+    means = FaithfulnessMeans(n=20, p_full=0.9, comprehensiveness=0.31, sufficiency=0.05,
+                              random_comprehensiveness=0.12, random_sufficiency=0.2)  # fmt: skip
+    teacher = comparison.summary["teacher"]
+    measured = dataclasses.replace(teacher, overlap=dataclasses.replace(teacher.overlap, faithfulness=means))
+    rows = summary_rows(dataclasses.replace(comparison, summary={**comparison.summary, "teacher": measured}))
+    assert rows[0][comp : suff + 1] == ["0.310 (random 0.120)", "0.050 (random 0.200)"]
+    assert rows[1][comp : suff + 1] == ["—", "—"] and len(rows[0]) == len(SUMMARY_COLUMNS)
 
 
 def test_paired_difference_known_cases():

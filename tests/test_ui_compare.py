@@ -35,7 +35,7 @@ from kdviz.ui import saved_comparisons as sc
 FIELDS = list(inspect.signature(cs.make_settings).parameters)[1:]  # the panel's fields, after the workspace
 SETTINGS = dict(
     teacher="tiny", students=["runs/s1"], extra_students="tiny-student", dataset=str(demo_path()), limit=6,
-    method="input_x_gradient", top_k=5, batch_size=4, name="first",
+    method="input_x_gradient", top_k=5, batch_size=4, name="first", predict="default",
 )  # fmt: skip
 MODELS = ["tiny", "runs/s1", "tiny-student"]
 POLL_S = 0.05
@@ -137,7 +137,7 @@ def test_the_cli_command_reproduces_the_comparison(workspace, first, capsys):
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert (args.teacher, args.student, args.data, args.limit) == ("tiny", MODELS[1:], str(demo_path()), 6)
     assert (args.workspace, args.name, args.out) == (str(workspace.resolve()), "first", None)
-    assert (args.method, args.top_k, args.batch_size) == ("input_x_gradient", 5, 4)
+    assert (args.method, args.top_k, args.batch_size, args.predict) == ("input_x_gradient", 5, 4, None)
     assert cli_main(shlex.split(line)[1:]) == 2  # the same name: a finished comparison is never overwritten
     assert "a comparison named 'first' exists already" in capsys.readouterr().err
     # Under another name, run anywhere, it writes the same report into the workspace, and the app lists it.
@@ -234,11 +234,23 @@ def test_cancel_keeps_finished_models_a_second_launch_is_busy_and_compare_again_
         (dict(method="magic"), "unknown attribution method 'magic'"),
         (dict(limit=0), "the number of examples must be a whole number of at least 1"),
         (dict(top_k="x"), "give the top-k as a whole number"),
+        (dict(predict="magic"), "unknown prediction mode 'magic'"),
     ],
 )
 def test_bad_settings_are_clear_errors(workspace, settings, message):
     with pytest.raises(KdvizError, match=re.escape(message)):
         cs.make_settings(workspace, *fields(**{"name": "bad", **settings}))
+
+
+def test_the_prediction_mode_reaches_compare_and_the_command(workspace):
+    assert cs.PREDICT_CHOICES == [("each model's default", "default"), ("letter", "letter"), ("cloze", "cloze"),
+                                  ("choice-text", "choice-text")]  # fmt: skip
+    default = cs.make_settings(workspace, *fields(name="modes"))
+    assert default.predict is None and "--predict" not in default.command
+    cloze = cs.make_settings(workspace, *fields(name="modes", predict="cloze"))
+    assert cloze.predict == "cloze" and " --predict cloze " in cloze.command
+    args = build_parser().parse_args(shlex.split(cloze.command)[1:])
+    assert args.predict == "cloze" and args.name == "modes"
 
 
 def test_bad_data_and_models_are_clear_errors_and_free_the_panel(workspace, tmp_path):

@@ -74,6 +74,7 @@ def run(args) -> int:
     command = compare_command(
         names[0], names[1:], data, limit=args.limit, method=args.method, top_k=args.top_k,
         batch_size=args.batch_size, workspace=workspace.root if workspace else None, name=args.name, out=args.out,
+        predict=args.predict,
     )  # fmt: skip
     comparison = with_names(comparison, shown, data=data, limit=args.limit, command=command)
     paths = write_report(comparison, out, sample=args.sample)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from kdviz.rationales.stats import RationaleStats
-from kdviz.records import Example, RationaleRecord, Record
+from kdviz.records import PREDICT_MODES, Example, PredictMode, RationaleRecord, Record
 
 Role = Literal["teacher", "student"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -81,8 +81,9 @@ class ModelSummary(Record):
 
 @dataclass(frozen=True)
 class ComparisonSettings(Record):
-    """What a comparison ran with: model names as shown, the attribution method, k, the examples compared; and,
-    where the app or `kdviz compare` recorded them, the data file, the example limit and the equivalent command."""
+    """What a comparison ran with: model names as shown, the attribution method, k, the examples compared, the
+    prediction mode (None: each model's default); and, where the app or `kdviz compare` recorded them, the data
+    file, the example limit and the equivalent command."""
 
     teacher: str
     students: tuple[str, ...]
@@ -92,9 +93,12 @@ class ComparisonSettings(Record):
     data: str | None = None
     limit: int | None = None
     command: str | None = None  # the `kdviz compare` command that writes the same report
+    predict: PredictMode | None = None  # how the models predicted a choice; None: each model's default
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "students", tuple(self.students))
+        if self.predict is not None and self.predict not in PREDICT_MODES:
+            raise ValueError(f"predict must be one of {PREDICT_MODES} or None, not {self.predict!r}")
 
 
 @dataclass(frozen=True)

@@ -75,10 +75,13 @@ table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padd
 th{{background:#f3f4f6}}</style></head><body>
 <h1>kdviz comparison</h1>{note}
 <p>Teacher <code>{html.escape(s.teacher)}</code>; {s.n} examples; attribution
-<code>{html.escape(s.method)}</code>, top-{s.top_k} words as each model's rationale.
+<code>{html.escape(s.method)}</code>, top-{s.top_k} words as each model's rationale; choices predicted by
+<code>{html.escape(s.predict or "each model's default")}</code>.
 Accuracy intervals: 95% percentile bootstrap. Pairs: McNemar's exact test on the examples one model gets right and
 the other wrong. Gold overlap: share of examples where a rationale word occurs in the gold answer (distractor
-overlap: the same against the wrong choices, the chance baseline).</p>
+overlap: the same against the wrong choices, the chance baseline). Comprehensiveness and sufficiency (ERASER):
+the drop in the answer's probability without the model's own rationale words, and with only them; in brackets, the
+same for as many random words.</p>
 <h2>Summary</h2>{_table(SUMMARY_COLUMNS, summary_rows(comparison))}
 <h2>Paired tests</h2>{_table(PAIRWISE_COLUMNS, pairwise_rows(comparison))}
 <h2>Charts</h2>{charts}
@@ -161,14 +164,16 @@ def compare_command(
     workspace: str | Path | None = None,
     name: str | None = None,
     out: str | Path | None = None,
+    predict: str | None = None,
 ) -> str:
     """Returns the `kdviz compare ...` command that writes this comparison: into `out`, or as comparison `name` of
-    `workspace` (where model specs such as runs/<name> are read relative to the workspace)."""
+    `workspace` (where model specs such as runs/<name> are read relative to the workspace); `predict`: the
+    prediction mode, None for each model's default (no --predict)."""
     return command_line(
         ["kdviz", "compare"],
         [
             ("--teacher", teacher), ("--student", list(students)), ("--data", data), ("--limit", limit),
             ("--workspace", workspace), ("--name", name), ("--out", out), ("--method", method), ("--top-k", top_k),
-            ("--batch-size", batch_size),
+            ("--predict", predict), ("--batch-size", batch_size),
         ],
     )  # fmt: skip

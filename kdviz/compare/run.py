@@ -187,7 +187,7 @@ def compare(
             cancelled = True
             break
         models.append(answers)
-    settings = ComparisonSettings(teacher, tuple(students), method, top_k, len(kept))
+    settings = ComparisonSettings(teacher, tuple(students), method, top_k, len(kept), predict=predict)
     summary, pairwise = summarize_models(models, kept, top_k)
     return Comparison(tuple(kept), tuple(models), settings, summary, tuple(pairwise), cancelled)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 SUMMARY_COLUMNS = [
     "model", "role", "trained as", "accuracy", "95% CI", "agrees w/ teacher", "gold overlap", "distractor overlap",
-    "plausibility F1", "top-k overlap w/ teacher", "Spearman w/ teacher",
+    "plausibility F1", "comprehensiveness", "sufficiency", "top-k overlap w/ teacher", "Spearman w/ teacher",
 ]  # fmt: skip
 FILTERS = {
     "all": "all examples",
@@ -29,11 +29,17 @@ FILTERS = {
 }
 
 
+def with_random(value: float | None, random: float | None) -> str:
+    """Returns a faithfulness mean with its random-k baseline, "0.310 (random 0.120)"; "—" where not measured."""
+    return MISSING if value is None else f"{number(value)} (random {number(random)})"
+
+
 def summary_rows(comparison: Comparison) -> list[list[str]]:
-    """Returns one row per model under `SUMMARY_COLUMNS`."""
+    """Returns one row per model under `SUMMARY_COLUMNS`; comprehensiveness and sufficiency are of the model's own
+    rationales, each with the same measure of as many random words."""
     rows = []
     for name, s in comparison.summary.items():
-        overlap, vs = s.overlap, s.attribution_vs_teacher
+        overlap, vs, faith = s.overlap, s.attribution_vs_teacher, s.overlap.faithfulness
         accuracy = number(s.accuracy)
         if s.accuracy_no_rationale is not None:
             accuracy += f" ({number(s.accuracy_no_rationale)} without the teacher's rationale)"
@@ -42,6 +48,8 @@ def summary_rows(comparison: Comparison) -> list[list[str]]:
             accuracy, f"{number(s.ci_low)}–{number(s.ci_high)}", number(s.agreement_with_teacher),
             number(overlap.gold_overlap), number(overlap.distractor_overlap),
             number(overlap.plausibility.f1 if overlap.plausibility else None),
+            with_random(faith.comprehensiveness, faith.random_comprehensiveness) if faith else MISSING,
+            with_random(faith.sufficiency, faith.random_sufficiency) if faith else MISSING,
             number(vs.top_k_overlap if vs else None), number(vs.spearman if vs else None),
         ])  # fmt: skip
     return rows

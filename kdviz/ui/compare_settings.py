@@ -17,12 +17,15 @@ from kdviz.compare.report import check_may_write, compare_command, may_write
 from kdviz.compare.run import compare, student_runs
 from kdviz.errors import InputError
 from kdviz.lm.models import list_model_specs
+from kdviz.lm.prompts import PREDICT_MODES, check_predict_mode
 from kdviz.workspace import Workspace
 
 _COMPARE_PARAMETERS = inspect.signature(compare).parameters
 DEFAULTS = {  # compare()'s own defaults, so the panel and `kdviz compare` agree; a first look at a few examples
     **{name: _COMPARE_PARAMETERS[name].default for name in ("method", "top_k", "batch_size")}, "limit": 20,
 }  # fmt: skip
+DEFAULT_PREDICT = "default"  # the panel's value for predict=None: each model predicts in its own default mode
+PREDICT_CHOICES = [("each model's default", DEFAULT_PREDICT), *((mode, mode) for mode in PREDICT_MODES)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Settings:
     method: str
     top_k: int
     batch_size: int
+    predict: str | None = None  # the prediction mode; None: each model's default
 
     @property
     def command(self) -> str:
@@ -47,7 +51,7 @@ class Settings:
         return compare_command(
             self.labels[self.teacher], [self.labels[s] for s in self.students], self.data, limit=self.limit,
             method=self.method, top_k=self.top_k, batch_size=self.batch_size, workspace=self.workspace.root,
-            name=self.name,
+            name=self.name, predict=self.predict,
         )  # fmt: skip
 
 
@@ -109,14 +113,16 @@ def make_settings(
     top_k: int,
     batch_size: int,
     name: str,
+    predict: str | None = DEFAULT_PREDICT,
 ) -> Settings:
     """Returns the comparison the panel's fields describe, written as the workspace's comparison `name`.
 
     Raises:
         InputError: no teacher, student or data; a bad number; a bad name, or one of a finished comparison.
-        UnknownNameError: unknown attribution method.
+        UnknownNameError: unknown attribution method or prediction mode.
     """
     check_method(method)
+    predict = None if predict in (None, "", DEFAULT_PREDICT) else check_predict_mode(predict)
     teacher = (teacher or "").strip()
     if not teacher:
         raise InputError("choose a teacher model, or type a hub id or local path")
@@ -131,15 +137,12 @@ def make_settings(
     folder = check_may_write(ws.comparison_dir(name))
     resolved = [ws.resolve_spec(s) for s in [teacher, *chosen]]
     return Settings(
-        workspace=ws,
-        name=name,
-        folder=folder,
-        teacher=resolved[0][0],
-        students=tuple(spec for spec, _ in resolved[1:]),
-        labels=dict(resolved),
+        workspace=ws, name=name, folder=folder,
+        teacher=resolved[0][0], students=tuple(spec for spec, _ in resolved[1:]), labels=dict(resolved),
         data=dataset if dataset.startswith("hf:") else str(Path(dataset).expanduser().resolve()),
         limit=_count(limit, "number of examples"),
         method=method,
         top_k=_count(top_k, "top-k"),
         batch_size=_count(batch_size, "batch size"),
-    )
+        predict=predict,
+    )  # fmt: skip

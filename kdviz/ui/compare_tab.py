@@ -99,7 +99,9 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
                 limit = gr.Number(D["limit"], label="Examples (first N)", precision=0, minimum=1)
                 top_k = gr.Number(D["top_k"], label="Top-k rationale words", precision=0, minimum=1)
                 batch_size = gr.Number(D["batch_size"], label="Batch size", precision=0, minimum=1)
-            method = gr.Dropdown(kdviz.list_attribution_methods(), value=D["method"], label="Attribution method")
+            with gr.Row():
+                method = gr.Dropdown(kdviz.list_attribution_methods(), value=D["method"], label="Attribution method")
+                predict = gr.Dropdown(cs.PREDICT_CHOICES, value=cs.DEFAULT_PREDICT, label="Prediction mode")
             name = gr.Textbox(
                 cs.suggest_name(workspace),
                 label="Comparison name",
@@ -131,7 +133,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
             reopen = gr.Button("Open", scale=1)
 
     view = [status, summary, pairwise, accuracy, overlap, agreement, table, example, downloads, command, current]
-    fields = [teacher_spec, students, extra, dataset, limit, method, top_k, batch_size, name]
+    fields = [teacher_spec, students, extra, dataset, limit, method, top_k, batch_size, name, predict]
     # No concurrency limit: a second launch must get the busy message now, not wait in the queue for this one.
     start.click(launch, [ws, *fields], view, api_name="compare", concurrency_limit=None).then(
         after_compare, [ws, name], [past, name], api_name="after_compare"

@@ -107,7 +107,8 @@ def attribution_heatmap(attr: TokenAttribution, include_template: bool = False):
         title=f"{attr.method}: output tokens × input words",
         xaxis=dict(tickangle=-60),
         yaxis=dict(autorange="reversed"),
-        height=220 + 22 * len(labels),
+        # gradio's Plot showed nothing (height 0) for a one-row map, as a letter-mode target makes, at 242 px
+        height=max(360, 220 + 22 * len(labels)),
         margin=dict(l=60, r=20, t=50, b=120),
     )
     return fig

@@ -50,8 +50,10 @@ def test_teacher_rationales_train_and_compare_panels_in_a_browser(tmp_path, monk
                 page.get_by_role("button", name="Attribute").click()
                 sync_api.expect(words).to_have_count(len(example_words), timeout=TIMEOUT_MS)
                 assert words.all_inner_texts() == example_words
-                sync_api.expect(page.get_by_text("Prediction")).to_be_visible()
-                sync_api.expect(page.locator(".js-plotly-plot")).to_be_visible()
+                sync_api.expect(page.get_by_text("Prediction", exact=True)).to_be_visible()
+                sync_api.expect(page.locator(".js-plotly-plot").locator("visible=true").first).to_be_visible(
+                    timeout=TIMEOUT_MS
+                )  # the heatmap
                 page.screenshot(path=str(tmp_path / "teacher_panel.png"), full_page=True)
 
                 # Rationales: build over 3 demo examples, open one, toggle a word by clicking it, accept it.

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from kdviz.files import write_atomic
 
@@ -274,6 +275,38 @@ class ProgressEvent(Record):
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
+
+
+class RecordLog(Generic[R]):
+    """An append-only JSONL file of records by key, the disk cache of long jobs (attributions, faithfulness).
+
+    Each `add` appends a batch and flushes it to disk, so a crash or a cancel loses at most the batch being
+    written; `load` skips a torn last line. Each line is {"key": ..., `field`: record}.
+    """
+
+    def __init__(self, path: str | Path, cls: type[R], field: str):
+        self.path, self.cls, self.field = Path(path), cls, field
+
+    def load(self) -> dict[str, R]:
+        """Returns the logged records by key (a later line for a key wins)."""
+        found: dict[str, R] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    found[entry["key"]] = self.cls.from_dict(entry[self.field])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+        return found
+
+    def add(self, items: Iterable[tuple[str, R]]) -> None:
+        """Appends (key, record) pairs and flushes them to disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for key, value in items:
+                handle.write(json.dumps({"key": key, self.field: value.to_dict()}, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def save_jsonl(records: Iterable[Record], path: str | Path) -> Path:

@@ -74,3 +74,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         save_jsonl([Boom()], path)
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_record_log_appends_batches_and_skips_a_torn_last_line(tmp_path):
+    from kdviz.records import RecordLog
+
+    log = RecordLog(tmp_path / "sub" / "log.jsonl", Example, "example")
+    a, b = Example("a", "qa", "first?"), Example("b", "qa", "second?")
+    log.add([("k1", a)])
+    log.add([("k2", b), ("k1", b)])  # a later line for a key wins
+    with log.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"key": "k3", "example": {"id": "c", "ta')  # a crash mid-write
+    assert RecordLog(log.path, Example, "example").load() == {"k1": b, "k2": b}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from kdviz.attribution.targets import build_requests, predict_mode
 from kdviz.config import ModelSpec
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, load_model
-from kdviz.records import Example, RationaleRecord, Record, TokenAttribution
+from kdviz.records import Example, RationaleRecord, Record, RecordLog, TokenAttribution
 
 from .faithfulness import measure_faithfulness
 from .select import SelectionRule, select_rationale
@@ -37,33 +36,13 @@ def example_key(example: Example) -> str:
     return hashlib.sha1(json.dumps(example.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
 
 
-class AttributionCache:
-    """An append-only JSONL file of attributions for one (teacher, method, settings) combination."""
+class AttributionCache(RecordLog[TokenAttribution]):
+    """The attributions of one (teacher, method, settings) combination, by example key."""
 
     def __init__(self, root: str | Path, teacher: str, method: str, settings: dict):
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", teacher)[-60:]
         digest = hashlib.sha1(json.dumps([teacher, method, settings], sort_keys=True).encode()).hexdigest()[:12]
-        self.path = Path(root) / f"{slug}__{method}__{digest}.jsonl"
-
-    def load(self) -> dict[str, TokenAttribution]:
-        """Returns the cached attributions by example key (a torn last line, from a crash, is skipped)."""
-        found: dict[str, TokenAttribution] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    found[entry["key"]] = TokenAttribution.from_dict(entry["attribution"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
-        return found
-
-    def add(self, keys: Sequence[str], attrs: Sequence[TokenAttribution]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for key, attr in zip(keys, attrs, strict=True):
-                handle.write(json.dumps({"key": key, "attribution": attr.to_dict()}, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        super().__init__(Path(root) / f"{slug}__{method}__{digest}.jsonl", TokenAttribution, "attribution")
 
 
 @dataclass(frozen=True)
@@ -131,7 +110,7 @@ def attribute_cached(
         chunk = todo[start : start + batch_size]
         requests = make_requests([examples[i] for i in chunk])
         attrs = attribute_requests(loaded, requests, method, steps=steps, batch_size=batch_size, per_token=False)
-        cache.add([keys[i] for i in chunk], attrs)
+        cache.add(zip((keys[i] for i in chunk), attrs, strict=True))
         done.update(zip((keys[i] for i in chunk), attrs, strict=True))
         if on_progress:
             on_progress(from_cache + start + len(chunk), len(examples))

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kdviz.lm.prompts import answer_choices
-from kdviz.records import ChoiceScores, Faithfulness, PredictMode, RationaleRecord
+from kdviz.records import ChoiceScores, Faithfulness, PredictMode, RationaleRecord, RecordLog
 
 from .select import SelectionRule, candidate_words, word_roles
 
@@ -176,13 +175,15 @@ def faithfulness_of(
     return out
 
 
-class FaithfulnessCache:
+class FaithfulnessCache(RecordLog[Faithfulness]):
     """An append-only JSONL file of faithfulness measurements made on one model."""
 
     def __init__(self, root: str | Path, model: str):
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
         self.model = model
-        self.path = Path(root) / f"{slug}__{hashlib.sha1(model.encode()).hexdigest()[:12]}.jsonl"
+        super().__init__(
+            Path(root) / f"{slug}__{hashlib.sha1(model.encode()).hexdigest()[:12]}.jsonl", Faithfulness, "faithfulness"
+        )
 
     def key(self, rec: RationaleRecord, seed: int, predict: PredictMode | None, rule: SelectionRule | None) -> str:
         rule_config = rec.provenance.get("rule_config") if rule is None else dataclasses.asdict(rule)
@@ -196,26 +197,6 @@ class FaithfulnessCache:
             rule_config,
         ]
         return hashlib.sha1(json.dumps(parts, sort_keys=True, default=list).encode()).hexdigest()[:24]
-
-    def load(self) -> dict[str, Faithfulness]:
-        """Returns the cached measurements by key (a torn last line, from a crash, is skipped)."""
-        found: dict[str, Faithfulness] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    found[entry["key"]] = Faithfulness.from_dict(entry["faithfulness"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
-        return found
-
-    def add(self, items: Sequence[tuple[str, Faithfulness]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for key, value in items:
-                handle.write(json.dumps({"key": key, "faithfulness": value.to_dict()}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 def measure_faithfulness(

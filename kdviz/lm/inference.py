@@ -89,6 +89,13 @@ def generate(loaded, prompt: str, max_new_tokens: int = 24) -> Generation:
     return generate_batch(loaded, [prompt], max_new_tokens=max_new_tokens)[0]
 
 
+def _check_choice_lists(prompts: Sequence[str], choices: Sequence[Sequence[str]]) -> None:
+    if len(prompts) != len(choices):
+        raise InputError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+    if any(not options for options in choices):
+        raise InputError("an example to score has no choices")
+
+
 @torch.no_grad()
 def score_choices_batch(
     loaded,
@@ -102,12 +109,9 @@ def score_choices_batch(
     Length normalisation keeps long choices from losing just for having more tokens. `batch_size` counts
     (prompt, choice) pairs.
     """
-    if len(prompts) != len(choices):
-        raise InputError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+    _check_choice_lists(prompts, choices)
     items, owners = [], []
-    for n, (prompt, options) in enumerate(zip(prompts, choices, strict=False)):
-        if not options:
-            raise InputError("an example to score has no choices")
+    for n, (prompt, options) in enumerate(zip(prompts, choices, strict=True)):
         encoded = encode(loaded, prompt)
         for option in options:
             items.append((encoded.ids, encode_target(loaded, encoded, option)))
@@ -139,12 +143,9 @@ def score_letters_batch(
 
     One forward per prompt: the letters are read off the next-token distribution at the end of the prompt.
     """
-    if len(prompts) != len(choices):
-        raise InputError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+    _check_choice_lists(prompts, choices)
     items, letter_ids = [], []
     for prompt, options in zip(prompts, choices, strict=True):
-        if not options:
-            raise InputError("an example to score has no choices")
         if len(options) > len(LETTERS):
             raise InputError(f"at most {len(LETTERS)} choices can be lettered, got {len(options)}")
         encoded = encode(loaded, prompt)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
+sys.path.insert(0, str(REPO / "bench"))  # bench/figures.py
 
 from kdviz.distill.runs import read_status  # noqa: E402
 from kdviz.files import write_atomic  # noqa: E402
@@ -204,27 +205,11 @@ def hardware() -> str:
 
 def write_figure(table: ResultsTable, stem: Path) -> list[Path]:
     """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
+    from figures import write_plotly
+
     from kdviz.compare.viz import method_accuracy_figure
 
-    fig = method_accuracy_figure(table)
-    html = stem.with_suffix(".html")
-    write_atomic(html, fig.to_html(include_plotlyjs=True, full_html=True))
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return [html]
-    if not Path(chromium).exists():
-        return [html]
-    png = stem.with_suffix(".png")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 740, "height": 400})
-        page.goto(html.resolve().as_uri())
-        page.wait_for_selector(".main-svg")
-        page.locator(".plotly-graph-div").first.screenshot(path=str(png))
-        browser.close()
-    return [html, png]
+    return write_plotly(method_accuracy_figure(table), stem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ others read kdviz's attribution cache, pointed at a temporary folder for this mo
 """
 
 import json
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -13,10 +14,14 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+import kdviz
 import kdviz.rationales.build
+from kdviz.cli.main import main
 from kdviz.data import demo_path
 from kdviz.errors import InputError, KdvizError
+from kdviz.lm.models import _load_cached
 from kdviz.rationales.curation import CurationStore
+from kdviz.rationales.quality import QualityCell
 from kdviz.records import ProgressEvent
 from kdviz.ui import build_handlers as bh
 from kdviz.ui import build_job as bj
@@ -24,7 +29,9 @@ from kdviz.ui import curation_handlers as ch
 from kdviz.ui import curation_views as cv
 from kdviz.ui import export_handlers as eh
 from kdviz.ui import launch
+from kdviz.ui import quality_handlers as qh
 from kdviz.ui import rationale_handlers as rh
+from kdviz.viz.quality import quality_rows
 from kdviz.workspace import WORKSPACE_ENV, Workspace
 
 ALL = list(bh.EXCLUSIONS)
@@ -307,6 +314,71 @@ def test_a_failed_background_build_raises_its_own_error(monkeypatch):
     assert bj.JOBS.active is None  # the slot is free again
 
 
+def test_quality_by_k_and_span_measures_the_open_build_on_the_teacher_already_loaded(store, capsys):
+    ws = root(store)
+    loads = _load_cached.cache_info().misses
+    seen = []
+    view = qh.measure(ws, "b1", ["5", "3"], ["all", "question"], on_progress=lambda d, t: seen.append((d, t)))
+    assert _load_cached.cache_info().misses == loads  # the build's teacher ("tiny"), from the app's model cache
+    assert view.message == "Build **b1**: 6 records, 4 settings." and seen[-1] == (4, 4)
+    assert [(r[0], r[1], r[2]) for r in view.rows] == [
+        ("input_x_gradient", "3", "question"),
+        ("input_x_gradient", "5", "question"),
+        ("input_x_gradient", "3", "all"),
+        ("input_x_gradient", "5", "all"),
+    ]  # k sorted, spans in the table's order, however the boxes were ticked
+    assert all(r[8] != "— (—)" for r in view.rows)  # comprehensiveness measured
+    assert len(view.figure.data) == 6  # 3 panels x 2 spans
+    command = f"kdviz quality --workspace {ws} --name b1 --ks 3 5 --spans question all"
+    assert f"```\n{command}\n```" in view.command
+    assert main([*shlex.split(command)[1:], "--json"]) == 0  # the command prints the same table
+    cells = [QualityCell.from_dict(d) for d in json.loads(capsys.readouterr().out)]
+    assert quality_rows(cells) == view.rows
+
+
+def test_quality_without_faithfulness_loads_no_model_and_bad_settings_are_clear(store, monkeypatch):
+    ws = root(store)
+    monkeypatch.setattr(kdviz, "load_model", lambda spec: pytest.fail(f"loaded {spec}"))
+    view = qh.measure(ws, "b1", ["10"], ["question"], faithfulness=False)
+    assert [(r[1], r[2], r[8]) for r in view.rows] == [("10", "question", "— (—)")]
+    assert view.command.endswith("--ks 10 --spans question --no-faithfulness\n```")
+    bad = [([], ["all"], "give at least one k and one span"), (["3"], [], "give at least one k and one span")]
+    for ks, spans, message in [*bad, (["3"], ["choices"], "unknown rationale span 'choices'")]:
+        with pytest.raises(KdvizError, match=message):
+            qh.measure(ws, "b1", ks, spans)
+    with pytest.raises(InputError, match="no rationale build in"):
+        qh.measure(ws, "nope")
+    with pytest.raises(InputError, match="no build is open"):
+        next(qh.launch(ws, "", ["3"], ["all"]))
+
+
+def test_quality_is_one_background_job_with_progress_busy_refusal_and_cancel(monkeypatch):
+    started = threading.Event()
+
+    def slow_measure(workspace, build, *fields, on_progress, should_stop):  # waits for Cancel
+        on_progress(1, 6)
+        started.set()
+        while not should_stop():
+            time.sleep(0.01)
+        return qh.QualityView("Cancelled: finished measurements are cached, so measuring again resumes.", [])
+
+    monkeypatch.setattr(qh, "measure", slow_measure)
+    running = qh.launch("ws", "b1", ["3"], ["all"], True, poll_s=0.01)
+    try:
+        first = next(running)
+        assert first.running and first.message.startswith("Measuring")
+        assert started.wait(5)
+        progress = first if first.progress else next(running)
+        assert progress.message == "Measuring: 1 of 6 settings done (17%)…"
+        with pytest.raises(qh.BusyError, match=r"busy: the quality of build b1 is being measured"):
+            next(qh.launch("ws", "b2", ["3"], ["all"], True))
+        assert qh.cancel() == "Cancelling after the current batch…"
+        assert list(running)[-1].message.startswith("Cancelled")
+        assert qh.cancel() == "No quality measurement is running."
+    finally:
+        qh.cancel()  # never leave the slot taken for the tests after this one
+
+
 def serve(workspace):
     return launch(teacher="tiny", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True)
 
@@ -320,6 +392,9 @@ def test_api_build_accept_then_restart_sees_the_saved_state(workspace, monkeypat
         *view, counts, _, _, records, record = one.predict("demo-002", api_name="/accept")
         assert "status **accepted**" in view[2] and "3 records: 2 pending · 1 accepted · 0 rejected" in counts
         assert [row[:2] for row in records["data"]][1] == ["demo-002", "accepted"] and record["value"] == "demo-002"
+        message, table, _, command = one.predict(["3"], ["all"], True, api_name="/measure_quality")
+        assert message == "Build **api**: 3 records, 1 setting." and [r[1:3] for r in table["data"]] == [["3", "all"]]
+        assert "kdviz quality --workspace" in command and "--name api --ks 3 --spans all" in command
         two.predict(limit=3, name="other", api_name="/build")  # a second session on its own build
         two.predict("demo-001", api_name="/reject")
         counts = one.predict(None, api_name="/filter")[0]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from kdviz._version import __version__
 from kdviz.errors import KdvizError
 
-from . import app, attribute, compare, rationales, train
+from . import app, attribute, compare, quality, rationales, train
 from .common import Parser, fail
 
 OOM_HINT = "out of memory: use a smaller model, fewer --steps or a smaller --batch-size"
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     attribute.add_parser(sub)
     app.add_parsers(sub)
     rationales.add_parsers(sub)
+    quality.add_parser(sub)
     train.add_parser(sub)
     compare.add_parser(sub)
     return parser

@@ -211,6 +211,7 @@ def measure_faithfulness(
     model_id: str | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    score: Scorer | None = None,
 ) -> list[Faithfulness | None]:
     """Returns each record's faithfulness on `loaded` (a `LoadedModel`), `batch_size` records at a time, each
     finished batch cached (see `faithfulness_of` for the arguments and the None entries).
@@ -221,12 +222,16 @@ def measure_faithfulness(
             checkpoint is rewritten).
         on_progress: called with (records done, total) when it starts (the cached ones done) and after each batch.
         should_stop: polled between batches; the records not measured when it returns True stay None.
+        score: scores the prompts (default: `score_prompts` on `loaded`); a `kdviz.rationales.quality.ScoreMemo`
+            shares scored prompts between calls.
     """
     from kdviz.lm.embedded import cache_root
     from kdviz.lm.inference import score_prompts
 
-    def score(prompts: list[str], choices: list[tuple[str, ...]], letters: bool) -> list[ChoiceScores]:
+    def score_on_model(prompts: list[str], choices: list[tuple[str, ...]], letters: bool) -> list[ChoiceScores]:
         return score_prompts(loaded, prompts, choices, letters, batch_size=4 * batch_size)
+
+    score = score or score_on_model
 
     cache = FaithfulnessCache(cache_dir or cache_root() / "faithfulness", model_id or loaded.name)
     done = cache.load()

@@ -1,5 +1,6 @@
 """Panel 2, Rationales: build a rationale dataset with a teacher, or open or import one, and see the command that
-rebuilds it. Components and wiring only; the statistics, curation and export sections are in `curation_tab`.
+rebuilds it, and measure the open build's rationales for each top-k and span ("Quality by k and span", a background
+job in `quality_handlers`). Components and wiring only; statistics, curation and export are in `curation_tab`.
 
 The build runs as the app's one background build (`build_job`, launched and followed by `build_events`): any
 session can cancel it, and a page loaded while it runs follows it to its end."""
@@ -11,11 +12,13 @@ from pathlib import Path
 import gradio as gr
 
 import kdviz
+from kdviz.viz.quality import QUALITY_COLUMNS, QUALITY_NOTE
 
 from . import build_events as be
 from . import build_handlers as bh
 from . import build_job as bj
 from . import curation_tab
+from . import quality_handlers as qh
 from . import rationale_handlers as rh
 from .errors import ui_errors
 
@@ -29,6 +32,25 @@ def open_existing(workspace: str, name: str) -> rh.OpenedBuild:
 def import_file(workspace: str, file: str, name: str) -> tuple[str, gr.Dropdown, str, str]:
     opened = rh.import_records(workspace, file, name)
     return opened.build, gr.Dropdown(choices=rh.list_builds(workspace), value=opened.build), *opened[1:]
+
+
+@ui_errors
+def measure_quality(
+    workspace: str,
+    build: str,
+    ks: list[str],
+    spans: list[str],
+    faithfulness: bool,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
+):
+    try:
+        for view in qh.launch(workspace, build, ks, spans, faithfulness):
+            if view.running and view.progress is not None:
+                progress((view.progress.done, view.progress.total), desc="settings measured", unit="settings")
+            yield (view.message, gr.skip(), gr.skip(), gr.skip()) if view.running else (view.message, *view[1:4])
+    except qh.BusyError as exc:  # a warning: the app and the measurement in progress are fine
+        gr.Warning(str(exc))
+        yield str(exc), gr.skip(), gr.skip(), gr.skip()
 
 
 def set_dataset(file: str) -> tuple[str, str]:
@@ -84,6 +106,19 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
             imported = gr.File(label="Import records JSONL (kdviz rationales --out)", file_types=[".jsonl"])
     command = gr.Markdown(elem_id="kdviz-build-command")
     curation_tab.render(ws, current)
+    with gr.Accordion("Quality by k and span", open=False):
+        with gr.Row():
+            ks = gr.CheckboxGroup(list(qh.K_CHOICES), value=list(qh.DEFAULT_K_CHOICES), label="k (rationale words)")
+            spans = gr.CheckboxGroup(list(bh.SPANS), value=list(bh.SPANS), label="Rationale words from")
+            quality_faith = gr.Checkbox(True, label="Faithfulness on the build's teacher")
+            with gr.Column(min_width=160):
+                measure = gr.Button("Measure quality", variant="primary")
+                stop_quality = gr.Button("Cancel", variant="stop", size="sm")
+        quality_message = gr.Markdown()
+        quality = gr.Dataframe(headers=QUALITY_COLUMNS, interactive=False, label="Rationale quality")
+        gr.Markdown(QUALITY_NOTE)
+        quality_plot = gr.Plot(label="Quality against random words")
+        quality_command = gr.Markdown()
 
     settings = [model, dataset, columns, limit, method, target_mode, rule, rule_value, exclude, batch_size, name,
                 span, faithfulness, predict]  # fmt: skip
@@ -97,3 +132,9 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
     imported.upload(import_file, [ws, imported, name], shown, api_name="import_records")
     upload.upload(set_dataset, upload, [dataset, data_note], api_name="set_dataset")
     rule.input(lambda r: bh.RULE_DEFAULTS[r], rule, rule_value, api_name="rule_default")
+    measured = [quality_message, quality, quality_plot, quality_command]
+    # No concurrency limit: a second launch must get the busy message now, not wait in the queue.
+    quality_inputs = [ws, current, ks, spans, quality_faith]
+    measure.click(measure_quality, quality_inputs, measured, api_name="measure_quality", concurrency_limit=None)
+    stop_quality.click(qh.cancel, None, quality_message, api_name="cancel_quality")
+    current.change(lambda: ("", None, None, ""), None, measured, api_name="clear_quality")  # another build: clear

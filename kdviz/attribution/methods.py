@@ -20,7 +20,7 @@ import torch
 
 from kdviz.errors import InputError
 from kdviz.lm.forward import Batch, Item, embed, make_batch, model_lock, target_logits, target_logprobs
-from kdviz.lm.prompts import EncodedPrompt, encode, encode_target
+from kdviz.lm.prompts import EncodedPrompt, check_target, encode, encode_target
 from kdviz.records import Prediction, TargetMode, TokenAttribution
 
 from .catalog import (  # noqa: F401
@@ -32,6 +32,7 @@ from .catalog import (  # noqa: F401
     check_method,
     list_attribution_methods,
 )
+from .lrp import attnlrp
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 Progress = Callable[[int, int], None]
@@ -132,8 +133,11 @@ def _gradient_method(kind: str) -> MethodFn:
             rows = base.shape[0]
             alphas, weights, content = [1.0], [1.0], None
             if kind == "integrated_gradients":
-                # Gauss-Legendre quadrature, as Captum's IntegratedGradients; the baseline is a zero embedding
-                # at the prompt text's positions, template and target positions keep their real embeddings.
+                # Gauss-Legendre quadrature with Captum's own nodes and weights. The baseline is a zero embedding
+                # at the prompt text's tokens (`content_positions`); chat-template and special tokens and the
+                # target keep their real embeddings. Captum's LLMGradientAttribution by default swaps every prompt
+                # token, template included, for token id 0 (a real token with a non-zero embedding in most
+                # vocabularies), so its scores differ; given this baseline they agree (tests/test_ig_captum.py).
                 # Caveat: RMS-normalised encoders (T5) are discontinuous at exactly zero, so there the scores
                 # sum to f(input) - f(just off zero), not f(input) - f(zero).
                 from captum.attr._utils.approximation_methods import approximation_parameters
@@ -250,15 +254,15 @@ METHODS: dict[str, MethodFn] = {
     "integrated_gradients": _gradient_method("integrated_gradients"),
     "feature_ablation": _feature_ablation,
     "attention": _attention,
+    "attnlrp": attnlrp,  # optional: needs the lxt package
 }
 assert set(METHODS) == set(METHOD_DESCRIPTIONS), "kdviz.attribution.catalog names every method"
 
 
 def _prepare(loaded, request: AttributionRequest) -> _Prepared:
-    if not request.target.strip():
-        raise InputError("the target to attribute is empty")
-    if request.contrast is not None and not request.contrast.strip():
-        raise InputError("the contrast to attribute against is empty")
+    check_target(request.target)
+    if request.contrast is not None:
+        check_target(request.contrast, "the contrast")
     encoded = encode(loaded, request.prompt)
     spans = word_spans(request.prompt)
     keep = 1 if request.first_token_only else None

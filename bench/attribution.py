@@ -12,10 +12,12 @@ For each method (kdviz's "saliency" and "integrated_gradients") it times, in exa
           the least any gradient method can cost (times S for integrated gradients).
 
 Targets are the gold answers, so all three attribute the same tokens. A sanity check compares kdviz's and
-Captum's whole-target scores on the prompt text's tokens (kdviz input_x_gradient vs LayerGradientXActivation,
-kdviz integrated_gradients vs LayerIntegratedGradients).
+Captum's whole-target scores on the prompt text's tokens: kdviz input_x_gradient vs LayerGradientXActivation, and
+kdviz integrated_gradients vs LayerIntegratedGradients twice, with Captum's default baseline (every prompt token,
+chat template included, swapped for token id 0) and, untimed, with kdviz's (a zero embedding at the prompt text's
+tokens, the template kept). The two IG paths share their Gauss-Legendre nodes, so only the baseline can part them.
 
-    python bench/attribution.py                     # embedded teacher, defaults (about 25 min on 2 CPU cores)
+    python bench/attribution.py                     # embedded teacher, defaults (about 35 min on 2 CPU cores)
     python bench/attribution.py --model tiny --n 8  # smoke run, seconds
 """
 
@@ -177,24 +179,29 @@ def captum_attributor(loaded: LoadedModel, method: str) -> LLMGradientAttributio
     return LLMGradientAttribution(LayerIntegratedGradients(loaded.model, layer), loaded.tokenizer)
 
 
-def captum_scores(llm: LLMGradientAttribution, p: Prepared, steps: int, zero: int | None) -> torch.Tensor:
-    """Captum's whole-target scores for one example, on kdviz's content positions (what a user's loop body does)."""
+def captum_scores(
+    llm: LLMGradientAttribution, p: Prepared, steps: int | None, zero: int | None = None
+) -> torch.Tensor:
+    """Captum's whole-target scores for one example, on kdviz's content positions (what a user's loop body does).
+
+    `steps` None: LayerGradientXActivation. Otherwise LayerIntegratedGradients with Captum's default baseline, or,
+    given `zero` (a token id whose embedding row is zeroed), with kdviz's baseline.
+    """
     tokenizer = llm.tokenizer
-    if zero is None:  # LayerGradientXActivation
+    if steps is None:
         inp, kwargs = TextTokenInput(p.model_text, tokenizer), {}
     else:
-        # Captum's LLM input is a presence mask over tokens: 0 swaps a token for the input's `baselines` id.
-        # Absent prompt-text tokens become the zeroed row, template tokens stay: kdviz's baseline (Captum's
-        # default swaps every token, template included, for token id 0). The step chunking matches kdviz's
-        # memory budget.
-        inp = TextTokenInput(p.model_text, tokenizer, baselines=zero)
-        present = inp.to_tensor().clone()
-        present[0, list(p.encoded.content_positions)] = 0
-        kwargs = dict(
-            baselines=present.to(llm.device),
-            n_steps=steps,
-            internal_batch_size=max(1, IG_TOKENS_PER_PASS // len(p.encoded.ids)),
-        )
+        # The step chunking matches kdviz's memory budget.
+        kwargs = dict(n_steps=steps, internal_batch_size=max(1, IG_TOKENS_PER_PASS // len(p.encoded.ids)))
+        inp = TextTokenInput(p.model_text, tokenizer, baselines=0 if zero is None else zero)
+        if zero is not None:
+            # Captum's LLM input is a presence mask over tokens: 0 swaps a token for the input's `baselines` id.
+            # Absent prompt-text tokens become the zeroed row, template tokens stay: kdviz's baseline. (Captum's
+            # default swaps every token, template included, for token id 0, which is an ordinary token with a
+            # non-zero embedding in most vocabularies.)
+            present = inp.to_tensor().clone()
+            present[0, list(p.encoded.content_positions)] = 0
+            kwargs["baselines"] = present.to(llm.device)
     result = llm.attribute(inp, target=p.target_text, **kwargs)
     return result.seq_attr.detach().float().cpu()[list(p.encoded.content_positions)]
 
@@ -225,16 +232,20 @@ class Measured:
     ixg: list[float] = field(default_factory=list)  # kdviz input_x_gradient, on Captum's examples (saliency only)
     kdviz_scores: list[torch.Tensor] = field(default_factory=list)  # for the sanity check, on Captum's examples
     captum_scores: list[torch.Tensor] = field(default_factory=list)
+    captum_same_baseline: list[torch.Tensor] = field(default_factory=list)  # IG only: Captum given kdviz's baseline
 
 
 def measure(loaded: LoadedModel, items: Sequence[Prepared], method: str, k: int, args: argparse.Namespace) -> Measured:
     """Times floor, kdviz and Captum batch by batch, interleaved, so that load from other processes on a shared
-    machine hits all three alike. Captum runs on the batch's examples among the first `k`."""
+    machine hits all three alike. Captum runs on the batch's examples among the first `k`; for integrated
+    gradients it runs a second time, untimed, with kdviz's baseline."""
     b, steps = args.batch_size, args.steps
     ig = method == "integrated_gradients"
     llm = captum_attributor(loaded, method)
     m = Measured()
     avoid = {i for p in items for i in p.encoded.ids + p.target_ids}
+    # Every path runs inside the zeroed row, not only Captum's same-baseline pass: with tied embeddings (Qwen2.5)
+    # the row is also that token's output logit, so all paths must read one and the same model.
     with zero_embedding_row(loaded, avoid) if ig else contextlib.nullcontext() as zero:
         for start in range(0, len(items), b):
             chunk = items[start : start + b]
@@ -246,10 +257,12 @@ def measure(loaded: LoadedModel, items: Sequence[Prepared], method: str, k: int,
                 seconds, sanity = timed(kdviz_scores, loaded, chunk[: k - start], "input_x_gradient", steps)
                 m.ixg.append(seconds)
             for p, kd_score in zip(chunk[: max(0, k - start)], sanity, strict=False):
-                seconds, captum = timed(captum_scores, llm, p, steps, zero)
+                seconds, captum = timed(captum_scores, llm, p, steps if ig else None)
                 m.captum.append(seconds)
                 m.captum_scores.append(captum)
                 m.kdviz_scores.append(kd_score)
+                if ig:
+                    m.captum_same_baseline.append(captum_scores(llm, p, steps, zero))
             print(f"  [{method}: {start + len(chunk)}/{len(items)} questions]", file=sys.stderr, flush=True)
     return m
 
@@ -281,8 +294,8 @@ def print_table(title: str, rows: list[Timing]) -> None:
         print(f"  {r.path:<{width}} {r.examples:>8} {r.seconds:>9.1f} {r.rate:>11.4f} {r.seconds / r.examples:>10.2f}")
 
 
-def run_method(loaded: LoadedModel, items: Sequence[Prepared], method: str, args: argparse.Namespace) -> str:
-    """Times the three paths for one method, prints their table, and returns the sanity-check line."""
+def run_method(loaded: LoadedModel, items: Sequence[Prepared], method: str, args: argparse.Namespace) -> list[str]:
+    """Times the three paths for one method, prints their table, and returns the sanity-check lines."""
     ig = method == "integrated_gradients"
     n = args.ig_n if ig else args.n
     k, b, steps = min(args.captum_limit, n), args.batch_size, args.steps
@@ -303,12 +316,15 @@ def run_method(loaded: LoadedModel, items: Sequence[Prepared], method: str, args
         )
     if ig:
         print(f"  floor for IG = {steps} x one measured forward+backward of each batch")
-    twin = (
-        "input_x_gradient vs LayerGradientXActivation"
-        if not ig
-        else "integrated_gradients vs LayerIntegratedGradients"
-    )
-    return f"{twin} ({k} questions): {agreement(m.kdviz_scores, m.captum_scores)}"
+    if not ig:
+        return [
+            f"input_x_gradient vs LayerGradientXActivation ({k} questions): {agreement(m.kdviz_scores, m.captum_scores)}"
+        ]
+    twin = "integrated_gradients vs LayerIntegratedGradients"
+    return [
+        f"{twin}, Captum's default baseline ({k} questions): {agreement(m.kdviz_scores, m.captum_scores)}",
+        f"{twin}, same baseline ({k} questions): {agreement(m.kdviz_scores, m.captum_same_baseline)}",
+    ]
 
 
 def describe(loaded: LoadedModel, items: Sequence[Prepared], args: argparse.Namespace, load_s: float) -> None:
@@ -341,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     floor_pass(loaded, items[: args.batch_size])  # warm-ups, untimed: first calls pay one-off setup costs
     kdviz_scores(loaded, items[:1], "saliency", args.steps)
-    captum_scores(captum_attributor(loaded, "saliency"), items[0], args.steps, None)
-    checks = [run_method(loaded, items, method, args) for method in args.methods]
+    captum_scores(captum_attributor(loaded, "saliency"), items[0], None)
+    checks = [line for method in args.methods for line in run_method(loaded, items, method, args)]
     print("\nsanity check: kdviz vs Captum whole-target scores on the prompt text's tokens")
     for line in checks:
         print(f"  {line}")

@@ -4,54 +4,97 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from kdviz.errors import InputError
-from kdviz.records import Example
+from kdviz.records import Example, Record
 
 NLI_LABEL_NAMES = {0: "entailment", 1: "neutral", 2: "contradiction"}
 NLI_LABEL_NAMES_TUPLE = tuple(NLI_LABEL_NAMES.values())
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 
-def example_from_row(row: dict, index: int) -> Example:
+# Controls, format characters (zero-width space and joiners, the BOM), surrogates, private use, unassigned code
+# points and spaces: text made only of these shows nothing on screen, so the app and the CLI refuse it alike.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# The kdviz fields a column mapping may name (the record shapes `example_from_row` and training data read).
+MAPPABLE_FIELDS = (
+    "id", "question", "choices", "answer", "answerKey", "premise", "hypothesis", "label", "context",
+    "human_rationale_extractive", "rationale", "teacher_answer", "teacher_rationale",
+)  # fmt: skip
+
+
+def has_visible_text(text: str) -> bool:
+    """Returns whether `text` holds a character that shows on screen (not only spaces, zero-width or control
+    characters)."""
+    return any(unicodedata.category(ch) not in _INVISIBLE for ch in text)
+
+
+def _text(value, where: str, what: str) -> str:
+    """Returns a field's value as text; refuses null, a list, a mapping or a boolean, and invisible text."""
+    if value is None:
+        raise InputError(f"{where}: {what} is null")
+    if isinstance(value, (list, dict, bool)):
+        raise InputError(f"{where}: {what} must be text, not a {type(value).__name__}")
+    text = str(value)
+    if not has_visible_text(text):
+        raise InputError(f"{where}: {what} has no visible characters")
+    return text
+
+
+def _nli_label(label, where: str) -> str | None:
+    if label is None or label == -1:  # SNLI and MNLI mark examples without a gold label with -1
+        return None
+    label = NLI_LABEL_NAMES.get(label, label.strip().lower() if isinstance(label, str) else label)
+    if label not in NLI_LABEL_NAMES_TUPLE:
+        raise InputError(f"{where}: label {label!r} is not one of {', '.join(NLI_LABEL_NAMES_TUPLE)} (or 0, 1, 2)")
+    return label
+
+
+def example_from_row(row: dict, index: int, where: str | None = None) -> Example:
     """Returns the Example for one raw record, recognising the task by its fields.
 
     Multiple choice: `question`, `choices` (a list, or CommonsenseQA's {"label": [...], "text": [...]}),
     `answer` (a choice's text or letter), optional `human_rationale_extractive`. NLI: `premise`, `hypothesis`,
-    `label` (name or 0/1/2). Free-form QA: `question`, `answer`.
+    `label` (name or 0/1/2; -1 or none: no gold label). Free-form QA: `question`, `answer`.
+
+    Args:
+        where: where the record is, for messages ("data.jsonl, line 3"); default "record <index>".
 
     Raises:
-        InputError: the record has none of these shapes (the message names the missing fields).
+        InputError: the record has none of these shapes (the message names the missing fields), a null or invisible
+            id, question, premise, hypothesis or choice, or a gold answer that is not one of the choices.
     """
-    ex_id = str(row.get("id", index))
+    where = where or f"record {index}"
+    ex_id = _text(row["id"], where, "'id'") if "id" in row else str(index)
     if "premise" in row and "hypothesis" in row:
-        label = row.get("label")
-        label = NLI_LABEL_NAMES.get(label, label) if label is not None else None
-        return Example(ex_id, "nli", str(row["hypothesis"]), NLI_LABEL_NAMES_TUPLE, label, str(row["premise"]))
+        premise, hypothesis = (_text(row[k], where, repr(k)) for k in ("premise", "hypothesis"))
+        return Example(ex_id, "nli", hypothesis, NLI_LABEL_NAMES_TUPLE, _nli_label(row.get("label"), where), premise)
     if "question" not in row:
         raise InputError(
-            f"record {index} has no 'question' field (nor 'premise' and 'hypothesis'); it has: "
+            f"{where} has no 'question' field (nor 'premise' and 'hypothesis'); it has: "
             f"{', '.join(sorted(row)) or 'nothing'}"
         )
     question = row["question"]
     if isinstance(question, dict):  # CommonsenseQA's original layout: {"stem": ..., "choices": [...]}
-        row = {**row, "choices": question.get("choices", []), "question": question.get("stem", "")}
-        question = row["question"]
-    choices = _choices(row.get("choices"), index)
+        row = {**row, "choices": question.get("choices", []), "question": question.get("stem")}
+    question = _text(row["question"], where, "'question'")
+    choices = _choices(row.get("choices"), where)
     answer = row.get("answer", row.get("answerKey"))
     if choices and isinstance(answer, str) and answer not in choices and len(answer) == 1 and answer.isalpha():
         pos = ord(answer.upper()) - ord("A")
         answer = choices[pos] if 0 <= pos < len(choices) else answer
     if choices and answer is not None and answer not in choices:
-        raise InputError(f"record {index}: answer {answer!r} is not one of its choices")
+        raise InputError(f"{where}: answer {answer!r} is not one of its choices ({', '.join(choices)})")
     rationale = row.get("human_rationale_extractive") or row.get("rationale")
     return Example(
         ex_id,
         "mcqa" if choices else "qa",
-        str(question),
+        question,
         tuple(choices),
         None if answer is None else str(answer),
         row.get("context"),
@@ -59,52 +102,85 @@ def example_from_row(row: dict, index: int) -> Example:
     )
 
 
-def _choices(raw, index: int) -> list[str]:
+def _choices(raw, where: str) -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, dict) and "text" in raw:
-        return [str(c) for c in raw["text"]]
+        raw = raw["text"]
     if isinstance(raw, str):  # a CSV cell: a JSON list, or "a | b | c"
         try:
             raw = json.loads(raw) if raw.lstrip().startswith("[") else [c.strip() for c in raw.split("|")]
         except json.JSONDecodeError as exc:
-            raise InputError(f"record {index}: 'choices' is not a valid JSON list ({exc.msg})") from exc
-    if isinstance(raw, list):
-        return [str(c["text"]) if isinstance(c, dict) else str(c) for c in raw]
-    raise InputError(f"record {index}: 'choices' must be a list of strings")
+            raise InputError(f"{where}: 'choices' is not a valid JSON list ({exc.msg})") from exc
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: 'choices' must be a list of strings")
+    return [
+        _text(c["text"] if isinstance(c, dict) and "text" in c else c, where, f"choice {i}")
+        for i, c in enumerate(raw, 1)
+    ]
 
 
-def _rows_jsonl(path: Path):
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+def _not_utf8(name: str, line: int, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Returns the message for a line that is not UTF-8: the file, the line, the byte, its column and why."""
+    return (
+        f"{name}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}: "
+        f"{exc.reason}); save the file as UTF-8"
+    )
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yields (line number, line) of a UTF-8 text file (a leading byte-order mark dropped).
+
+    Raises:
+        InputError: a line that is not UTF-8; the message names the file, the line, the byte and why.
+    """
+    with path.open("rb") as handle:  # bytes, so a decoding error can name its line
+        for n, raw in enumerate(handle, 1):
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if n == 1 else raw
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path.name}, line {n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path.name}, line {n}: expected a JSON object")
-            yield row
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(_not_utf8(path.name, n, raw, exc)) from exc
 
 
-def _rows_table(path: Path):
+def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yields (line number, JSON object) for each non-blank line of a JSONL file.
+
+    Raises:
+        InputError: a line that is not UTF-8, not JSON or not a JSON object; the message names the file and line.
+    """
+    for n, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path.name}, line {n}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InputError(f"{path.name}, line {n}: expected a JSON object, not {type(row).__name__}")
+        yield n, row
+
+
+def _rows_table(path: Path) -> Iterator[tuple[str, dict]]:
     import pandas as pd
 
+    if path.suffix.lower() == ".csv":  # pandas' decoding error names neither the line nor the file
+        for _ in _utf8_lines(path):
+            pass
     try:
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         raise InputError(f"{path.name}: cannot be read as {path.suffix[1:].upper()} ({exc})") from exc
-    for row in frame.to_dict(orient="records"):
+    for n, row in enumerate(frame.to_dict(orient="records"), 1):
         for key, value in row.items():
             if hasattr(value, "tolist"):  # numpy arrays from Parquet list columns
                 row[key] = value.tolist()
             elif isinstance(value, float) and value != value:  # NaN: an empty CSV cell
                 row[key] = None
-        yield row
+        yield f"row {n}", row
 
 
-def _rows_hub(name: str):
+def _rows_hub(name: str) -> Iterator[tuple[str, dict]]:
     try:
         import datasets
 
@@ -116,15 +192,18 @@ def _rows_hub(name: str):
             f"could not load dataset {name!r} from the Hugging Face hub ({offline}{type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); use a local JSONL, CSV or Parquet file"
         ) from exc
-    yield from loaded
+    for n, row in enumerate(loaded, 1):
+        yield f"row {n}", row
 
 
-def rows_of(source: str | Path) -> tuple[Iterator[dict], str]:
-    """Returns (the raw records, the name to show in messages) of a JSONL, CSV or Parquet file or a hub dataset
-    ("hf:name[:split]"): the one place that picks a reader by file type.
+def located_rows(source: str | Path) -> tuple[Iterator[tuple[str, dict]], str]:
+    """Returns ((where, raw record) pairs, the name to show in messages) of a JSONL, CSV or Parquet file or a hub
+    dataset ("hf:name[:split]"): the one place that picks a reader by file type. `where` is "line 3" in a JSONL
+    file, "row 3" (the third record) in a table or a hub dataset.
 
     Raises:
-        InputError: no such file, or an unsupported file type (malformed content raises while iterating).
+        InputError: no such file, or an unsupported file type (malformed content raises while iterating, naming the
+            file and the line).
     """
     text = str(source)
     if text.startswith("hf:"):
@@ -134,10 +213,47 @@ def rows_of(source: str | Path) -> tuple[Iterator[dict], str]:
         raise InputError(f"no such data file: {path}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return _rows_jsonl(path), path.name
+        return ((f"line {n}", row) for n, row in _jsonl_objects(path)), path.name
     if suffix in (".csv", ".parquet"):
         return _rows_table(path), path.name
     raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def rows_of(source: str | Path) -> tuple[Iterator[dict], str]:
+    """Returns (the raw records, the name to show in messages) of what `located_rows` reads."""
+    rows, name = located_rows(source)
+    return (row for _, row in rows), name
+
+
+def load_records(path: str | Path, cls: type[R]) -> list[R]:
+    """Returns the records of type `cls` in a JSONL file (`save_jsonl`'s output, e.g. `kdviz rationales --out`),
+    each line checked, ids (where records have one) unique.
+
+    Raises:
+        InputError: no such file; a line that is not UTF-8, not a JSON object or not such a record; a repeated id.
+            The message names the file and the line.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    records: list[R] = []
+    seen: dict[str, int] = {}
+    for n, row in _jsonl_objects(path):
+        try:
+            record = cls.from_dict(row)
+            record_id = getattr(record, "id", None)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # the shape of untrusted data
+            raise InputError(f"{path.name}, line {n}: not a {cls.__name__} ({type(exc).__name__}: {exc})") from exc
+        if record_id is not None and record_id in seen:
+            raise InputError(
+                f"{path.name}, line {n}: id {record_id!r} appears twice (first on line {seen[record_id]})"
+            )
+        if record_id is not None:
+            seen[record_id] = n
+        records.append(record)
+    if not records:
+        raise InputError(f"{path.name} holds no records")
+    return records
 
 
 def parse_columns(text: str | None) -> dict[str, str] | None:
@@ -145,7 +261,7 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
     for an empty text.
 
     Raises:
-        InputError: a pair that is not `field=column`.
+        InputError: a pair that is not `field=column`, or a field kdviz does not read (`MAPPABLE_FIELDS`).
     """
     mapping = {}
     for pair in (p.strip() for p in (text or "").split(",")):
@@ -155,6 +271,11 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
         if not (sep and ours and theirs):
             raise InputError(f"column mapping {pair!r}: write kdviz_field=file_column, e.g. question=prompt")
         mapping[ours] = theirs
+    unknown = [ours for ours in mapping if ours not in MAPPABLE_FIELDS]
+    if unknown:
+        raise InputError(
+            f"column mapping: kdviz reads no field {unknown[0]!r}; map one of: {', '.join(MAPPABLE_FIELDS)}"
+        )
     return mapping or None
 
 
@@ -179,18 +300,27 @@ def load_examples(
         columns: maps kdviz's field names to the file's (e.g. {"question": "prompt", "answer": "label"}).
 
     Raises:
-        InputError: missing, empty or malformed file, a missing column, or a record of no known shape.
+        InputError: missing, empty, non-UTF-8 or malformed file, a missing column, a record of no known shape, a null
+            or invisible field, a gold answer outside the choices, or a repeated id; the message names the file and
+            the line (or row).
     """
-    rows, name = rows_of(source)
+    rows, name = located_rows(source)
     rename = {theirs: ours for ours, theirs in (columns or {}).items()}
     examples: list[Example] = []
-    for n, row in enumerate(rows):
+    seen: dict[str, str] = {}  # id -> where it was first read
+    for n, (at, row) in enumerate(rows):
+        where = f"{name}, {at}"
         if rename:
             missing = [theirs for theirs in rename if theirs not in row]
             if missing:
-                raise InputError(f"{name}: column {missing[0]!r} (mapped in the column mapping) is missing")
+                raise InputError(f"{where}: column {missing[0]!r} (mapped in the column mapping) is missing")
             row = {rename.get(k, k): v for k, v in row.items()}
-        examples.append(example_from_row(row, n))
+        example = example_from_row(row, n, where)
+        if example.id in seen:  # builds, curation and the example picker find examples by id
+            raise InputError(f"{where}: example id {example.id!r} appears twice (first on {seen[example.id]}); "
+                             "ids must be unique (map another column to id)")  # fmt: skip
+        seen[example.id] = at
+        examples.append(example)
         if limit is not None and len(examples) >= limit:
             break
     if not examples:

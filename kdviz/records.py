@@ -351,6 +351,8 @@ class RationaleRecord(Record):
     def __post_init__(self) -> None:
         if isinstance(self.example, dict):
             object.__setattr__(self, "example", Example.from_dict(self.example))
+        if not isinstance(self.example, Example):  # a file's "example" may hold anything (issue #15)
+            raise TypeError(f"example must be an object of the example's fields, not {self.example!r:.60}")
         if isinstance(self.faithfulness, dict):
             object.__setattr__(self, "faithfulness", Faithfulness.from_dict(self.faithfulness))
         for name in ("words", "word_offsets", "word_scores", "word_is_template", "rationale"):

@@ -82,16 +82,22 @@ def test_agrees_with_lxts_own_class_patching(tiny):
 
 
 @needs_lxt
+def _patches(model) -> list:
+    """Each module's own forward override and its hooks (other tests may have left some on the shared model)."""
+    return [(m.__dict__.get("forward"), list(m._forward_hooks), list(m._forward_pre_hooks)) for m in model.modules()]
+
+
 def test_the_model_is_unchanged_for_other_methods_afterwards(tiny):
+    patches = _patches(tiny.model)
     before = attribute_requests(tiny, REQUESTS, "input_x_gradient")
     attribute_requests(tiny, REQUESTS, "attnlrp")
     after = attribute_requests(tiny, REQUESTS, "input_x_gradient")
     assert [a.token_scores for a in after] == [b.token_scores for b in before]
-    modules = list(tiny.model.modules())
-    assert not any("forward" in m.__dict__ or m._forward_hooks for m in modules)
+    assert _patches(tiny.model) == patches
     with pytest.raises(RuntimeError), lrp.attnlrp_rules(tiny.model):  # also undone when the call fails
+        assert _patches(tiny.model) != patches  # the rules are on inside
         raise RuntimeError("boom")
-    assert not any("forward" in m.__dict__ or m._forward_hooks for m in modules)
+    assert _patches(tiny.model) == patches
 
 
 @needs_lxt

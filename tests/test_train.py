@@ -179,6 +179,15 @@ def test_an_existing_run_is_never_overwritten(rationale_export, tmp_path):
     assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
 
 
+def test_a_folder_with_other_files_is_refused_and_left_as_it_was(rationale_export, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not an empty folder"):
+        finetune(_config(rationale_export, tmp_path / "mine", max_steps=1))
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # a failed setup deletes nothing of it
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
 def test_out_of_memory_becomes_a_smaller_batch_message_and_keeps_a_run_that_trained(
     rationale_export, tmp_path, monkeypatch
 ):

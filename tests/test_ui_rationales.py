@@ -150,7 +150,7 @@ def test_span_and_faithfulness_settings_and_what_the_panel_shows_of_them(workspa
 def test_duplicate_example_ids_are_refused_before_any_model_work(workspace, tmp_path):
     path = tmp_path / "dups.jsonl"
     path.write_text('{"id": "a", "question": "q?", "choices": ["x", "y"]}\n' * 2)
-    with pytest.raises(InputError, match="dups.jsonl: example ids must be unique"):
+    with pytest.raises(InputError, match="dups.jsonl, line 2: example id 'a' appears twice"):
         build(workspace, "dups", dataset=str(path))
 
 

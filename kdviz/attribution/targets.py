@@ -15,6 +15,7 @@ from kdviz.lm.prompts import (
     PromptFormat,
     answer_choices,
     check_predict_mode,
+    check_target,
     default_predict_mode,
     render,
     render_prediction,
@@ -242,6 +243,8 @@ def attribute(
         contrast: "runner-up" or "gold" for a contrastive attribution (see `build_requests`).
     """
     _check_options(method, predict, contrast)
+    if target is not None:  # before a slow model load
+        check_target(target)
     loaded = _as_loaded(model)
     example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
     fmt = fmt or ("raw" if isinstance(prompt, str) else None)

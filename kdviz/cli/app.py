@@ -5,9 +5,9 @@ from __future__ import annotations
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("app", help="launch the Gradio workbench")
-    p.add_argument("--teacher", default="embedded-teacher", metavar="SPEC")
+    p.add_argument("--teacher", default="embedded-teacher", metavar="SPEC", help="the teacher the app opens with")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (1-65535)")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
     p.add_argument(
         "--workspace", help="folder of rationale builds and exports (default $KDVIZ_WORKSPACE or ./kdviz_workspace)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from . import checks
 from .common import add_model_args, add_predict_arg, model_spec, progress_bar
 
 
@@ -35,7 +36,9 @@ def add_parser(sub) -> None:
         "--format", dest="fmt", choices=FORMATS, help="prompt format (default: mcqa with --choices, else raw)"
     )
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps (default 20)")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument(
+        "--max-new-tokens", type=int, default=24, help="tokens generated for a free answer (target mode generate)"
+    )
     p.add_argument("--limit", type=int, help="with --data: the first N examples")
     p.add_argument("--batch-size", type=int, default=4, help="with --data: examples per batch")
     p.add_argument("--out", metavar="FILE", help="also write the record(s) as JSONL")
@@ -67,6 +70,7 @@ def run(args) -> int:
     from kdviz.lm.prompts import prompt_example
     from kdviz.records import save_jsonl
 
+    checks.output_file("--out", args.out, inputs=[args.data, args.model])
     spec = model_spec(args, "model")
     if args.data:
         from kdviz.data import load_examples

@@ -15,7 +15,20 @@ def fail(message: str) -> int:
     return 2
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Shows each option's default after its help, unless the help says it already or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        return text if quiet or "default" in text else f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line on stderr, exit 2 (argparse would print the whole usage)
         raise SystemExit(fail(f"{self.prog}: {message} (see --help)"))
 

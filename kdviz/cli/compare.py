@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import checks
 from .common import add_predict_arg, stop_on_ctrl_c
 
 
@@ -42,15 +43,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from kdviz.compare.report import check_may_write, compare_command, write_report
+    from kdviz.compare.report import REPORT_FILES, check_may_write, compare_command, write_report
     from kdviz.compare.run import compare, with_names
     from kdviz.distill.data import load_train_examples
-    from kdviz.errors import InputError
     from kdviz.records import ProgressEvent
     from kdviz.workspace import Workspace
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be at least 1")
+    inputs = [args.data, args.teacher, *args.student]
+    checks.output_folder("--out", args.out, inputs=inputs, writes=REPORT_FILES)
     workspace = Workspace(args.workspace) if args.workspace or args.name else None
     out = check_may_write(workspace.comparison_dir(args.name)) if args.name else args.out
     specs = [args.teacher, *args.student]

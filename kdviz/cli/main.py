@@ -19,6 +19,7 @@ from kdviz._version import __version__
 from kdviz.errors import KdvizError
 
 from . import app, attribute, compare, quality, rationales, train
+from .checks import check_args
 from .common import Parser, fail
 
 OOM_HINT = "out of memory: use a smaller model, fewer --steps or a smaller --batch-size"
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        check_args(args)  # shared flags (numbers, --device, folders) before any subcommand work
         return args.run(args)
     except KdvizError as exc:
         return fail(str(exc))

@@ -6,8 +6,9 @@ import contextlib
 import json
 import sys
 
-from kdviz.errors import InputError, KdvizError
+from kdviz.errors import InputError
 
+from . import checks
 from .common import add_model_args, add_predict_arg, model_spec, progress_bar, stop_on_ctrl_c
 
 
@@ -41,7 +42,7 @@ def add_parsers(sub) -> None:
         "record on the teacher)",
     )  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch")
     p.add_argument("--cache-dir", help="where finished attributions are cached (default: kdviz's cache)")
     p.add_argument("--out", metavar="FILE.jsonl", help="the rationale records (optional with --workspace)")
     p.add_argument("--workspace", metavar="DIR", help="also save the records as a build the app opens (builds/NAME)")
@@ -50,8 +51,16 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("export", help="export rationale records for training (JSONL, Parquet, HF datasets)")
     p.add_argument("--records", required=True, metavar="FILE.jsonl", help="records from `kdviz rationales` or the app")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--format", nargs="+", default=["jsonl", "parquet", "hf"], choices=["jsonl", "parquet", "hf"])
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for README.md, rationales.jsonl, rationales.parquet, hf_dataset",
+    )
+    p.add_argument(
+        "--format", nargs="+", default=["jsonl", "parquet", "hf"], choices=["jsonl", "parquet", "hf"],
+        help="formats to write (default: jsonl parquet hf)",
+    )  # fmt: skip
     p.add_argument("--all", action="store_true", help="export every record with a status column (default: accepted)")
     p.set_defaults(run=run_export)
 
@@ -67,6 +76,7 @@ def run_rationales(args) -> int:
         raise InputError("give --out FILE.jsonl, or --workspace DIR to save a build the app opens")
     if args.name is not None and args.workspace is None:
         raise InputError("--name names a build in a workspace: give --workspace too")
+    checks.output_file("--out", args.out, inputs=[args.data, args.teacher])
     columns = parse_columns(args.columns)
     given = args.top_k is not None or args.mass is not None or args.z is not None
     rule = SelectionRule(
@@ -134,13 +144,12 @@ def _progress(total: int | None, faithfulness: bool):
 
 
 def run_export(args) -> int:
-    from kdviz.rationales.export import export_records
-    from kdviz.records import RationaleRecord, load_jsonl
+    from kdviz.data import load_records
+    from kdviz.rationales.export import EXPORT_FILES, export_records
+    from kdviz.records import RationaleRecord
 
-    try:
-        records = load_jsonl(args.records, RationaleRecord)
-    except (OSError, json.JSONDecodeError, TypeError) as exc:
-        raise KdvizError(f"cannot read rationale records from {args.records}: {exc}") from exc
+    checks.output_folder("--out", args.out, inputs=[args.records], writes=EXPORT_FILES)
+    records = load_records(args.records, RationaleRecord)  # one line per problem, naming the file and the line
     paths = export_records(records, args.out, args.format, accepted_only=not args.all, source=str(args.records))
     print(json.dumps({"written": [str(p) for p in paths]}))
     return 0

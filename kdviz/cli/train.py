@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kdviz.config import TrainConfig, config_fields
 
+from . import checks
 from .common import stop_on_ctrl_c
 
 _METAVARS = {"student": "SPEC", "teacher": "SPEC", "data": "FILE", "out": "DIR"}
@@ -97,6 +98,9 @@ def run(args) -> int:
     from kdviz.distill.loop import finetune
 
     config = _config(args)
+    checks.check_device("--device", config.device)  # --device, or the value in --config
+    inputs = [config.data, args.config, config.student, config.teacher]
+    checks.output_folder("--out", config.out, inputs=inputs, whole=True)
     print(f"training {config.student} with {config.method} -> {config.out}", file=sys.stderr)
     with stop_on_ctrl_c("this step") as should_stop:
         result = finetune(config, on_metrics=lambda row: _print_row(row, config.max_steps), should_stop=should_stop)

@@ -86,11 +86,14 @@ def create_run(out: str | Path, config_yaml: str) -> Path:
     """Creates the run folder and writes its config; refuses a folder that already holds a run.
 
     Raises:
-        InputError: the folder already holds a run (nothing in it is touched).
+        InputError: the folder already holds a run, or other files (nothing in it is touched: a run that fails
+            before its first step removes its folder, which must therefore hold nothing but the run).
     """
     folder = Path(out).expanduser()
     if holds_run(folder):
         raise InputError(f"{folder} already holds a run; choose another run name or output folder")
+    if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+        raise InputError(f"{folder} is not an empty folder; give a new folder for the run")
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / CONFIG, config_yaml)
     return folder

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from kdviz.data import has_visible_text
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.records import PREDICT_MODES, Example, PredictMode  # the modes are defined beside Prediction, used here
 
@@ -20,6 +21,9 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")
 PromptFormat = Literal["raw", "qa", "mcqa", "nli"]  # raw: the text as is; the others follow the tasks
 FORMATS: tuple[PromptFormat, ...] = get_args(PromptFormat)
 MAX_PROMPT_CHARS = 4000  # about 1k tokens: beyond that attribution on a CPU takes minutes
+# An answer, not a passage: every target token is one more attributed row (a 20,000-character target grew the app
+# to 16 GB and stalled every session, issue #15).
+MAX_TARGET_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ def _render(example: Example | str, fmt: PromptFormat | None, lettered_labels: b
         raise UnknownNameError("prompt format", fmt, FORMATS)
     if not example.question.strip():
         raise InputError("the prompt is empty: type a question or pick an example")
+    if not has_visible_text(example.question):
+        raise InputError("the prompt has no visible characters (only zero-width, control or space characters)")
     b = _Builder()
     if fmt == "raw":
         b.add(example.question, template=False)
@@ -235,6 +241,20 @@ def _tokenize_with_offsets(tokenizer, text: str, add_special: bool):
         spans.append((found, found + len(piece)) if found >= 0 else (cursor, cursor))
         cursor = found + len(piece) if found >= 0 else cursor
     return ids, spans, special
+
+
+def check_target(target: str, what: str = "the target") -> None:
+    """Refuses a target (or contrast) string that is empty, invisible or longer than MAX_TARGET_CHARS.
+
+    Raises:
+        InputError: the message names `what` and the limit.
+    """
+    if not target.strip():
+        raise InputError(f"{what} to attribute is empty")
+    if not has_visible_text(target):
+        raise InputError(f"{what} to attribute has no visible characters")
+    if len(target) > MAX_TARGET_CHARS:
+        raise InputError(f"{what} has {len(target)} characters; the limit is {MAX_TARGET_CHARS}")
 
 
 def encode_target(loaded, encoded: EncodedPrompt, target: str) -> tuple[int, ...]:

@@ -41,7 +41,10 @@ def tiny_tokenizer():
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=True)
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its progress lines went to stdout, before the CLI's JSON (issue #15)
     )
     tok.train_from_iterator([_CORPUS] * 3, trainer=trainer)
     fast = PreTrainedTokenizerFast(

@@ -19,6 +19,7 @@ from .curation import open_build
 from .stats import FaithfulnessMeans, rationale_stats
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
+EXPORT_FILES = ("README.md", "rationales.jsonl", "rationales.parquet", "hf_dataset")  # what an export writes
 
 
 def training_rows(records: Sequence[RationaleRecord], with_status: bool) -> list[dict]:

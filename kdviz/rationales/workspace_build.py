@@ -136,8 +136,6 @@ def build_into_workspace(
     if (folder / BUILD_RECORDS).exists():
         raise InputError(f"a build named {name!r} exists already; choose another name")
     examples = load_examples(source, limit=None if limit is None else int(limit), columns=columns)
-    if len({ex.id for ex in examples}) != len(examples):
-        raise InputError(f"{Path(str(source)).name}: example ids must be unique (map another column to id)")
     result = build_rationales(
         spec if isinstance(teacher, str) else teacher,
         examples,

@@ -11,7 +11,7 @@ Everything is cached under --out (attributions, faithfulness, the cells of finis
 so an interrupted run resumes where it stopped: rerun the same command. Seconds per example count only the examples
 attributed by a run, not those read back from the cache.
 
-    python bench/rationale_quality.py                           # 5 methods x k 3,5,10 x 2 spans, 100 questions
+    python bench/rationale_quality.py                           # 6 methods x k 3,5,10 x 2 spans, 100 questions
     python bench/rationale_quality.py --model tiny --n 6        # smoke run, seconds
 
 Writes to --out (default bench/results/rationale_quality): cells.jsonl (one `QualityCell` per line), table.md,
@@ -21,6 +21,7 @@ quality.html and quality.png (when playwright and chromium are installed).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -35,8 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cqa" / "train.jsonl"
-# Cheapest first, so an interrupted run has the cheap methods complete.
-METHODS = ("attention", "saliency", "input_x_gradient", "feature_ablation", "integrated_gradients")
+# Cheapest first, so an interrupted run has the cheap methods complete. attnlrp runs where lxt is installed.
+METHODS = ("attention", "saliency", "input_x_gradient", "attnlrp", "feature_ablation", "integrated_gradients")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="embedded-teacher", help="teacher: kdviz model spec (default embedded-teacher)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CQA-style JSONL (default ../shared/data/cqa)")
     p.add_argument("--n", type=int, default=100, help="first N questions (default 100)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help="attribution methods (default: all five)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help="attribution methods (default: all six)")
     p.add_argument("--ks", nargs="+", type=int, default=[3, 5, 10], help="rationale sizes (default 3 5 10)")
     p.add_argument("--spans", nargs="+", choices=("question", "all"), default=["question", "all"])
     p.add_argument("--predict", default=None, help="prediction mode (default: the teacher's default)")
@@ -90,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for method in args.methods:
         check_method(method)
+    if "attnlrp" in args.methods and importlib.util.find_spec("lxt") is None:
+        print("attnlrp skipped: lxt is not installed (pip install --no-deps lxt==2.1)", flush=True)
+        args.methods.remove("attnlrp")
     args.out.mkdir(parents=True, exist_ok=True)
     examples = load_examples(args.data, limit=args.n)
     rules = settings(ks=args.ks, spans=args.spans)

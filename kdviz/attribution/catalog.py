@@ -16,7 +16,8 @@ AttributionMethod = Literal[
 METHOD_DESCRIPTIONS: dict[str, str] = {
     "saliency": "L2 norm of the gradient of the target's log-probability w.r.t. each input embedding (Captum Saliency)",
     "input_x_gradient": "gradient · input embedding (Captum InputXGradient / LayerGradientXActivation)",
-    "integrated_gradients": "gradient · input integrated from a zero-embedding baseline (Captum IntegratedGradients)",
+    "integrated_gradients": "gradient · input integrated from a zero embedding at the prompt text's tokens (chat "
+    "template and target kept; Captum IntegratedGradients)",
     "feature_ablation": "drop in target log-probability when a word is removed (occlusion; Captum FeatureAblation)",
     "attention": "mean attention (cross-attention for encoder-decoders) over layers and heads",
     "attnlrp": "AttnLRP relevance of the target's logits (Llama/Qwen2; optional: pip install --no-deps "

@@ -23,7 +23,10 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
     "attnlrp": "AttnLRP relevance of the target's logits (Llama/Qwen2; optional: pip install --no-deps "
     "lxt==2.1; LRP is patented: free only for personal and scientific, non-commercial use)",
 }
-DEFAULT_METHOD: AttributionMethod = "input_x_gradient"
+DEFAULT_METHOD: AttributionMethod = "input_x_gradient"  # the Teacher panel's and `kdviz attribute`'s
+# What rationale datasets are built with unless told otherwise (`kdviz rationales`, the Rationales panel, compare):
+# chosen by the method study, docs/rationale_quality.md.
+RATIONALE_METHOD: AttributionMethod = "input_x_gradient"
 # The methods that attribute a difference of two log-probabilities (a contrastive target, issue #12; attnlrp: of two
 # logits); attention does not depend on the target at all, so it has no contrastive form.
 CONTRASTIVE_METHODS: tuple[AttributionMethod, ...] = (

@@ -11,7 +11,8 @@ from .common import add_predict_arg, stop_on_ctrl_c
 
 
 def add_parser(sub) -> None:
-    from kdviz.attribution.catalog import list_attribution_methods
+    from kdviz.attribution.catalog import RATIONALE_METHOD, list_attribution_methods
+    from kdviz.rationales.select import DEFAULT_TOP_K
 
     p = sub.add_parser(
         "compare",
@@ -32,10 +33,10 @@ def add_parser(sub) -> None:
     p.add_argument("--workspace", metavar="DIR",
                    help="the app's workspace (default $KDVIZ_WORKSPACE, else ./kdviz_workspace): --name is written "
                         "there and specs such as runs/<name> are read from there")  # fmt: skip
-    p.add_argument("--method", default="input_x_gradient", choices=list_attribution_methods(),
+    p.add_argument("--method", default=RATIONALE_METHOD, choices=list_attribution_methods(),
                    help="attribution method for every model (default %(default)s)")  # fmt: skip
     add_predict_arg(p)
-    p.add_argument("--top-k", type=int, default=5, help="words kept as each model's rationale (default 5)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="words kept as each model's rationale")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--cache-dir", metavar="DIR", help="attribution cache (default ~/.cache/kdviz/attributions)")
     p.add_argument("--sample", type=int, default=20, help="examples shown in report.html (default 20)")

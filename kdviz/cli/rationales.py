@@ -13,7 +13,8 @@ from .common import add_model_args, add_predict_arg, model_spec, progress_bar, s
 
 
 def add_parsers(sub) -> None:
-    from kdviz.attribution.catalog import list_attribution_methods
+    from kdviz.attribution.catalog import RATIONALE_METHOD, list_attribution_methods
+    from kdviz.rationales.select import DEFAULT_SPAN, DEFAULT_TOP_K
 
     p = sub.add_parser("rationales", help="build a rationale dataset from a teacher's attributions")
     add_model_args(p, "--teacher", "embedded-teacher")
@@ -21,20 +22,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--columns", metavar="MAP", help="column mapping, e.g. question=prompt,answer=label")
     p.add_argument("--limit", type=int, help="the first N examples")
     p.add_argument(
-        "--method", default="input_x_gradient", metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
+        "--method", default=RATIONALE_METHOD, metavar="M", help=f"one of {', '.join(list_attribution_methods())}"
     )
     p.add_argument(
         "--target-mode", default="choice", choices=["choice", "generate", "gold"], help="what is attributed"
     )
     add_predict_arg(p)
     rule = p.add_mutually_exclusive_group()
-    rule.add_argument("--top-k", type=int, help="keep the k best words (default 5)")
+    rule.add_argument("--top-k", type=int, help=f"keep the k best words (default {DEFAULT_TOP_K})")
     rule.add_argument("--mass", type=float, help="keep the best words until this share of the positive attribution")
     rule.add_argument("--z", type=float, help="keep words scoring above mean + z standard deviations")
     for what in ("stopwords", "punctuation", "letters", "template"):
         p.add_argument(f"--keep-{what}", action="store_true", help=f"let {what} words into rationales")
     p.add_argument(
-        "--span", default="all", choices=["question", "all"], help="where rationale words come from (question: not "
+        "--span", default=DEFAULT_SPAN, choices=["question", "all"], help="where rationale words come from (question: not "
         "the listed choices)",
     )  # fmt: skip
     p.add_argument(
@@ -68,7 +69,7 @@ def add_parsers(sub) -> None:
 def run_rationales(args) -> int:
     from kdviz.data import load_examples, parse_columns
     from kdviz.rationales.build import build_rationales
-    from kdviz.rationales.select import SelectionRule
+    from kdviz.rationales.select import DEFAULT_TOP_K, SelectionRule
     from kdviz.rationales.workspace_build import build_into_workspace
     from kdviz.records import save_jsonl
 
@@ -80,7 +81,7 @@ def run_rationales(args) -> int:
     columns = parse_columns(args.columns)
     given = args.top_k is not None or args.mass is not None or args.z is not None
     rule = SelectionRule(
-        top_k=args.top_k if given else 5,
+        top_k=args.top_k if given else DEFAULT_TOP_K,
         mass=args.mass,
         z=args.z,
         exclude_stopwords=not args.keep_stopwords,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdviz.attribution.catalog import RATIONALE_METHOD
 from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method
 from kdviz.attribution.targets import build_requests, predict_mode
 from kdviz.config import ModelSpec
@@ -120,7 +121,7 @@ def attribute_cached(
 def build_rationales(
     teacher: LoadedModel | ModelSpec | str,
     examples: Sequence[Example],
-    method: str = "input_x_gradient",
+    method: str = RATIONALE_METHOD,
     rule: SelectionRule | None = None,
     *,
     target_mode: str | None = "choice",

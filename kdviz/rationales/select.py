@@ -32,6 +32,10 @@ RuleKind = Literal["top_k", "mass", "z"]  # the SelectionRule field that holds t
 RULE_KINDS: tuple[RuleKind, ...] = get_args(RuleKind)
 Span = Literal["question", "all"]  # where rationale words may come from (issue #12)
 SPANS: tuple[Span, ...] = get_args(Span)
+# The default selection (`kdviz rationales`, the Rationales panel, compare): chosen by the method study,
+# docs/rationale_quality.md.
+DEFAULT_TOP_K = 5
+DEFAULT_SPAN: Span = "all"
 WordRole = Literal["template", "question", "choice"]  # "question" covers the context (an NLI premise) too
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).
@@ -60,14 +64,14 @@ def words_of(text: str | None) -> set[str]:
 class SelectionRule:
     """How rationale words are chosen from a word attribution: top-k, or a threshold, after exclusions."""
 
-    top_k: int | None = field(default=5, metadata={"help": "keep the k best words"})
+    top_k: int | None = field(default=DEFAULT_TOP_K, metadata={"help": "keep the k best words"})
     mass: float | None = field(default=None, metadata={"help": "keep best words until this share of positive score"})
     z: float | None = field(default=None, metadata={"help": "keep words scoring above mean + z·std"})
     exclude_stopwords: bool = True  # function words ("the", "would") say nothing about the answer
     exclude_punctuation: bool = True  # "?" and "," are often ranked high by gradient methods
     exclude_choice_letters: bool = True  # "A)", "B" ... label the choices, they are not evidence
     exclude_template: bool = True  # the prompt format's words ("Question:", "Answer:")
-    span: Span = field(default="all", metadata={"help": "question: only question and context words; all: any"})
+    span: Span = field(default=DEFAULT_SPAN, metadata={"help": "question: only question and context words; all: any"})
 
     def __post_init__(self) -> None:
         if self.span not in SPANS:

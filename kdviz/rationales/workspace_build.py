@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
-from kdviz.attribution.catalog import check_method
+from kdviz.attribution.catalog import RATIONALE_METHOD, check_method
 from kdviz.config import ModelSpec
 from kdviz.data import format_columns, load_examples
 from kdviz.errors import InputError, UnknownNameError
@@ -92,7 +92,7 @@ def build_into_workspace(
     name: str | None,
     teacher: LoadedModel | ModelSpec | str,
     source: str | Path,
-    method: str = "input_x_gradient",
+    method: str = RATIONALE_METHOD,
     rule: SelectionRule | None = None,
     *,
     columns: dict[str, str] | None = None,

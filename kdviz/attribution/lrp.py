@@ -100,15 +100,10 @@ def attnlrp_rules(model) -> Iterator[None]:
 
 def _term_logits(logits: torch.Tensor, layout: _Layout) -> torch.Tensor:
     """Returns each prompt's signed term logits [n, J] (zeros past a prompt's last term) from logits [R, T, V]."""
-    width = max(len(t) for t in layout.terms)
-    index = torch.zeros((3, len(layout.terms), width), dtype=torch.long)
-    sign = torch.zeros((len(layout.terms), width))
-    for b, own in enumerate(layout.terms):
-        for j, (row, pos, tok, s) in enumerate(own):
-            index[:, b, j] = torch.tensor((row, pos, tok))
-            sign[b, j] = s
-    row, pos, tok = index.to(logits.device)
-    return logits[row, pos, tok].float() * sign.to(logits.device)
+    from .methods import term_index  # methods imports this module to register the method
+
+    row, pos, tok, sign = term_index(layout, logits.device)
+    return logits[row, pos, tok].float() * sign
 
 
 def attnlrp(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):

@@ -92,12 +92,9 @@ def _layout(entries: Sequence[tuple[tuple[int, ...], _Prepared]]) -> _Layout:
     return _Layout(items, terms, owner)
 
 
-def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Returns the signed log-probabilities of each prompt's terms, [k, n, J] (zeros past a prompt's last term),
-    for `inputs_embeds` repeating the batch k times (k = 1 without)."""
-    logits, _ = target_logits(loaded, batch, inputs_embeds)
-    rows = batch.input_ids.shape[0]
-    logits = logits.view(logits.shape[0] // rows, rows, *logits.shape[1:])  # [k, R, T, V]
+def term_index(layout: _Layout, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (row, position, token, sign), each [n, J]: where each prompt's terms are read in the target logits
+    [R, T, V] and their signs (zeros past a prompt's last term)."""
     width = max(len(t) for t in layout.terms)
     index = torch.zeros((3, len(layout.terms), width), dtype=torch.long)
     sign = torch.zeros((len(layout.terms), width))
@@ -105,10 +102,20 @@ def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Ten
         for j, (row, pos, tok, s) in enumerate(own):
             index[:, b, j] = torch.tensor((row, pos, tok))
             sign[b, j] = s
-    row, pos, tok = index.to(logits.device)
+    row, pos, tok = index.to(device)
+    return row, pos, tok, sign.to(device)
+
+
+def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Returns the signed log-probabilities of each prompt's terms, [k, n, J] (zeros past a prompt's last term),
+    for `inputs_embeds` repeating the batch k times (k = 1 without)."""
+    logits, _ = target_logits(loaded, batch, inputs_embeds)
+    rows = batch.input_ids.shape[0]
+    logits = logits.view(logits.shape[0] // rows, rows, *logits.shape[1:])  # [k, R, T, V]
+    row, pos, tok, sign = term_index(layout, logits.device)
     picked = logits[:, row, pos, tok].float()
     total = torch.logsumexp(logits.float(), dim=-1)[:, row, pos]
-    return (picked - total) * sign.to(logits.device)
+    return (picked - total) * sign
 
 
 # Each method maps (model, batch, prepared examples, layout, options) to, per example, a [J, n] matrix (one row

@@ -1,6 +1,8 @@
 """The app served by `kdviz.ui.launch` and scripted through its named endpoints with gradio_client (tiny teacher)."""
 
+import inspect
 import json
+import re
 
 import pytest
 from gradio_client import Client, handle_file
@@ -8,6 +10,7 @@ from gradio_client.exceptions import AppError
 
 import kdviz
 from kdviz.ui import launch
+from kdviz.ui import train_settings as ts
 
 FIELDS = dict(
     model="tiny",
@@ -23,8 +26,11 @@ FIELDS = dict(
 
 
 @pytest.fixture(scope="module")
-def client():
-    demo = launch(teacher="tiny", host="127.0.0.1", port=None, prevent_thread_lock=True, quiet=True)
+def client(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("workspace")
+    demo = launch(
+        teacher="tiny", host="127.0.0.1", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True
+    )
     try:
         client = Client(demo.local_url, verbose=False)
         try:
@@ -86,3 +92,94 @@ def test_load_dataset_upload_then_pick_from_it(client, tmp_path):
             session.predict(handle_file(str(bad)), api_name="/load_dataset")
     finally:
         session.close()
+
+
+@pytest.fixture
+def session(client):
+    """A gradio session of its own (its own open build), on the module's app."""
+    own = Client(client.src, verbose=False)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def parameters(client, endpoint):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]
+    return [p["parameter_name"] for p in api["parameters"]]
+
+
+def test_every_endpoint_names_its_parameters(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    unnamed = {e: p["parameter_name"] for e, api in endpoints.items() for p in api["parameters"]}
+    assert not {e: name for e, name in unnamed.items() if not name or re.fullmatch(r"param(eter)?_\d+", name)}
+    assert parameters(client, "/train") == list(inspect.signature(ts.make_config).parameters)[1:]  # after workspace
+    assert parameters(client, "/build") == [
+        "model", "columns", "limit", "method", "target_mode", "rule", "rule_value", "exclude", "batch_size", "name",
+        "span", "faithfulness", "predict",
+    ]  # fmt: skip
+    filters = ["correct", "overlaps_gold", "status", "share_min", "share_max", "search"]
+    assert parameters(client, "/filter") == ["record_id", *filters] and parameters(client, "/show_build") == filters
+    assert parameters(client, "/accept_filtered") == ["record_id", *filters]
+    assert parameters(client, "/rule_default") == ["rule"]
+    # the steps slider, whose range kdviz checks rather than gradio, is still drawn as gradio's slider
+    steps = [
+        c for c in client.config["components"] if c.get("props", {}).get("label") == "Steps (integrated gradients)"
+    ]
+    assert [(c["type"], c["props"]["minimum"], c["props"]["maximum"]) for c in steps] == [("slider", 1, 100)]
+
+
+def test_build_then_curate_by_keyword(session):
+    built, message, command = session.predict(
+        model="tiny", limit=3, batch_size=2, rule="top-k", rule_value=2, name="by-name", faithfulness=False,
+        api_name="/build",
+    )  # fmt: skip
+    assert built["value"] == "by-name"
+    assert re.fullmatch(r"Build \*\*by-name\*\*: 3 records \(\d from the cache\)\.", message)
+    assert "--limit 3" in command and "--top-k 2" in command and "--batch-size 2" in command
+    *_, counts, _, _, records, _ = session.predict(record_id="demo-002", api_name="/accept")
+    assert "3 records: 2 pending · 1 accepted · 0 rejected" in counts
+    counts, _, _, records, picker = session.predict(record_id=None, status="accepted", api_name="/filter")
+    assert [row[:2] for row in records["data"]] == [["demo-002", "accepted"]] and picker["value"] is None
+    with pytest.raises(AppError, match=re.escape("Share ≤ must be between 0 and 1, not 1.5")):
+        session.predict(record_id=None, share_max=1.5, api_name="/filter")
+
+
+def test_train_by_keyword(client, rationale_export):
+    status, plot, samples, command = client.predict(
+        student="tiny-student", dataset=str(rationale_export), max_steps=2, batch_size=2, lr=1e-3, eval_every=0,
+        eval_size=4, name="by-name", api_name="/train",
+    )  # fmt: skip
+    assert status.startswith("**by-name** · completed · step 2/2") and plot["type"] == "plotly"
+    assert "--max-steps 2" in command and "--batch-size 2" in command and "--student tiny-student" in command
+
+
+TRAIN = dict(student="tiny-student", dataset="data.jsonl", name="never-trained")
+COMPARE = dict(teacher="tiny", students=["tiny-student"], name="never-compared")
+
+
+@pytest.mark.parametrize(
+    "endpoint, fields, message",
+    [
+        ("/attribute", {**FIELDS, "steps": 0}, "Steps (integrated gradients) must be between 1 and 100, not 0"),
+        ("/attribute", {**FIELDS, "steps": 101}, "Steps (integrated gradients) must be between 1 and 100, not 101"),
+        ("/build", dict(model="tiny", limit=0), "Examples (first N) must be at least 1, not 0"),
+        ("/build", dict(model="tiny", batch_size=-2), "Batch size must be at least 1, not -2"),
+        ("/build", dict(model="tiny", rule="top-k", rule_value=0), "top_k must be at least 1"),
+        ("/train", {**TRAIN, "max_steps": 0}, "Max steps must be at least 1, not 0"),
+        ("/train", {**TRAIN, "lr": 0}, "Learning rate must be above 0, not 0"),
+        ("/train", {**TRAIN, "eval_every": -1}, "Eval every (0: at the end) must be at least 0, not -1"),
+        (
+            "/train",
+            {**TRAIN, "method": "multitask", "alpha": 1.5},
+            "α (weight of the answer loss) must be between 0 and 1, not 1.5",
+        ),
+        ("/train", {**TRAIN, "lora": True, "lora_r": 0}, "LoRA rank must be at least 1, not 0"),
+        ("/compare", {**COMPARE, "top_k": 0}, "Top-k rationale words must be at least 1, not 0"),
+        ("/compare", {**COMPARE, "limit": -1}, "Examples (first N) must be at least 1, not -1"),
+    ],
+)
+def test_out_of_range_values_get_a_message_naming_the_field(client, endpoint, fields, message):
+    # gradio's own range check ("Value 0 is less than minimum value 1.") would run first and name no field
+    with pytest.raises(AppError, match=f"^{re.escape(message)}$"):
+        client.predict(**fields, api_name=endpoint)

@@ -232,8 +232,8 @@ def test_cancel_keeps_finished_models_a_second_launch_is_busy_and_compare_again_
         (dict(teacher=" "), "choose a teacher model"),
         (dict(dataset=""), "choose the data to compare on"),
         (dict(method="magic"), "unknown attribution method 'magic'"),
-        (dict(limit=0), "the number of examples must be a whole number of at least 1"),
-        (dict(top_k="x"), "give the top-k as a whole number"),
+        (dict(limit=0), "Examples (first N) must be at least 1, not 0"),
+        (dict(top_k="x"), "Top-k rationale words must be a whole number, not 'x'"),
         (dict(predict="magic"), "unknown prediction mode 'magic'"),
     ],
 )

@@ -120,11 +120,11 @@ def test_cancel_keeps_the_run_marked_cancelled_and_a_second_launch_is_busy(works
         (dict(method="magic"), "unknown distillation method 'magic'"),
         (dict(student=" "), "choose a student model"),
         (dict(dataset=""), "choose the training data"),
-        (dict(max_steps=0), "max_steps must be at least 1"),
-        (dict(batch_size=2.5), "give the batch size as a whole number"),
-        (dict(lr=None), "give the learning rate as a number"),
+        (dict(max_steps=0), "Max steps must be at least 1, not 0"),
+        (dict(batch_size=2.5), "Batch size must be a whole number, not 2.5"),
+        (dict(lr=None), "Learning rate is empty: give a number"),
         (dict(method="logit_kd", teacher=""), "logit_kd needs a teacher model"),
-        (dict(method="multitask", alpha=1.5), "alpha must be between 0 and 1"),
+        (dict(method="multitask", alpha=1.5), "α (weight of the answer loss) must be between 0 and 1, not 1.5"),
     ],
 )
 def test_bad_settings_are_clear_errors(workspace, settings, message):

@@ -16,8 +16,11 @@ from kdviz.rationales.workspace_build import build_into_workspace
 from kdviz.records import PREDICT_MODES, ProgressEvent
 from kdviz.workspace import Workspace
 
+from .fields import number
+
 RULES: dict[str, RuleKind] = {"top-k": "top_k", "mass": "mass", "z": "z"}  # the panel's labels -> rule kinds
 RULE_DEFAULTS = {"top-k": 5, "mass": 0.5, "z": 1.0}  # the number a rule starts with when picked
+LABELS = {"limit": "Examples (first N)", "batch_size": "Batch size"}  # whole numbers, at least 1 (see `fields`)
 PREDICT_CHOICES = ("default", *PREDICT_MODES)  # default: the teacher's own (letter for chat models, else cloze)
 EXCLUSIONS = {  # the panel's labels -> SelectionRule switches
     "stopwords": "exclude_stopwords",
@@ -50,6 +53,13 @@ def selection_rule(
             raise UnknownNameError("exclusion", name, EXCLUSIONS)
     switches = {field: name in exclude for name, field in EXCLUSIONS.items()}
     return SelectionRule.of(RULES[rule], value, span, **switches)
+
+
+def rule_default(rule: str) -> float:
+    """Returns the number a rule ("top-k", "mass", "z") starts with when picked."""
+    if rule not in RULE_DEFAULTS:
+        raise UnknownNameError("selection rule", rule, RULES)
+    return RULE_DEFAULTS[rule]
 
 
 def command_markdown(command: str | None) -> str:
@@ -88,8 +98,9 @@ def build(
     """
     info, result = build_into_workspace(
         Workspace(workspace), name, model_spec or "", dataset, method, selection_rule(rule, rule_value, exclude, span),
-        columns=parse_columns(columns), limit=int(limit or 0), target_mode=target_mode,  # an empty field is 0
-        batch_size=int(batch_size or 0), on_progress=on_progress, should_stop=should_stop,
+        columns=parse_columns(columns), limit=number(limit, LABELS["limit"], whole=True, minimum=1),
+        target_mode=target_mode, batch_size=number(batch_size, LABELS["batch_size"], whole=True, minimum=1),
+        on_progress=on_progress, should_stop=should_stop,
         faithfulness=bool(faithfulness), on_faithfulness=on_faithfulness,
         predict=None if predict == "default" else predict,
     )  # fmt: skip

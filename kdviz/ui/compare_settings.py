@@ -10,7 +10,6 @@ import inspect
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from kdviz.attribution.catalog import check_method
 from kdviz.compare.report import check_may_write, compare_command, may_write
@@ -20,12 +19,15 @@ from kdviz.lm.models import list_model_specs
 from kdviz.lm.prompts import PREDICT_MODES, check_predict_mode
 from kdviz.workspace import Workspace
 
+from .fields import number
+
 _COMPARE_PARAMETERS = inspect.signature(compare).parameters
 DEFAULTS = {  # compare()'s own defaults, so the panel and `kdviz compare` agree; a first look at a few examples
     **{name: _COMPARE_PARAMETERS[name].default for name in ("method", "top_k", "batch_size")}, "limit": 20,
 }  # fmt: skip
 DEFAULT_PREDICT = "default"  # the panel's value for predict=None: each model predicts in its own default mode
 PREDICT_CHOICES = [("each model's default", DEFAULT_PREDICT), *((mode, mode) for mode in PREDICT_MODES)]
+LABELS = {"limit": "Examples (first N)", "top_k": "Top-k rationale words", "batch_size": "Batch size"}  # whole, >= 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,16 +94,6 @@ def parse_specs(text: str | None) -> list[str]:
     return [s.strip() for s in re.split(r"[,\n]", text or "") if s.strip()]
 
 
-def _count(value: Any, what: str) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"give the {what} as a whole number") from None
-    if not number.is_integer() or number < 1:
-        raise InputError(f"the {what} must be a whole number of at least 1")
-    return int(number)
-
-
 def make_settings(
     workspace: str | Path,
     teacher: str,
@@ -140,9 +132,9 @@ def make_settings(
         workspace=ws, name=name, folder=folder,
         teacher=resolved[0][0], students=tuple(spec for spec, _ in resolved[1:]), labels=dict(resolved),
         data=dataset if dataset.startswith("hf:") else str(Path(dataset).expanduser().resolve()),
-        limit=_count(limit, "number of examples"),
+        limit=number(limit, LABELS["limit"], whole=True, minimum=1),
         method=method,
-        top_k=_count(top_k, "top-k"),
-        batch_size=_count(batch_size, "batch size"),
+        top_k=number(top_k, LABELS["top_k"], whole=True, minimum=1),
+        batch_size=number(batch_size, LABELS["batch_size"], whole=True, minimum=1),
         predict=predict,
     )  # fmt: skip

@@ -86,7 +86,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
                 cs.list_students(workspace), value=[], multiselect=True, label="Students",
                 info="training runs of the Train panel, or model specs",
             )  # fmt: skip
-            extra = gr.Textbox(label="More students", placeholder="hub ids or local folders, comma-separated")
+            extra = gr.Textbox("", label="More students", placeholder="hub ids or local folders, comma-separated")
             with gr.Row():
                 dataset = gr.Dropdown(
                     data_now, value=data_now[0][1], label="Data", scale=4, allow_custom_value=True,
@@ -96,9 +96,9 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
             uploaded = gr.File(label="Upload data", file_types=list(DATA_SUFFIXES), height=110)
         with gr.Column(scale=1, min_width=320):
             with gr.Row():
-                limit = gr.Number(D["limit"], label="Examples (first N)", precision=0, minimum=1)
-                top_k = gr.Number(D["top_k"], label="Top-k rationale words", precision=0, minimum=1)
-                batch_size = gr.Number(D["batch_size"], label="Batch size", precision=0, minimum=1)
+                limit = gr.Number(D["limit"], label=cs.LABELS["limit"], precision=0)
+                top_k = gr.Number(D["top_k"], label=cs.LABELS["top_k"], precision=0)
+                batch_size = gr.Number(D["batch_size"], label=cs.LABELS["batch_size"], precision=0)
             with gr.Row():
                 method = gr.Dropdown(kdviz.list_attribution_methods(), value=D["method"], label="Attribution method")
                 predict = gr.Dropdown(cs.PREDICT_CHOICES, value=cs.DEFAULT_PREDICT, label="Prediction mode")
@@ -144,5 +144,5 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
     gr.on(triggers, refresh, [ws, examples, dataset], [students, dataset, past], api_name="refresh_compare")
     uploaded.upload(upload, [ws, examples, uploaded], dataset, api_name="upload_compare_data")
     filter_name.input(ui_errors(sc.examples_table), [ws, current, filter_name], table, api_name="filter_examples")
-    table.select(pick_example, [ws, current], [example_id, example], api_name="pick_example")
+    table.select(pick_example, [ws, current], [example_id, example], api_name="pick_compared_example")
     example_id.submit(ui_errors(sc.show_example), [ws, current, example_id], example, api_name="show_example")

@@ -9,10 +9,17 @@ from kdviz.errors import InputError, UnknownNameError
 from kdviz.rationales.curation import filter_records
 from kdviz.records import STATUSES, RationaleRecord
 
+from .fields import number
+
 YES_NO_ANY = ("any", "yes", "no")
 STATUS_FILTERS = ("any", *STATUSES)
 SHARE_DIGITS = 3
 SHARE_HALF_STEP = 0.5 * 10**-SHARE_DIGITS
+SHARE_LABELS = {"share_min": "Share ≥", "share_max": "Share ≤"}  # the bounds' fields: 0 to 1, empty for none
+
+
+def _share(value: float | None, field: str, empty: float) -> float:
+    return empty if value is None or value == "" else number(value, SHARE_LABELS[field], minimum=0, maximum=1)
 
 
 def _yes_no(value: str) -> bool | None:
@@ -33,7 +40,7 @@ def filtered_records(
     """Returns the records that pass the panel's filters ("any", "yes" or "no"; a status or "any")."""
     if status not in STATUS_FILTERS:
         raise UnknownNameError("status", status, STATUS_FILTERS)
-    low, high = float(share_min or 0.0), float(1.0 if share_max is None else share_max)
+    low, high = _share(share_min, "share_min", 0.0), _share(share_max, "share_max", 1.0)
     if low > high:
         raise InputError("the lowest rationale share is above the highest")
     return filter_records(

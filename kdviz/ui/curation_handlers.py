@@ -58,10 +58,11 @@ def record_action(workspace: str | Path, build: str, record_id: str, action: str
     return record_view(workspace, build, record_id)
 
 
-def bulk_action(workspace: str | Path, build: str, action: str, *filters: Any) -> str:
-    """Accepts, rejects or resets every record that passes the filters (one save); returns a message."""
+def bulk_action(workspace: str | Path, build: str, action: str, *filters: Any, **named: Any) -> str:
+    """Accepts, rejects or resets every record that passes the filters (`filtered_records`'s, by position or
+    name) in one save; returns a message."""
     store = _store(workspace, build)
-    ids = [r.id for r in filtered_records(store.records(), *filters)]
+    ids = [r.id for r in filtered_records(store.records(), *filters, **named)]
     if not ids:
         raise InputError("no record passes the filters")
     _apply(store, ids, action)

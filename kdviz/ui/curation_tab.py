@@ -1,4 +1,5 @@
-"""The Rationales panel's statistics, curation and export sections. Components and wiring only.
+"""The Rationales panel's statistics, curation and export sections. Components and wiring only (the events are
+in `curation_events`).
 
 Every change goes to disk through `CurationStore` at once, so a restarted app shows the same state; which build a
 browser session curates is that session's `gr.State`, so sessions on different builds never meet.
@@ -6,14 +7,12 @@ browser session curates is that session's `gr.State`, so sessions on different b
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from typing import Any
-
 import gradio as gr
 
 from kdviz.viz.rationales import STATS_COLUMNS, STATS_NOTE
 
+from . import curation_events as ce
+from . import curation_filters as cf
 from . import curation_handlers as ch
 from . import curation_views as cv
 from . import export_handlers as eh
@@ -24,63 +23,6 @@ CLICK_JS = """element.addEventListener('click', (event) => {
   const word = event.target.closest('.kdviz-word');
   if (word) trigger('select', {index: Number(word.dataset.index), value: word.textContent});
 });"""
-
-
-def _changed(shown: cv.RecordView, workspace: str, build: str, record_id: str, filters: tuple) -> tuple:
-    return (*shown, *_view(workspace, build, record_id, filters, keep=True))
-
-
-def _view(workspace: str, build: str, record_id: str | None, filters: tuple, keep: bool = False) -> tuple:
-    """Returns the build's outputs (counts, statistics, figure, records, record picker); `keep` keeps the picked
-    record even when the filters hide it (it was just changed)."""
-    view = cv.curation_view(workspace, build, *filters)
-    picked = record_id if keep or record_id in view.ids else None
-    return view.counts, view.stats, view.figure, view.rows, gr.Dropdown(choices=view.ids, value=picked)
-
-
-@ui_errors
-def show(workspace: str, build: str, record_id: str | None, *filters: Any) -> tuple:
-    return _view(workspace, build, record_id, filters)
-
-
-def pick_row(evt: gr.SelectData) -> str:
-    return evt.row_value[0]
-
-
-@ui_errors
-def toggle(evt: gr.SelectData, workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-    return _changed(ch.toggle_word(workspace, build, record_id, evt.index), workspace, build, record_id, filters)
-
-
-@ui_errors
-def save_text(workspace: str, build: str, record_id: str, text: str, *filters: Any) -> tuple:
-    return _changed(ch.save_text(workspace, build, record_id, text), workspace, build, record_id, filters)
-
-
-def record_action(action: str):
-    @ui_errors
-    def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-        return _changed(ch.record_action(workspace, build, record_id, action), workspace, build, record_id, filters)
-
-    return act
-
-
-def bulk_action(action: str):
-    @ui_errors
-    def act(workspace: str, build: str, record_id: str, *filters: Any) -> tuple:
-        gr.Info(ch.bulk_action(workspace, build, action, *filters))
-        return _changed(cv.record_view(workspace, build, record_id), workspace, build, record_id, filters)
-
-    return act
-
-
-@ui_errors
-def export(workspace: str, build: str, name: str, formats: list[str], accepted_only: bool) -> tuple[str, list[str]]:
-    paths = eh.export(workspace, build, name, formats, accepted_only)
-    # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
-    downloads = tempfile.mkdtemp(prefix="kdviz-export-")
-    files = [shutil.copy(p, downloads) for p in paths if p.endswith((".jsonl", ".parquet"))]
-    return "Written:\n" + "\n".join(f"- `{p}`" for p in paths), files
 
 
 def render(ws: gr.State, build: gr.State) -> None:
@@ -98,10 +40,11 @@ def render(ws: gr.State, build: gr.State) -> None:
         correct = gr.Radio(list(cv.YES_NO_ANY), value="any", label="Teacher correct", min_width=160)
         overlaps = gr.Radio(list(cv.YES_NO_ANY), value="any", label="Overlaps gold", min_width=160)
         status = gr.Dropdown(list(cv.STATUS_FILTERS), value="any", label="Status", min_width=120)
-        share_min = gr.Number(0.0, label="Share ≥", minimum=0, maximum=1, step=0.05, min_width=90)
-        share_max = gr.Number(1.0, label="Share ≤", minimum=0, maximum=1, step=0.05, min_width=90)
+        share_min = gr.Number(0.0, label=cf.SHARE_LABELS["share_min"], step=0.05, min_width=90)  # 0 to 1: the
+        share_max = gr.Number(1.0, label=cf.SHARE_LABELS["share_max"], step=0.05, min_width=90)  # handler checks
         search = gr.Textbox("", label="Search", placeholder="question or rationale text", min_width=160)
-    filters = [correct, overlaps, status, share_min, share_max, search]
+    filters = dict(correct=correct, overlaps_gold=overlaps, status=status, share_min=share_min, share_max=share_max,
+                   search=search)  # fmt: skip
     records = gr.Dataframe(
         headers=cv.RECORD_COLUMNS, interactive=False, wrap=True, max_height=320, label="Records (click a row)",
         column_widths=["9%", "8%", "8%", "8%", "6%", "37%", "24%"], elem_id="kdviz-records",
@@ -136,15 +79,17 @@ def render(ws: gr.State, build: gr.State) -> None:
     view = [counts, stats, figure, records, record]
     shown = [words, text, summary]
     state = [ws, build, record]
-    build.change(lambda w, b, *f: show(w, b, None, *f), [ws, build, *filters], view, api_name="show_build")
-    gr.on([f.change for f in filters], show, [*state, *filters], view, api_name="filter")
+    build.change(ce.show_opened, [ws, build], view, api_name="show_build", inputs_kwargs=filters)
+    gr.on([f.change for f in filters.values()], ce.show, state, view, api_name="filter", inputs_kwargs=filters)
     record.change(ui_errors(cv.record_view), state, shown, api_name="show_record")
-    records.select(pick_row, None, record, api_name="pick_row")
-    words.select(toggle, [*state, *filters], shown + view, api_name="toggle_word")
-    save.click(save_text, [*state, text, *filters], shown + view, api_name="save_text")
+    records.select(ce.pick_row, None, record, api_name="pick_row")
+    words.select(ce.toggle, state, shown + view, api_name="toggle_word", inputs_kwargs=filters)
+    save.click(ce.save_text, [*state, text], shown + view, api_name="save_text", inputs_kwargs=filters)
     for button, action in zip((accept, reject, reset), ch.ACTIONS, strict=True):
-        button.click(record_action(action), [*state, *filters], shown + view, api_name=action)
+        button.click(ce.record_action(action), state, shown + view, api_name=action, inputs_kwargs=filters)
     for button, action in zip(bulk, ch.ACTIONS, strict=True):
-        button.click(bulk_action(action), [*state, *filters], shown + view, api_name=f"{action}_filtered")
-    run_export.click(export, [ws, build, export_name, formats, accepted_only], [written, downloads], api_name="export")
+        button.click(ce.bulk_action(action), state, shown + view, api_name=f"{action}_filtered", inputs_kwargs=filters)
+    run_export.click(
+        ce.export, [ws, build, export_name, formats, accepted_only], [written, downloads], api_name="export"
+    )
     run_push.click(ui_errors(eh.push), [ws, build, export_name, repo], pushed, api_name="push_to_hub")

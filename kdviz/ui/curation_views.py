@@ -71,13 +71,14 @@ def counts_text(records: Sequence[RationaleRecord]) -> str:
     return f"{len(records)} records: " + " · ".join(f"{counts[s]} {s}" for s in STATUSES)
 
 
-def curation_view(workspace: str | Path, build: str, *filters: Any) -> CurationView:
+def curation_view(workspace: str | Path, build: str, *filters: Any, **named: Any) -> CurationView:
     """Returns the view of a build: the statistics cover all records (split by the teacher's correctness) and the
-    accepted ones; `filters` are those of `filtered_records`. With no build open, returns an empty view."""
+    accepted ones; `filters` (by position) and `named` are those of `filtered_records`. With no build open,
+    returns an empty view."""
     if not build:
         return CurationView("No build open.", [], None, [], [])
     records = open_build(Workspace(workspace), build).records()
-    shown = filtered_records(records, *filters)
+    shown = filtered_records(records, *filters, **named)
     stats = rationale_stats(records)
     accepted = rationale_stats([r for r in records if r.status == "accepted"])
     return CurationView(

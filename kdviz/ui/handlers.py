@@ -20,6 +20,7 @@ from kdviz.records import CONTRAST_MODES, PREDICT_MODES
 from kdviz.viz.attribution import prediction_markdown, top_words_table
 
 from .errors import ui_errors  # noqa: F401  (the other panels' tabs import it from here until they switch)
+from .fields import number
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
 FORMAT_CHOICES = ("auto",) + FORMATS  # auto: the library's default, mcqa when choices are given, else raw
@@ -27,6 +28,7 @@ PREDICT_CHOICES = ("default",) + PREDICT_MODES  # default: the model's own (lett
 CONTRAST_CHOICES = ("none",) + CONTRAST_MODES  # a contrast sets the target: the prediction, or the gold answer
 MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not read
 TOP_K = 10
+STEPS_LABEL, MAX_STEPS = "Steps (integrated gradients)", 100  # the steps slider, from 1; more is slow on a CPU
 TOP_K_HEADERS = ["rank", "word", "score"]
 
 StageProgress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -111,6 +113,7 @@ def run_attribution(
     if contrast not in CONTRAST_CHOICES:
         raise UnknownNameError("contrast", contrast, CONTRAST_CHOICES)
     contrasted = None if contrast == "none" else contrast
+    steps = number(steps, STEPS_LABEL, whole=True, minimum=1, maximum=MAX_STEPS)
     check_contrastive(method, contrasted)
     if not (model_spec or "").strip():
         raise InputError("choose a model, or type a hub id or local path")
@@ -127,7 +130,7 @@ def run_attribution(
     report(0.5, f"attributing with {method}")
     attr = kdviz.attribute(
         loaded, example, target, method, target_mode=None if target or contrasted else target_mode, fmt=fmt,
-        steps=int(steps), predict=None if predict == "default" else predict, contrast=contrasted,
+        steps=steps, predict=None if predict == "default" else predict, contrast=contrasted,
     )  # fmt: skip
     return AttributionView(
         prediction_markdown(attr, example.answer),

@@ -80,14 +80,14 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
             )  # fmt: skip
             with gr.Row():
                 rule = gr.Radio(list(bh.RULES), value="top-k", label="Rationale rule", scale=2)
-                rule_value = gr.Number(5, label="k / mass / z", minimum=0, scale=1)
+                rule_value = gr.Number(5, label="k / mass / z", scale=1)  # the rule checks its range
             exclude = gr.CheckboxGroup(list(bh.EXCLUSIONS), value=list(bh.EXCLUSIONS), label="Exclude")
             with gr.Row():
                 span = gr.Radio(list(bh.SPANS), value="all", label="Rationale words from", scale=2)
                 faithfulness = gr.Checkbox(True, label="Measure faithfulness", scale=1)
             with gr.Row():
-                limit = gr.Number(20, label="Examples (first N)", precision=0, minimum=1)
-                batch_size = gr.Number(4, label="Batch size", precision=0, minimum=1)
+                limit = gr.Number(20, label=bh.LABELS["limit"], precision=0)
+                batch_size = gr.Number(4, label=bh.LABELS["batch_size"], precision=0)
         with gr.Column(scale=1, min_width=300):
             data_note = gr.Markdown(f"Examples: `{Path(examples_path).name}`")
             upload = gr.File(label="Examples file (JSONL, CSV, Parquet)", file_types=[".jsonl", ".csv", ".parquet"])
@@ -131,7 +131,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
     refresh.click(lambda w: gr.Dropdown(choices=rh.list_builds(w)), ws, builds, api_name="list_builds")
     imported.upload(import_file, [ws, imported, name], shown, api_name="import_records")
     upload.upload(set_dataset, upload, [dataset, data_note], api_name="set_dataset")
-    rule.input(lambda r: bh.RULE_DEFAULTS[r], rule, rule_value, api_name="rule_default")
+    rule.input(ui_errors(bh.rule_default), rule, rule_value, api_name="rule_default")
     measured = [quality_message, quality, quality_plot, quality_command]
     # No concurrency limit: a second launch must get the busy message now, not wait in the queue.
     quality_inputs = [ws, current, ks, spans, quality_faith]

@@ -11,6 +11,7 @@ from kdviz.lm.prompts import MAX_PROMPT_CHARS
 
 from . import handlers
 from .errors import ui_errors
+from .fields import Slider
 
 
 @ui_errors
@@ -99,7 +100,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 label="Format",
                 info="auto: mcqa when choices are given, else the raw prompt",
             )
-            steps = gr.Slider(1, 100, value=20, step=1, label="Steps (integrated gradients)")
+            steps = Slider(1, handlers.MAX_STEPS, value=20, step=1, label=handlers.STEPS_LABEL)
         with gr.Column(scale=2):
             dataset = gr.State(str(examples_path))
             with gr.Row():

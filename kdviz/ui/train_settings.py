@@ -14,8 +14,22 @@ from kdviz.distill.runs import holds_run
 from kdviz.errors import InputError
 from kdviz.workspace import Workspace
 
+from .fields import number
+
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 METHOD_NAMES = tuple(METHODS)
+NUMBER_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {  # the panel's label of each number field and its range:
+    # TrainConfig checks the ranges again; checked here, the message names the field the user sees, with the value
+    "max_steps": ("Max steps", {"whole": True, "minimum": 1}),
+    "batch_size": ("Batch size", {"whole": True, "minimum": 1}),
+    "lr": ("Learning rate", {"above": 0}),
+    "seed": ("Seed", {"whole": True}),
+    "eval_every": ("Eval every (0: at the end)", {"whole": True, "minimum": 0}),
+    "eval_size": ("Eval size", {"whole": True, "minimum": 1}),
+    "alpha": ("α (weight of the answer loss)", {"minimum": 0, "maximum": 1}),
+    "temperature": ("Temperature", {"above": 0}),
+    "lora_r": ("LoRA rank", {"whole": True, "minimum": 1}),
+}
 
 
 class MethodView(NamedTuple):
@@ -53,18 +67,11 @@ def next_run_name(workspace: str | Path, method: str, student: str, name: str) -
     return suggest_run_name(workspace, method, student) if taken else name
 
 
-def _real(value: Any, what: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"give the {what} as a number") from None
-
-
-def _whole(value: Any, what: str) -> int:
-    number = _real(value, what)
-    if not number.is_integer():
-        raise InputError(f"give the {what} as a whole number")
-    return int(number)
+def checked(field: str, value: Any) -> Any:
+    """Returns the value of the panel's number field `field` (see NUMBER_FIELDS), checked: an InputError names
+    the field as the panel labels it."""
+    label, bounds = NUMBER_FIELDS[field]
+    return number(value, label, **bounds)
 
 
 def make_config(
@@ -105,23 +112,23 @@ def make_config(
     out = Workspace(workspace).run_dir(name)
     if holds_run(out):
         raise InputError(f"a run named {name!r} exists already; choose another run name")
-    extra = {"alpha": _real(alpha, "α")} if m.uses_alpha else {}
+    extra = {"alpha": checked("alpha", alpha)} if m.uses_alpha else {}
     if m.needs_teacher_model:
-        extra |= {"teacher": teacher, "kd_loss": kd_loss, "temperature": _real(temperature, "temperature")}
+        extra |= {"teacher": teacher, "kd_loss": kd_loss, "temperature": checked("temperature", temperature)}
     if lora:
-        extra |= {"lora": True, "lora_r": _whole(lora_r, "LoRA rank")}
+        extra |= {"lora": True, "lora_r": checked("lora_r", lora_r)}
     try:
         return TrainConfig(
             data=absolute_source(dataset),
             out=str(out),
             student=student,
             method=method,
-            max_steps=_whole(max_steps, "max steps"),
-            batch_size=_whole(batch_size, "batch size"),
-            lr=_real(lr, "learning rate"),
-            seed=_whole(seed, "seed"),
-            eval_every=_whole(eval_every, "evaluation interval"),
-            eval_size=_whole(eval_size, "evaluation size"),
+            max_steps=checked("max_steps", max_steps),
+            batch_size=checked("batch_size", batch_size),
+            lr=checked("lr", lr),
+            seed=checked("seed", seed),
+            eval_every=checked("eval_every", eval_every),
+            eval_size=checked("eval_size", eval_size),
             **extra,
         )
     except (TypeError, ValueError) as exc:

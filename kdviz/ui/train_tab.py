@@ -15,8 +15,9 @@ from . import run_views as rv
 from . import train_handlers as th
 from . import train_settings as ts
 from .errors import ui_errors
+from .fields import Slider
 
-D = ts.DEFAULTS
+D, L = ts.DEFAULTS, ts.NUMBER_FIELDS  # L: the number fields' labels (and ranges, which the handler checks)
 STUDENT = "embedded-student"
 
 
@@ -32,8 +33,7 @@ def launch(workspace: str, *fields: Any):
 
 @ui_errors
 def method_changed(method: str, workspace: str, student: str) -> tuple:
-    info = ts.method_info(method)
-    name = ts.suggest_run_name(workspace, method, student)
+    info, name = ts.method_info(method), ts.suggest_run_name(workspace, method, student)
     return info.summary, gr.update(visible=info.uses_alpha), gr.update(visible=info.uses_teacher), name
 
 
@@ -83,24 +83,24 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
             summary = gr.Markdown(summary_now)
         with gr.Column(scale=1, min_width=320):
             with gr.Row():
-                max_steps = gr.Number(D["max_steps"], label="Max steps", precision=0, minimum=1)
-                batch_size = gr.Number(D["batch_size"], label="Batch size", precision=0, minimum=1)
-                lr = gr.Number(D["lr"], label="Learning rate", minimum=0)
+                max_steps = gr.Number(D["max_steps"], label=L["max_steps"][0], precision=0)
+                batch_size = gr.Number(D["batch_size"], label=L["batch_size"][0], precision=0)
+                lr = gr.Number(D["lr"], label=L["lr"][0])
             with gr.Row():
-                seed = gr.Number(D["seed"], label="Seed", precision=0)
-                eval_every = gr.Number(D["eval_every"], label="Eval every (0: at the end)", precision=0, minimum=0)
-                eval_size = gr.Number(D["eval_size"], label="Eval size", precision=0, minimum=1)
-            alpha = gr.Slider(0, 1, D["alpha"], step=0.05, label="α: weight of the answer loss", visible=alpha_now)
+                seed = gr.Number(D["seed"], label=L["seed"][0], precision=0)
+                eval_every = gr.Number(D["eval_every"], label=L["eval_every"][0], precision=0)
+                eval_size = gr.Number(D["eval_size"], label=L["eval_size"][0], precision=0)
+            alpha = Slider(0, 1, D["alpha"], step=0.05, label=L["alpha"][0], visible=alpha_now)
             with gr.Row(visible=teacher_now) as kd_row:
                 kd_loss = gr.Radio(["kl", "jsd"], value=D["kd_loss"], label="KD loss", min_width=100)
-                temperature = gr.Number(D["temperature"], label="Temperature", minimum=0, min_width=100)
+                temperature = gr.Number(D["temperature"], label=L["temperature"][0], min_width=100)
                 kd_teacher = gr.Dropdown(
                     specs if teacher in specs else [teacher, *specs], value=teacher, label="Teacher",
                     allow_custom_value=True,
                 )  # fmt: skip
             with gr.Row():
                 lora = gr.Checkbox(D["lora"], label="LoRA (train adapters only)")
-                lora_r = gr.Number(D["lora_r"], label="LoRA rank", precision=0, minimum=1)
+                lora_r = gr.Number(D["lora_r"], label=L["lora_r"][0], precision=0)
             name = gr.Textbox(
                 ts.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
                 info=f"a folder in {th.runs_root(workspace)}",

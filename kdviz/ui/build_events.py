@@ -37,7 +37,7 @@ def build(
     exclude: list[str],
     batch_size: int,
     name: str,
-    span: str = "all",
+    span: str = bh.DEFAULT_SPAN,
     faithfulness: bool = True,
     predict: str = "default",
     progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)

@@ -7,10 +7,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from kdviz.attribution.catalog import RATIONALE_METHOD as RATIONALE_METHOD  # the panel's default method
 from kdviz.data import parse_columns
 from kdviz.errors import UnknownNameError
+from kdviz.rationales.select import DEFAULT_SPAN as DEFAULT_SPAN  # the panel's default span
+from kdviz.rationales.select import DEFAULT_TOP_K, RuleKind, SelectionRule, Span
 from kdviz.rationales.select import SPANS as SPANS  # the panel's span choices
-from kdviz.rationales.select import RuleKind, SelectionRule, Span
 from kdviz.rationales.workspace_build import BUILD_TARGET_MODES as BUILD_TARGET_MODES  # the panel's choices
 from kdviz.rationales.workspace_build import build_into_workspace
 from kdviz.records import PREDICT_MODES, ProgressEvent
@@ -19,7 +21,7 @@ from kdviz.workspace import Workspace
 from .fields import number
 
 RULES: dict[str, RuleKind] = {"top-k": "top_k", "mass": "mass", "z": "z"}  # the panel's labels -> rule kinds
-RULE_DEFAULTS = {"top-k": 5, "mass": 0.5, "z": 1.0}  # the number a rule starts with when picked
+RULE_DEFAULTS = {"top-k": DEFAULT_TOP_K, "mass": 0.5, "z": 1.0}  # the number a rule starts with when picked
 LABELS = {"limit": "Examples (first N)", "batch_size": "Batch size"}  # whole numbers, at least 1 (see `fields`)
 PREDICT_CHOICES = ("default", *PREDICT_MODES)  # default: the teacher's own (letter for chat models, else cloze)
 EXCLUSIONS = {  # the panel's labels -> SelectionRule switches
@@ -42,7 +44,7 @@ class BuildView(NamedTuple):
 
 
 def selection_rule(
-    rule: str, value: float | None, exclude: Sequence[str] = tuple(EXCLUSIONS), span: Span = "all"
+    rule: str, value: float | None, exclude: Sequence[str] = tuple(EXCLUSIONS), span: Span = DEFAULT_SPAN
 ) -> SelectionRule:
     """Returns the SelectionRule of the panel's labels: a rule ("top-k", "mass", "z"), its number, the names of
     the exclusions switched on (the others are off), and the span ("question" or "all")."""
@@ -79,7 +81,7 @@ def build(
     exclude: Sequence[str],
     batch_size: int,
     name: str = "",
-    span: Span = "all",
+    span: Span = DEFAULT_SPAN,
     faithfulness: bool = True,
     predict: str = "default",
     on_progress: Callable[[int, int], None] | None = None,

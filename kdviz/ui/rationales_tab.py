@@ -71,7 +71,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
                 label="Teacher",
                 allow_custom_value=True,
             )
-            method = gr.Dropdown(kdviz.list_attribution_methods(), value="input_x_gradient", label="Method")
+            method = gr.Dropdown(kdviz.list_attribution_methods(), value=bh.RATIONALE_METHOD, label="Method")
             target_mode = gr.Radio(list(bh.BUILD_TARGET_MODES), value="choice", label="Attribute")
             predict = gr.Dropdown(
                 list(bh.PREDICT_CHOICES), value="default", label="Prediction mode",
@@ -80,10 +80,12 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
             )  # fmt: skip
             with gr.Row():
                 rule = gr.Radio(list(bh.RULES), value="top-k", label="Rationale rule", scale=2)
-                rule_value = gr.Number(5, label="k / mass / z", scale=1)  # the rule checks its range
+                rule_value = gr.Number(
+                    bh.RULE_DEFAULTS["top-k"], label="k / mass / z", scale=1
+                )  # the rule checks its range
             exclude = gr.CheckboxGroup(list(bh.EXCLUSIONS), value=list(bh.EXCLUSIONS), label="Exclude")
             with gr.Row():
-                span = gr.Radio(list(bh.SPANS), value="all", label="Rationale words from", scale=2)
+                span = gr.Radio(list(bh.SPANS), value=bh.DEFAULT_SPAN, label="Rationale words from", scale=2)
                 faithfulness = gr.Checkbox(True, label="Measure faithfulness", scale=1)
             with gr.Row():
                 limit = gr.Number(20, label=bh.LABELS["limit"], precision=0)

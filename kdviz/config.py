@@ -31,6 +31,9 @@ class ModelSpec:
             raise InputError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
 
 
+RECORDED_KEYS = ("data_files",)  # what a run's config.yaml adds to the settings: its data's paths and hashes
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a fine-tune depends on: a run is reproducible from this record alone (its `config.yaml`)."""
@@ -50,6 +53,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seeds the split, the data order and the weights' init"})
     eval_every: int = field(
         default=10, metadata={"help": "evaluate every N steps (and at the end); 0: only at the end"}
+    )
+    save_every: int = field(
+        default=50, metadata={"help": "save a checkpoint to resume from (--resume) every N steps; 0: only at the end"}
     )
     eval_size: int = field(default=50, metadata={"help": "held-out examples for evaluation (at most half the data)"})
     limit: int | None = field(default=None, metadata={"help": "read only the first N data rows"})
@@ -79,6 +85,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr > 0, "the learning rate must be positive"),
             (self.eval_every >= 0, "eval_every must be 0 or more"),
+            (self.save_every >= 0, "save_every must be 0 or more"),
             (self.eval_size >= 1, "eval_size must be at least 1"),
             (self.max_length >= 8, "max_length must be at least 8 tokens"),
             (0.0 <= self.alpha <= 1.0, "alpha must be between 0 and 1"),
@@ -97,7 +104,8 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, text: str, **overrides) -> TrainConfig:
-        """Returns the config in a YAML text, with `overrides` (non-None values) applied.
+        """Returns the config in a YAML text, with `overrides` (non-None values) applied; the keys a run adds to
+        its config.yaml to record what it read (`RECORDED_KEYS`) are not settings and are left out.
 
         Raises:
             InputError: not a mapping, an unknown key, a value of the wrong type (named), or an invalid value.
@@ -110,6 +118,7 @@ class TrainConfig:
             raise InputError(f"a training config must be valid YAML ({str(exc).splitlines()[0]})") from exc
         if not isinstance(data, dict):
             raise InputError("a training config must be a YAML mapping of field: value")
+        data = {k: v for k, v in data.items() if k not in RECORDED_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

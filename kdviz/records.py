@@ -302,7 +302,11 @@ class RecordLog(Generic[R]):
     def add(self, items: Iterable[tuple[str, R]]) -> None:
         """Appends (key, record) pairs and flushes them to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as probe:  # a kill mid-line leaves a torn last line: end it, keep ours whole
+            torn = probe.seek(0, os.SEEK_END) > 0 and probe.seek(-1, os.SEEK_END) >= 0 and probe.read(1) != b"\n"
         with self.path.open("a", encoding="utf-8") as handle:
+            if torn:
+                handle.write("\n")
             for key, value in items:
                 handle.write(json.dumps({"key": key, self.field: value.to_dict()}, ensure_ascii=False) + "\n")
             handle.flush()

@@ -1,3 +1,6 @@
+import dataclasses
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -83,6 +86,34 @@ def test_concurrent_changes_are_all_kept(store):
     for t in threads:
         t.join()
     assert store.counts()["accepted"] == 6
+
+
+_ACCEPT_EACH = """
+import sys
+from kdviz.rationales.curation import CurationStore
+store = CurationStore(sys.argv[1])
+for record_id in sys.argv[2:]:
+    store.set_status([record_id], "accepted")
+"""
+
+
+def test_two_processes_accepting_records_of_one_build_lose_nothing(records, tmp_path):
+    # 200 records, each accepted by its own change: the two processes' read-modify-writes interleave constantly
+    many = [
+        dataclasses.replace(r, example=dataclasses.replace(r.example, id=f"q{n}"))
+        for n, r in enumerate(records[i % len(records)] for i in range(200))
+    ]
+    store = CurationStore.create(tmp_path / "build", many, BuildInfo("build", "x"))
+    ids = [r.id for r in many]
+    halves = [ids[0::2], ids[1::2]]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _ACCEPT_EACH, str(store.folder), *half], stderr=subprocess.PIPE)
+        for half in halves
+    ]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read().decode()
+    assert store.counts() == {"pending": 0, "accepted": 200, "rejected": 0, "total": 200}
+    assert [r.id for r in store.records()] == ids  # the order is kept too
 
 
 def test_names_cannot_escape_the_workspace(tmp_path, records):

@@ -86,3 +86,6 @@ def test_record_log_appends_batches_and_skips_a_torn_last_line(tmp_path):
     with log.path.open("a", encoding="utf-8") as handle:
         handle.write('{"key": "k3", "example": {"id": "c", "ta')  # a crash mid-write
     assert RecordLog(log.path, Example, "example").load() == {"k1": b, "k2": b}
+    c = Example("c", "qa", "third?")
+    log.add([("k3", c)])  # the next batch after a crash starts on a line of its own and is read back
+    assert RecordLog(log.path, Example, "example").load() == {"k1": b, "k2": b, "k3": c}

@@ -1,15 +1,18 @@
 """Student fine-tuning: every method on both model kinds, run folders, cancel, reproducibility, clear errors."""
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import re
+import subprocess
 from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from yaml import safe_load as yaml_load
 
 from kdviz import InputError, KdvizError, load_model
 from kdviz.cli.main import build_parser, main
@@ -415,3 +418,114 @@ def test_the_cli_puts_a_named_run_in_the_workspace_and_every_flag_shows_its_defa
         flag = "--" + f.name.replace("_", "-")
         shown = "(required unless" if f.default is dataclasses.MISSING else f"(default {f.default})"
         assert flag in help_text and f"{f.metadata['help']} {shown.replace('None', 'none')}" in help_text, flag
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def _steps(run) -> list[tuple[str, int, float | None]]:
+    """Each metrics row's kind, step and loss (or accuracy): what a resumed run must log exactly as a whole one."""
+    return [
+        ("step", r.step, r.loss) if isinstance(r, StepRow) else ("eval", r.step, r.eval_accuracy)
+        for r in read_rows(run)
+    ]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_cancelled_run_resumes_to_what_an_uninterrupted_run_gives(rationale_export, tmp_path, lora):
+    settings = dict(max_steps=6, save_every=4, eval_every=2, lora=lora, lr=1e-3)
+    whole = finetune(_config(rationale_export, tmp_path / "whole", **settings))
+    assert not (tmp_path / "whole" / "resume").exists()  # a completed run drops its resume point
+    polls = []
+    config = _config(rationale_export, tmp_path / "cut", **settings)
+    cut = finetune(config, should_stop=lambda: polls.append(1) or len(polls) > 3)  # cancelled after step 3
+    assert (cut.status, cut.steps, read_status(tmp_path / "cut").status) == ("cancelled", 3, "cancelled")
+    assert (tmp_path / "cut" / "resume" / "point.json").exists()
+    rows = []
+    resumed = finetune(config, on_metrics=rows.append, resume=True)
+    assert (resumed.status, resumed.steps) == ("completed", 6)
+    assert [r.step for r in rows] == [4, 4, 5, 6, 6]  # steps 4-6 and their evaluations, nothing before again
+    assert _steps(tmp_path / "cut") == _steps(tmp_path / "whole")  # each step once, with the same losses
+    assert resumed.final == whole.final and read_status(tmp_path / "cut").status == "completed"
+    cut_weights, whole_weights = _weights(tmp_path / "cut"), _weights(tmp_path / "whole")
+    assert all(torch.equal(cut_weights[k], whole_weights[k]) for k in whole_weights)
+    assert not (tmp_path / "cut" / "resume").exists()
+    with pytest.raises(InputError, match="nothing to resume"):
+        finetune(config, resume=True)
+
+
+def test_a_failure_while_saving_keeps_the_last_resume_point_and_the_run_resumes(
+    rationale_export, tmp_path, monkeypatch
+):
+    import kdviz.distill.checkpoints as checkpoints
+
+    real_save, saves = torch.save, []
+
+    def fail_on_second_save(obj, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 2:  # half of resume/ written when the process "dies"
+            raise KeyboardInterrupt
+        return real_save(obj, path, *args, **kwargs)
+
+    config = _config(rationale_export, tmp_path / "r", max_steps=7, save_every=2, eval_every=0)
+    monkeypatch.setattr(checkpoints.torch, "save", fail_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config)
+    monkeypatch.undo()
+    assert read_status(tmp_path / "r").step == 4
+    saved = [p.name for p in (tmp_path / "r").iterdir() if "resume" in p.name]
+    assert saved == ["resume"]  # the half-written one is gone, the one of step 2 is whole
+    assert json.loads((tmp_path / "r" / "resume" / "point.json").read_text())["step"] == 2
+    result = finetune(config, resume=True)
+    assert (result.status, result.steps) == ("completed", 7)
+    assert [s for kind, s, _ in _steps(tmp_path / "r") if kind == "step"] == list(range(1, 8))
+    assert [s for s, _ in read_samples(tmp_path / "r")][-1] == 7 and load_model(str(tmp_path / "r")) is not None
+
+
+def test_resume_refuses_what_it_cannot_continue(rationale_export, tmp_path, capsys):
+    with pytest.raises(InputError, match="holds no run to resume"):
+        finetune(_config(rationale_export, tmp_path / "none"), resume=True)
+    assert main(["train", "--resume", str(tmp_path / "none")]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "none"), "--lr", "0.1"]) == 2
+    assert "--lr cannot change it" in capsys.readouterr().err
+    with pytest.raises(InputError, match="save_every must be 0 or more"):
+        _config(rationale_export, tmp_path / "x", save_every=-1)
+
+
+def test_a_run_killed_before_its_first_resume_point_starts_again_and_logs_each_step_once(rationale_export, tmp_path):
+    config = _config(rationale_export, tmp_path / "k", max_steps=3, save_every=0, eval_every=0)
+    finetune(config)
+    # What a kill at step 2 leaves: a running status of a dead process, two steps logged, a half-written line.
+    dead = subprocess.Popen(["true"])  # a process id that is gone
+    dead.wait()
+    status = {**json.loads((tmp_path / "k" / "status.json").read_text()), "status": "running", "pid": dead.pid}
+    (tmp_path / "k" / "status.json").write_text(json.dumps({**status, "step": 2}))
+    rows = (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "k" / "metrics.jsonl").write_text("\n".join(rows[:3]) + '\n{"kind": "st')
+    (tmp_path / "k" / "checkpoint").rename(tmp_path / "k" / ".checkpoint.tmp")  # killed while saving
+    assert list_runs(tmp_path)[0].status == "interrupted"
+    result = finetune(config, resume=True)
+    assert (result.status, result.steps) == ("completed", 3) and (tmp_path / "k" / "checkpoint").is_dir()
+    assert [(kind, s) for kind, s, _ in _steps(tmp_path / "k")] == [("eval", 0), ("step", 1), ("step", 2),
+                                                                     ("step", 3), ("eval", 3)]  # fmt: skip
+
+
+def test_config_yaml_records_its_data_and_a_rerun_warns_when_it_changed(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(demo_path().read_bytes())
+    args = ["train", "--student", "tiny-student", "--data", str(data), "--max-steps", "1", "--eval-size", "4"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    recorded = yaml_load((tmp_path / "a" / "config.yaml").read_text())["data_files"]
+    assert recorded == [{"path": str(data.resolve()), "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}]
+    config = str(tmp_path / "a" / "config.yaml")
+    capsys.readouterr()
+    assert main(["train", "--config", config, "--out", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err  # the same data: no warning
+    data.write_text("\n".join(data.read_text().splitlines()[:-1]) + "\n")  # one question fewer
+    assert main(["train", "--config", config, "--out", str(tmp_path / "c")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and f"{data.resolve()} changed" in warnings[0]
+    assert "cannot be restored" in warnings[0]
+    assert TrainConfig.from_yaml((tmp_path / "a" / "config.yaml").read_text()).data == str(data)

@@ -33,6 +33,7 @@ RANGES: dict[str, Rule] = {
     "top_k": _at_least(1),
     "batch_size": _at_least(1),
     "steps": _at_least(1),  # integrated-gradients steps
+    "threads": _at_least(1),  # torch's CPU threads (kdviz.cli.common.add_threads_arg)
     "max_new_tokens": _between(1, 256),  # a generated target stays under the target length bound
     "sample": _at_least(0),
     "port": _between(1, 65535),
@@ -41,6 +42,7 @@ RANGES: dict[str, Rule] = {
     "warmup_steps": _at_least(0),
     "eval_size": _at_least(1),
     "eval_every": _at_least(0),
+    "save_every": _at_least(0),
     "n_samples": _at_least(0),
     "lora_r": _at_least(1),
     "lora_alpha": _at_least(1),

@@ -30,6 +30,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--config", metavar="YAML", help="a run's config.yaml (e.g. runs/t1/config.yaml) to rerun")
     p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a cancelled, failed or killed run (its folder, e.g. runs/t1) from its last checkpoint, with "
+        "its own config.yaml (no other flag)",
+    )
+    p.add_argument(
         "--workspace",
         metavar="DIR",
         help="write the run to <workspace>/runs/<name>, where the app lists it (default with --name: "
@@ -60,11 +66,39 @@ def _config(args) -> TrainConfig:
         path = Path(args.config)
         if not path.is_file():
             raise InputError(f"no such config file: {path}")
-        return TrainConfig.from_yaml(path.read_text(encoding="utf-8"), **overrides)
+        text = path.read_text(encoding="utf-8")
+        config = TrainConfig.from_yaml(text, **overrides)
+        if args.data is None:  # the run's own data: is it still what the run read?
+            _warn_if_data_changed(text, config.data)
+        return config
     missing = [f"--{k}" for k in ("data", "out") if not overrides[k]]
     if missing:
         raise InputError(f"kdviz train needs {' and '.join(missing)} (or --config)")
     return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _resumed(args) -> TrainConfig:
+    """Returns the config of the run `--resume` names, its `out` the folder as given (from any directory)."""
+    from kdviz.distill.runs import CONFIG, read_config, reopen_run
+    from kdviz.errors import InputError
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + ["config", "workspace", "name"]
+    given = [n for n in names if getattr(args, n) is not None]
+    if given:
+        raise InputError(f"--resume continues a run with its own config.yaml; --{given[0].replace('_', '-')} cannot "
+                         "change it (to train differently, start a new run with --config)")  # fmt: skip
+    folder = reopen_run(args.resume)  # a run, not running, not completed: checked before the model loads
+    config = dataclasses.replace(read_config(folder), out=str(folder))
+    _warn_if_data_changed((folder / CONFIG).read_text(encoding="utf-8"), config.data)
+    return config
+
+
+def _warn_if_data_changed(config_yaml: str, data: str) -> None:
+    from kdviz.distill.runs import data_change
+
+    warning = data_change(config_yaml, data)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _workspace_run(args, overrides: dict) -> Path:
@@ -95,15 +129,24 @@ def _print_row(row, max_steps: int) -> None:
 
 
 def run(args) -> int:
+    from kdviz.distill.checkpoints import resume_step
     from kdviz.distill.loop import finetune
 
-    config = _config(args)
+    config = _resumed(args) if args.resume else _config(args)
     checks.check_device("--device", config.device)  # --device, or the value in --config
-    inputs = [config.data, args.config, config.student, config.teacher]
-    checks.output_folder("--out", config.out, inputs=inputs, whole=True)
-    print(f"training {config.student} with {config.method} -> {config.out}", file=sys.stderr)
+    if args.resume:
+        print(f"resuming {config.out} at step {resume_step(config.out)} of {config.max_steps}", file=sys.stderr)
+    else:
+        inputs = [config.data, args.config, config.student, config.teacher]
+        checks.output_folder("--out", config.out, inputs=inputs, whole=True)
+        print(f"training {config.student} with {config.method} -> {config.out}", file=sys.stderr)
     with stop_on_ctrl_c("this step") as should_stop:
-        result = finetune(config, on_metrics=lambda row: _print_row(row, config.max_steps), should_stop=should_stop)
+        result = finetune(
+            config,
+            on_metrics=lambda row: _print_row(row, config.max_steps),
+            should_stop=should_stop,
+            resume=bool(args.resume),
+        )
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one result line
         print(json.dumps(result.to_dict()))
     return 0

@@ -4,14 +4,15 @@ One loop for every method (see `METHODS`): it tokenises the method's (prompt, ta
 prompt out of the loss, and steps AdamW through `accelerate` (bf16 and a fused optimizer on a GPU, plain fp32 on
 a CPU; several GPUs under `accelerate launch -m kdviz train ...`). Each run writes `runs/<name>/` (see
 `kdviz.distill.runs`): its config, a metrics log per step, sample predictions at each evaluation and a
-safetensors checkpoint that `load_model("runs/<name>")` reads back. A run that fails before its first optimizer
-step (the student does not load, the data does not encode, out of memory...) removes its folder, so the corrected
-command can use the same name; one that has trained keeps it, marked failed.
+safetensors checkpoint that `load_model("runs/<name>")` reads back. Every `save_every` steps it saves a point to
+resume from (`kdviz.distill.checkpoints`): `finetune(config, resume=True)` continues a cancelled, failed or killed
+run from there, as if it had never stopped. A run that fails before its first optimizer step (the student does not
+load, the data does not encode, out of memory...) removes its folder, so the corrected command can use the same
+name; one that has trained keeps it, marked failed.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -26,18 +27,18 @@ import torch
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import hold_out
 from kdviz.errors import InputError, KdvizError
-from kdviz.files import replacing_folder, write_atomic
 from kdviz.lm.forward import make_batch, target_logits
-from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel, load_model, load_trainable, select_device
+from kdviz.lm.models import LoadedModel, load_model, load_trainable, select_device
 from kdviz.lm.prompts import encode, encode_target
 from kdviz.records import Record, TrainExample
 
 from . import losses
+from .checkpoints import ResumePoint, discard_resume_point, restore, save_model, save_resume_point
 from .data import load_train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
 from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
-from .runs import create_run, log_row, log_samples, write_status
+from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
 
@@ -237,43 +238,35 @@ class _Loop:
         )
         return accuracy(predicted, items), samples
 
-    def save(self) -> Path:
-        """Writes the checkpoint (LoRA merged into the weights) and how to prompt it; returns its folder."""
-        model = self.accelerator.unwrap_model(self.model)
-        if self.config.lora:
-            model = model.merge_and_unload()
-        meta = {
-            "method": self.method.name,
-            "student": self.config.student,
-            "chat": self.student.chat,
-            "teacher_at_test_time": self.method.teacher_at_test_time,
-            "teacher": self.config.teacher,
-        }
-        with replacing_folder(self.folder / RUN_CHECKPOINT) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            self.student.tokenizer.save_pretrained(tmp)
-            write_atomic(tmp / RUN_META, json.dumps(meta, indent=1))
-        return self.folder / RUN_CHECKPOINT
-
 
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _final_of(rows: Sequence[MetricsRow]) -> FinalMetrics:
+    final = FinalMetrics()
+    for row in rows:
+        final = final.after_step(row) if isinstance(row, StepRow) else replace(final, eval_accuracy=row.eval_accuracy)
+    return final
 
 
 def finetune(
     config: TrainConfig,
     on_metrics: OnMetrics | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Trains `config.student` on `config.data` with `config.method`; writes the run folder `config.out`.
 
     `on_metrics` receives every row written to metrics.jsonl (a `StepRow` or an `EvalRow`); `should_stop` is
     polled before each step: when it returns True the run stops, keeps its checkpoint and is marked cancelled.
+    `resume=True` continues the cancelled, failed or killed run in `config.out` (its own config: see
+    `runs.read_config`) from its last resume point, or from the start when it saved none.
 
     Raises:
-        InputError: bad data or config (nothing is created).  KdvizError: out of memory or divergence. Any
-        failure before the first optimizer step finished removes the run folder, so the corrected command can
-        reuse it; after that the partial run is kept and marked failed.
+        InputError: bad data or config (nothing is created), or no run to resume.  KdvizError: out of memory or
+        divergence. Any failure before the first optimizer step finished removes the run folder (a resumed one
+        is kept), so the corrected command can reuse it; after that the partial run is kept and marked failed.
     """
     method = get_method(config.method)
     items = usable(load_train_examples(config.data, config.limit), method)
@@ -283,7 +276,10 @@ def finetune(
     set_seed(config.seed)
     # Under `accelerate launch` every process runs this function; only the first writes the run folder.
     main = int(os.environ.get("RANK", "0")) == 0
-    folder = create_run(config.out, config.to_yaml()) if main else Path(config.out)
+    if not main:
+        folder = Path(config.out)
+    else:
+        folder = reopen_run(config.out) if resume else create_run(config.out, run_config_yaml(config))
 
     def status(**changes: Any) -> None:
         if main:
@@ -293,9 +289,17 @@ def finetune(
     emit = on_metrics or (lambda row: None)
     trained, final = 0, FinalMetrics()  # `trained`: optimizer steps finished
     try:
-        status(status="running", step=0, started_at=started, elapsed_s=0.0)
+        fresh = {} if resume else {"step": 0, "started_at": started, "elapsed_s": 0.0}  # resumed: keeps its start
+        status(status="running", error=None, **fresh)
         loop = _Loop(config, method, train, folder)
+        point = restore(loop) if resume else None
+        saved = trained = point.step if point else 0  # `saved`: the step of the last resume point
+        started -= point.elapsed_s if point else 0.0
+        rows = trim_logs(folder, trained) if resume and main else []  # each step stays logged once
+        final = _final_of(rows)
         status(
+            step=trained,
+            elapsed_s=time.time() - started,
             n_train=len(train),
             n_eval=len(held_out),
             truncated=loop.truncated,
@@ -318,16 +322,17 @@ def finetune(
             elapsed = round(time.time() - started, 3)
             log(EvalRow(step=trained, eval_accuracy=acc, eval_n=len(held_out), elapsed_s=elapsed, samples=samples))
 
-        evaluate()  # step 0: where the student starts
-        train_started = time.time()
+        if trained == 0 and not any(isinstance(r, EvalRow) for r in rows):
+            evaluate()  # step 0: where the student starts
+        train_started, first = time.time(), trained
         state: Literal["completed", "cancelled"] = "completed"
-        for step in range(1, config.max_steps + 1):
+        for step in range(first + 1, config.max_steps + 1):
             if should_stop is not None and should_stop():
                 state = "cancelled"
                 break
             parts = loop.step(loop.next_batch())
             trained = step
-            per_step = (time.time() - train_started) / step
+            per_step = (time.time() - train_started) / (step - first)
             row = StepRow(
                 step=step,
                 **{k: round(v, 6) for k, v in parts.items() if k != "lr"},
@@ -341,10 +346,17 @@ def finetune(
             status(step=step, elapsed_s=time.time() - started, final=final)
             if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps:
                 evaluate()
+            if main and config.save_every and step % config.save_every == 0 and step < config.max_steps:
+                save_resume_point(loop, ResumePoint(step, time.time() - started, tuple(loop.order)))
+                saved = step
         loop.accelerator.wait_for_everyone()
         if main:
-            loop.save()
+            if state == "cancelled" and trained > saved:  # resume exactly where the cancel stopped
+                save_resume_point(loop, ResumePoint(trained, time.time() - started, tuple(loop.order)))
+            save_model(loop)  # last: with LoRA it merges the adapters into the model
         status(status=state, step=trained, elapsed_s=time.time() - started, final=final)
+        if main and state == "completed":
+            discard_resume_point(folder)
     except BaseException as exc:
         message = str(exc)
         if _is_oom(exc):
@@ -354,7 +366,7 @@ def finetune(
             )
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        if trained == 0:  # the setup failed (or the first step): there is no run to keep, free the name
+        if trained == 0 and not resume:  # the setup failed (or the first step): no run to keep, free the name
             if main:
                 shutil.rmtree(folder, ignore_errors=True)
         else:

@@ -1,12 +1,18 @@
-"""Training run folders: `runs/<name>/` with config.yaml, metrics.jsonl, samples.jsonl, status.json, checkpoint/.
+"""Training run folders: `runs/<name>/` with config.yaml, metrics.jsonl, samples.jsonl, status.json, checkpoint/
+and, until the run completes, resume/ (see `kdviz.distill.checkpoints`).
 
 The config and status are replaced atomically; metrics and samples are append-only logs flushed line by line, so
 a crash or a cancel keeps everything up to the last step, and the Train panel can read a run while it is written.
+A resumed run first cuts the logs back to its resume point, so each step stays logged once.
+
+config.yaml holds the `TrainConfig` and, under `data_files`, the absolute path and sha256 of each file the data
+was read from: rerunning the config warns when they changed (`data_change`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -97,6 +103,34 @@ def create_run(out: str | Path, config_yaml: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / CONFIG, config_yaml)
     return folder
+
+
+def reopen_run(out: str | Path) -> Path:
+    """Returns the folder of a run to resume: one that was cancelled, failed or killed.
+
+    Raises:
+        InputError: no run there, or a run that is still running or has completed.
+    """
+    folder = Path(out).expanduser()
+    if not holds_run(folder):
+        raise InputError(f"{folder} holds no run to resume")
+    info = run_info(folder)
+    if info.status == "running":
+        pid = read_status(folder).pid  # type: ignore[union-attr]  (running: status.json was read)
+        raise InputError(f"{folder} is still running (process {pid}); cancel it before resuming")
+    if info.status == "completed":
+        raise InputError(f"{folder} has completed its {info.max_steps} steps; there is nothing to resume")
+    return folder
+
+
+def trim_logs(folder: Path, step: int) -> list[MetricsRow]:
+    """Cuts metrics.jsonl and samples.jsonl back to the rows of steps up to `step` (where a resumed run goes on
+    from); returns the metrics rows kept."""
+    for name in (METRICS, SAMPLES):
+        kept = [row for row in _lines(folder / name) if isinstance(row.get("step"), int) and row["step"] <= step]
+        if (folder / name).exists():
+            write_atomic(folder / name, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+    return read_rows(folder)
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -225,6 +259,62 @@ def read_config(folder: str | Path) -> TrainConfig:
     except OSError as exc:
         raise InputError(f"cannot read {path} ({exc.strerror or exc})") from exc
     return TrainConfig.from_yaml(text)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hidden(file: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in file.relative_to(root).parts)
+
+
+def data_files(data: str) -> list[dict[str, str]]:
+    """Returns {"path", "sha256"} of each file of the data: the file, or every file in the folder (hidden ones
+    aside: locks and temporary files); none for a hub dataset or data that does not exist."""
+    path = Path(data).expanduser()
+    if data.startswith("hf:") or not path.exists():
+        return []
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file() and not _hidden(f, path))
+    return [{"path": str(f.resolve()), "sha256": _sha256(f)} for f in files]
+
+
+def run_config_yaml(config: TrainConfig) -> str:
+    """Returns the text of a run's config.yaml: the config, then what its data files were (`data_files`)."""
+    import yaml
+
+    return config.to_yaml() + yaml.safe_dump({"data_files": data_files(config.data)}, sort_keys=False)
+
+
+def data_change(config_yaml: str, data: str) -> str | None:
+    """Returns a one-line warning when `data` is not what the run of `config_yaml` read (None when it is, or when
+    the config recorded no data files: a hub dataset, or a run from before kdviz recorded them)."""
+    import yaml
+
+    try:
+        recorded = (yaml.safe_load(config_yaml) or {}).get("data_files") or []
+        then = {str(d["path"]): str(d["sha256"]) for d in recorded}
+    except (yaml.YAMLError, AttributeError, TypeError, KeyError):
+        return None
+    now = {d["path"]: d["sha256"] for d in data_files(data)}
+    if not then or then == now:
+        return None
+    changed = [p for p in then if p in now and now[p] != then[p]]
+    if changed:
+        what = f"{changed[0]} changed (sha256 {then[changed[0]][:12]}... then, {now[changed[0]][:12]}... now)"
+    elif set(then) - set(now):
+        gone = sorted(set(then) - set(now))[0]
+        what = f"{gone} is gone" if not now else f"{data} now reads {sorted(now)[0]}, not {gone}"
+    else:
+        what = f"{sorted(set(now) - set(then))[0]} was added"
+    return (
+        f"the data differs from what the run read: {what}. This will not repeat the run; a run keeps only its "
+        "data's hashes, so the old data cannot be restored from it"
+    )
 
 
 _ALWAYS = ("data", "out", "student", "method")  # shown even at their defaults: they say what the run is

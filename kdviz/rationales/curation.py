@@ -1,16 +1,21 @@
 """Curate a rationale build: accept, reject, edit and filter records, saved to disk atomically after every change.
 
 A build lives in its own folder of the workspace, <workspace>/builds/<name> (records.jsonl + build.json), so two
-sessions curating different builds never touch the same file; changes to one build from several threads are
-serialised by a per-folder lock. `open_build` and `import_build` address builds by name in a `Workspace`.
+sessions curating different builds never touch the same file. Changes to one build, from threads or from several
+processes (two app servers, the app and a script), are serialised by an exclusive `flock` on a lock file beside the
+records, held while a change reads, modifies and rewrites them. A lock rather than an append-only log of changes:
+records.jsonl stays the one file that holds the build (training, export and import read it as it is), and a change
+is a few milliseconds of work. The kernel drops the lock when its holder dies, so a killed process never leaves a
+build locked. `open_build` and `import_build` address builds by name in a `Workspace`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kdviz.errors import InputError
@@ -27,8 +32,18 @@ from kdviz.workspace import (
 from .select import SelectionRule, gold_overlap, select_rationale
 from .stats import RationaleStats, rationale_stats
 
-_LOCKS: dict[Path, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+LOCK_FILE = ".records.lock"  # beside records.jsonl; never replaced, so every process locks the same file
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """Holds an exclusive lock on the build for the block: threads and processes wait for each other."""
+    # records.jsonl itself cannot carry the lock: each save replaces it with a new file (atomic rename), so two
+    # writers would lock two different files. Each call opens its own descriptor: flock locks belong to the open
+    # file, so threads of one process exclude each other as processes do.
+    with (folder / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
 
 
 def rationale_share(rec: RationaleRecord) -> float:
@@ -46,8 +61,6 @@ class CurationStore:
         self.path = self.folder / BUILD_RECORDS
         if not self.path.exists():
             raise InputError(f"no rationale build in {self.folder}")
-        with _LOCKS_GUARD:
-            self._lock = _LOCKS.setdefault(self.folder.resolve(), threading.Lock())
         self.info = _read_info(self.folder)
 
     @classmethod
@@ -80,7 +93,7 @@ class CurationStore:
 
     def _update(self, ids: Iterable[str], change) -> list[RationaleRecord]:
         wanted = set(ids)
-        with self._lock:  # read-modify-write as one step; the write itself is atomic
+        with _build_lock(self.folder):  # read-modify-write as one step; the write itself is atomic
             records = self.records()
             missing = wanted - {r.id for r in records}
             if missing:

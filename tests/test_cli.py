@@ -1,4 +1,5 @@
 import json
+import os
 
 from kdviz import TokenAttribution, load_jsonl
 from kdviz.cli.main import main
@@ -157,3 +158,39 @@ def test_predict_flag_reaches_rationales_and_is_offered_by_compare(tmp_path, cap
         except SystemExit:
             pass
         assert "--predict {letter,cloze,choice-text}" in capsys.readouterr().out
+
+
+def test_threads_sets_torchs_threads_during_the_command_and_restores_them(capsys, monkeypatch):
+    import torch
+
+    import kdviz.attribution.targets as targets
+
+    seen = []
+    real = targets.attribute
+
+    def spy(*args, **kwargs):  # the command's model work: how many threads torch has while it runs
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(targets, "attribute", spy)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        args = ["attribute", "--model", "tiny", "--prompt", "Where is milk kept cold?", "--target", "fridge"]
+        assert main([*args, "--threads", "1", "--json"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2  # the caller's own number is back
+        assert main([*args, "--json"]) == 0 and seen[-1] == 2  # without --threads, torch's number stays
+        capsys.readouterr()
+        assert main([*args, "--threads", "0"]) == 2
+        assert capsys.readouterr().err.strip() == "error: --threads must be at least 1, not 0"
+    finally:
+        torch.set_num_threads(previous)
+    for command in ("attribute", "rationales", "quality", "train", "compare", "app"):  # every command running a model
+        assert main([command, "--help"]) == 0 and "--threads N" in capsys.readouterr().out, command
+
+
+def test_main_makes_waiting_openmp_threads_sleep_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["--version"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["--version"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -185,19 +185,32 @@ def test_rationale_input_students_get_the_teachers_rationales(rationale_export, 
     assert all("Rationale" not in s.rationale_text for s in student.records)  # the inserted line is format
 
 
-def test_cancel_keeps_finished_models_and_a_rerun_resumes(tmp_path):
-    stages: list[str] = []  # stop as soon as the student's stage starts: the teacher (and its faithfulness) is done
+@pytest.mark.parametrize("stop_at", [("student", 0), ("teacher", 4)])
+def test_cancel_keeps_finished_models_and_a_rerun_resumes(tmp_path, stop_at):
+    """Cancels at a known point of the progress: when the student starts (the teacher and its faithfulness are
+    done), or after the teacher's first batch of 4; never by timing or by counting should_stop's polls (each stage
+    added to a comparison adds polls)."""
+    seen: list[tuple[str, int]] = []
     partial = compare(
-        "tiny", ["tiny-student"], EXAMPLES, cache_dir=tmp_path,
-        on_progress=lambda e: stages.append(e.stage), should_stop=lambda: "student" in stages,
+        "tiny", ["tiny-student"], EXAMPLES, cache_dir=tmp_path, batch_size=4,
+        on_progress=lambda e: seen.append((e.stage, e.done)), should_stop=lambda: stop_at in seen,
     )  # fmt: skip
+    finished, measured = (8, True) if stop_at[0] == "student" else (4, False)
     assert partial.cancelled and [m.name for m in partial.models] == ["tiny"]
-    full = compare("tiny", ["tiny-student"], EXAMPLES, cache_dir=tmp_path)
+    assert [ex.id for ex in partial.examples] == [ex.id for ex in EXAMPLES[:finished]]
+    assert all((r.faithfulness is not None) == measured for r in partial.models[0].records)
+    resumed: list[ProgressEvent] = []
+    full = compare("tiny", ["tiny-student"], EXAMPLES, cache_dir=tmp_path, batch_size=4, on_progress=resumed.append)
+    assert not full.cancelled and len(full.models[0].records) == 8
+    # The rerun starts from the cache: the finished attributions (and faithfulness measurements) are not redone.
+    first = {stage: next(e.done for e in resumed if e.stage == stage) for stage in ("teacher", "faithfulness")}
+    assert first == {"teacher": finished, "faithfulness": 8 if measured else 0}
 
-    def undated(records):  # provenance's "created" is when each run made its records: the rest must be equal
-        return [dataclasses.replace(r, provenance={**r.provenance, "created": None}) for r in records]
+    def comparable(records):  # "created" is when each run made its records; unmeasured faithfulness is not compared
+        return [dataclasses.replace(r, provenance={**r.provenance, "created": None},
+                                    faithfulness=r.faithfulness if measured else None) for r in records]  # fmt: skip
 
-    assert not full.cancelled and undated(full.models[0].records) == undated(partial.models[0].records)
+    assert comparable(full.models[0].records[:finished]) == comparable(partial.models[0].records)
 
 
 def test_bad_comparisons_are_clear_errors(tmp_path):

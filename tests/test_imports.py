@@ -8,10 +8,10 @@ import pytest
 
 def modules_after(code: str) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        [sys.executable, "-c", code + "\nimport sys; print('MODULES', ' '.join(sorted(sys.modules)))"],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
-    return set(out.stdout.split())
+    return set(out.stdout.rpartition("MODULES ")[2].split())  # not the help text printed before (it names torch)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,37 @@ def add_model_args(p: argparse.ArgumentParser, flag: str, default: str) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default auto)")
     p.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (unsafe)")
+    add_threads_arg(p)
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """Adds `--threads N`: torch's CPU threads for the command's model work (`torch_threads` applies it)."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads torch uses for the model work (default: torch's own, one per core). kdviz sets "
+        "OMP_WAIT_POLICY=PASSIVE unless it is set, so waiting threads sleep instead of spinning: on a machine busy "
+        "with other work, torch's default threads were 5-7x slower than one thread when spinning, 1.2-3x faster "
+        "when sleeping. Give N to leave cores to other work",
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Runs the block with torch on `n` CPU threads (None: torch's own number, and torch is not imported), then
+    restores the number it had, so an in-process caller (a test, a notebook) keeps its own."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def add_predict_arg(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from kdviz.errors import KdvizError
 
 from . import app, attribute, compare, quality, rationales, train
 from .checks import check_args
-from .common import Parser, fail
+from .common import Parser, add_threads_arg, fail, torch_threads
 
 OOM_HINT = "out of memory: use a smaller model, fewer --steps or a smaller --batch-size"
 
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_parser(sub)
     train.add_parser(sub)
     compare.add_parser(sub)
+    for name in ("compare", "train", "app"):  # they run models without add_model_args (which adds it to the rest)
+        add_threads_arg(sub.choices[name])
     return parser
 
 
@@ -47,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 ok, 1 an internal error, 2 bad input, 130 interrupted)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Read once, when torch loads OpenMP (torch is imported later, lazily): waiting threads sleep instead of spinning,
+    # which on a machine busy with other work made torch's default threads 5-7x slower than one (issue #15).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help and --version exit 0; bad arguments were reported in one line
@@ -54,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         check_args(args)  # shared flags (numbers, --device, folders) before any subcommand work
-        return args.run(args)
+        with torch_threads(getattr(args, "threads", None)):
+            return args.run(args)
     except KdvizError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:

@@ -69,7 +69,26 @@ def test_each_cell_holds_the_values_its_rationales_imply(tmp_path):
     # all the candidates: the random words are the rationale's own, so neither beats random
     assert q3.random_comprehensiveness == pytest.approx(0.6) and a5.comprehensiveness_gain == pytest.approx(0.0)
     assert q3.sufficiency_gain == pytest.approx(0.0)
+    assert q3.comprehensiveness_gain_ci == pytest.approx((0.0, 0.0))  # one measured record: its own gain
     assert QualityCell.from_dict(json.loads(json.dumps(a3.to_dict()))) == a3
+
+
+def test_the_gain_intervals_resample_the_measured_records():
+    gains = [0.1, 0.3, 0.5, 0.7]
+    faith = [Faithfulness(0.9, 0.2 + g, 0.1, 0.2, 0.1 + g, rationale=(5,)) for g in gains]
+    recs = [dataclasses.replace(record(), rationale=(5,), faithfulness=f) for f in faith]
+    cell = quality_cell_of(recs)
+    assert cell.comprehensiveness_gain == pytest.approx(0.4) and cell.sufficiency_gain == pytest.approx(0.4)
+    low, high = cell.comprehensiveness_gain_ci
+    assert 0.1 <= low < 0.4 < high <= 0.7 and cell.sufficiency_gain_ci == pytest.approx((low, high))
+    stale = [dataclasses.replace(r, rationale=(4,)) for r in recs]  # edited since measured: not counted
+    assert quality_cell_of(stale).comprehensiveness_gain_ci is None
+
+
+def quality_cell_of(recs):
+    from kdviz.rationales.quality import quality_cell
+
+    return quality_cell("input_x_gradient", SelectionRule(top_k=1), recs)
 
 
 def test_the_memo_scores_each_prompt_once_across_settings_and_methods(tmp_path):

@@ -14,29 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from kdviz.attribution.words import normalize_word
+from kdviz.resampling import bootstrap_ci as bootstrap_ci  # the mean's interval, shared with rationales
 
 from .records import AttributionAgreement, McNemarTest
 
 PERMUTATIONS = 10000  # sign flips drawn when there are more distinct ones (over 13 non-zero differences)
-
-
-def bootstrap_ci(
-    values: Sequence[float], level: float = 0.95, n_resamples: int = 2000, seed: int = 0
-) -> tuple[float, float] | None:
-    """Returns the percentile bootstrap interval of the mean: of correctness marks, the accuracy; of paired
-    differences, the gain (None for no examples)."""
-    from scipy.stats import bootstrap
-
-    if not values:
-        return None
-    data = np.asarray(values, dtype=float)
-    if len(data) == 1:  # scipy asks for two observations; every resample of one value is that value
-        return float(data[0]), float(data[0])
-    interval = bootstrap(
-        (data,), np.mean, confidence_level=level, n_resamples=n_resamples, method="percentile",
-        rng=np.random.default_rng(seed),
-    ).confidence_interval  # fmt: skip
-    return float(interval.low), float(interval.high)
 
 
 def sign_flip_p(differences: Sequence[float], n_resamples: int = PERMUTATIONS, seed: int = 0) -> float:

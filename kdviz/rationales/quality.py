@@ -20,11 +20,12 @@ from pathlib import Path
 
 from kdviz.errors import InputError
 from kdviz.records import ChoiceScores, Faithfulness, RationaleRecord, Record
+from kdviz.resampling import bootstrap_ci
 
 from .build import reselect
 from .faithfulness import Scorer, measure_faithfulness
 from .select import SPANS, SelectionRule, Span
-from .stats import rationale_stats
+from .stats import current_faithfulness, rationale_stats
 
 DEFAULT_KS = (3, 5, 10)
 Measure = Callable[[Sequence[RationaleRecord], SelectionRule], list[Faithfulness | None]]
@@ -37,7 +38,7 @@ class QualityCell(Record):
 
     Rates are over the records that have what they need (None when none has): `gold_overlap` and
     `distractor_overlap` as in `kdviz.rationales.stats`; `plausibility_f1` against human rationales; the four
-    faithfulness means over the `measured` records; `words` the mean rationale size (below k when a prompt has
+    faithfulness means over the `measured` records, and the gains' intervals (resampling the records); `words` the mean rationale size (below k when a prompt has
     fewer candidate words); `seconds_per_example` the attribution's cost, when the caller timed it.
     """
 
@@ -56,6 +57,14 @@ class QualityCell(Record):
     sufficiency: float | None = None
     random_sufficiency: float | None = None
     seconds_per_example: float | None = None
+    # 95% bootstrap intervals of the mean per-record gains (below), over the measured records
+    comprehensiveness_gain_ci: tuple[float, float] | None = None
+    sufficiency_gain_ci: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("comprehensiveness_gain_ci", "sufficiency_gain_ci"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value) if value is not None else None)
 
     @property
     def comprehensiveness_gain(self) -> float | None:
@@ -101,6 +110,7 @@ def quality_cell(
     """Returns the measurements of records already selected by `rule` (with their faithfulness, where measured)."""
     stats = rationale_stats(records)
     faith = stats.faithfulness
+    measured = [f for f in (current_faithfulness(r) for r in records) if f is not None]
     return QualityCell(
         method=method,
         k=rule.top_k or 0,
@@ -117,6 +127,8 @@ def quality_cell(
         sufficiency=faith.sufficiency if faith else None,
         random_sufficiency=faith.random_sufficiency if faith else None,
         seconds_per_example=seconds_per_example,
+        comprehensiveness_gain_ci=bootstrap_ci([f.comprehensiveness - f.random_comprehensiveness for f in measured]),
+        sufficiency_gain_ci=bootstrap_ci([f.random_sufficiency - f.sufficiency for f in measured]),
     )
 
 

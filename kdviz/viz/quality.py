@@ -31,12 +31,17 @@ words only; **all**: any prompt word). **gold / distractor overlap**: share of r
 of the gold answer / mean share of wrong choices overlapped · **comprehensiveness**: drop in the teacher's
 probability of its answer without the rationale (higher: more faithful) · **sufficiency**: the drop with only the
 rationale kept (lower: better) · in brackets the same for as many random words · **comp. gain** = comprehensiveness
-− random's · **suff. gain** = random's sufficiency − sufficiency (both: higher is better) · **s/example**: the
+− random's · **suff. gain** = random's sufficiency − sufficiency (both: higher is better; in brackets the 95%
+bootstrap interval over records) · **s/example**: the
 attribution's cost</small>"""
 
 
 def _pair(value: float | None, baseline: float | None) -> str:
     return f"{number(value)} ({number(baseline)})"
+
+
+def _gain(value: float | None, ci: tuple[float, float] | None) -> str:
+    return number(value) + (f" [{number(ci[0])}, {number(ci[1])}]" if ci else "")
 
 
 def quality_rows(cells: Sequence[QualityCell]) -> list[list[str]]:
@@ -53,8 +58,8 @@ def quality_rows(cells: Sequence[QualityCell]) -> list[list[str]]:
             number(c.plausibility_f1),
             _pair(c.comprehensiveness, c.random_comprehensiveness),
             _pair(c.sufficiency, c.random_sufficiency),
-            number(c.comprehensiveness_gain),
-            number(c.sufficiency_gain),
+            _gain(c.comprehensiveness_gain, c.comprehensiveness_gain_ci),
+            _gain(c.sufficiency_gain, c.sufficiency_gain_ci),
             number(c.seconds_per_example, 2),
         ]
         for c in cells

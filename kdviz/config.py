@@ -10,6 +10,8 @@ from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_ty
 from kdviz.errors import InputError
 from kdviz.records import PredictMode  # get_type_hints resolves the annotation at run time
 
+DTYPE_FLAGS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # the CLI's --dtype -> ModelSpec.dtype
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -23,12 +25,19 @@ class ModelSpec:
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub (off: unsafe)"})
     chat: bool | None = field(default=None, metadata={"help": "use the chat template; None = when the model has one"})
     revision: str | None = field(default=None, metadata={"help": "hub revision (branch, tag or commit)"})
+    device_map: str | None = field(
+        default=None, metadata={"help": "auto: spread the model over the GPUs, then the CPU (accelerate); None: all on "
+                                "`device`"},
+    )  # fmt: skip
+    load_in_4bit: bool = field(default=False, metadata={"help": "4-bit weights (bitsandbytes; a CUDA GPU only)"})
 
     def __post_init__(self) -> None:
         if not self.model_name_or_path or not self.model_name_or_path.strip():
             raise InputError("model_name_or_path is empty")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise InputError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
+        if self.device_map not in (None, "auto"):
+            raise InputError(f"device_map must be auto or None, not {self.device_map!r}")
 
 
 RECORDED_KEYS = ("data_files",)  # what a run's config.yaml adds to the settings: its data's paths and hashes
@@ -44,7 +53,7 @@ class TrainConfig:
     out: str = field(metadata={"help": "run folder to create (runs/<name>)"})
     student: str = field(default="embedded-student", metadata={"help": "student model spec"})
     method: str = field(default="standard", metadata={"help": "standard, teacher_label, rationale_input, ..."})
-    teacher: str | None = field(default=None, metadata={"help": "teacher spec; logit_kd needs it"})
+    teacher: str | None = field(default=None, metadata={"help": "teacher spec; logit_kd and gkd need it"})
     max_steps: int = field(default=30, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=8, metadata={"help": "examples per step (per device)"})
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
@@ -67,6 +76,21 @@ class TrainConfig:
         default="kl", metadata={"help": "logit_kd divergence: kl (forward KL) or jsd"}
     )
     temperature: float = field(default=2.0, metadata={"help": "logit_kd softmax temperature"})
+    dpo_beta: float = field(
+        default=0.1, metadata={"help": "dpo: β, how far the student may move from where it started (higher: less)"}
+    )
+    dpo_rationale: bool = field(
+        default=False, metadata={"help": "dpo: the preferred answer also gives the teacher's rationale words"}
+    )
+    gkd_beta: float = field(
+        default=0.5, metadata={"help": "gkd: β of the generalised JSD, 0 forward KL to 1 reverse KL"}
+    )
+    gkd_lmbda: float = field(
+        default=0.5, metadata={"help": "gkd: λ, the share of steps on the student's own generated answers"}
+    )
+    report_to: Literal["none", "trackio", "tensorboard", "wandb"] = field(
+        default="none", metadata={"help": "also log losses, lr, eval accuracy and samples to a tracker"}
+    )
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
@@ -90,6 +114,9 @@ class TrainConfig:
             (self.max_length >= 8, "max_length must be at least 8 tokens"),
             (0.0 <= self.alpha <= 1.0, "alpha must be between 0 and 1"),
             (self.temperature > 0, "the temperature must be positive"),
+            (self.dpo_beta > 0, "dpo_beta must be positive"),
+            (0.0 <= self.gkd_beta <= 1.0, "gkd_beta must be between 0 and 1"),
+            (0.0 <= self.gkd_lmbda <= 1.0, "gkd_lmbda must be between 0 and 1"),
             (self.lora_r >= 1, "lora_r must be at least 1"),
             (self.limit is None or self.limit >= 2, "limit must be at least 2 (training and evaluation rows)"),
         ]

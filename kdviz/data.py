@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from kdviz.errors import InputError
 from kdviz.records import Example, Record
+from kdviz.workspace import check_readable
 
 NLI_LABEL_NAMES = {0: "entailment", 1: "neutral", 2: "contradiction"}
 NLI_LABEL_NAMES_TUPLE = tuple(NLI_LABEL_NAMES.values())
@@ -209,6 +210,7 @@ def located_rows(source: str | Path) -> tuple[Iterator[tuple[str, dict]], str]:
     if text.startswith("hf:"):
         return _rows_hub(text[3:]), text[3:]
     path = Path(source).expanduser()
+    check_readable(path, "the data file")
     if not path.is_file():
         raise InputError(f"no such data file: {path}")
     suffix = path.suffix.lower()
@@ -234,6 +236,7 @@ def load_records(path: str | Path, cls: type[R]) -> list[R]:
             The message names the file and the line.
     """
     path = Path(path).expanduser()
+    check_readable(path, "the records file")
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     records: list[R] = []

@@ -15,6 +15,11 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 
 from kdviz.files import write_atomic
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no data-parallel builds into one cache there
+    fcntl = None  # type: ignore[assignment]
+
 R = TypeVar("R", bound="Record")
 
 
@@ -271,10 +276,18 @@ class ProgressEvent(Record):
     done: int
     total: int
     model: str | None = None
+    elapsed_s: float | None = None  # seconds since the stage started, where the job measures them
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far (elapsed / done per unit); None before the first unit or untimed."""
+        if self.elapsed_s is None or self.done <= 0:
+            return None
+        return self.elapsed_s / self.done * max(self.total - self.done, 0)
 
 
 class RecordLog(Generic[R]):
@@ -300,15 +313,19 @@ class RecordLog(Generic[R]):
         return found
 
     def add(self, items: Iterable[tuple[str, R]]) -> None:
-        """Appends (key, record) pairs and flushes them to disk."""
+        """Appends (key, record) pairs and flushes them to disk.
+
+        The append holds an exclusive lock on the file: the processes of a data-parallel build
+        (`kdviz.rationales.parallel`) share one file, and a batch larger than one write could interleave with theirs.
+        """
+        data = "".join(json.dumps({"key": k, self.field: v.to_dict()}, ensure_ascii=False) + "\n" for k, v in items)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+b") as probe:  # a kill mid-line leaves a torn last line: end it, keep ours whole
-            torn = probe.seek(0, os.SEEK_END) > 0 and probe.seek(-1, os.SEEK_END) >= 0 and probe.read(1) != b"\n"
-        with self.path.open("a", encoding="utf-8") as handle:
-            if torn:
-                handle.write("\n")
-            for key, value in items:
-                handle.write(json.dumps({"key": key, self.field: value.to_dict()}, ensure_ascii=False) + "\n")
+        with self.path.open("a+b") as handle:  # "a": every write lands at the end, whatever was read before
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            if handle.seek(0, os.SEEK_END) > 0 and handle.seek(-1, os.SEEK_END) >= 0 and handle.read(1) != b"\n":
+                data = "\n" + data  # a kill mid-line left a torn last line: end it, keep ours whole
+            handle.write(data.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
 

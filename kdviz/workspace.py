@@ -8,18 +8,21 @@
       uploads/<file>                                data files uploaded in the app (a run's config points at them)
 
 An export stays inside its build because it is derived from that build alone (its dataset card names it).
-Every name a user types goes through `safe_child`, so nothing is read or written outside the workspace. This module
+Every name a user types goes through `safe_child`, so nothing is read or written outside the workspace; an app served
+to other machines also confines the paths typed in it (`confined_to`, `check_readable`). This module
 knows the layout and file names only; it imports no stage, so every stage, the CLI and the UI can use it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import shlex
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +53,39 @@ def safe_child(root: str | Path, name: str) -> Path:
     if child.parent != root:
         raise InputError(f"{name!r} would leave the folder {root}")
     return child
+
+
+# The folders paths may be read in, when an app serving other machines confines its handlers (`confined_to`); None:
+# anywhere, as on the command line and in an app served on this machine only. A context variable, not a global, so
+# one app's confinement never leaks into another app, a test or a command in the same process.
+_READABLE: contextvars.ContextVar[tuple[Path, ...] | None] = contextvars.ContextVar("kdviz_readable", default=None)
+
+
+@contextlib.contextmanager
+def confined_to(folders: Iterable[str | Path]) -> Iterator[None]:
+    """Within the block, `check_readable` refuses any path outside `folders` (symbolic links followed)."""
+    token = _READABLE.set(tuple(Path(f).expanduser().resolve() for f in folders))
+    try:
+        yield
+    finally:
+        _READABLE.reset(token)
+
+
+def check_readable(path: str | Path, what: str = "the path") -> Path:
+    """Returns `path` resolved; inside `confined_to`, refuses one outside its folders. The library's readers of
+    user-given paths (data files, model folders) call it, so a path typed in an app served to other machines cannot
+    read the server's other files.
+
+    Raises:
+        InputError: `path` is outside the folders (the message lists them).
+    """
+    resolved = Path(path).expanduser().resolve()
+    folders = _READABLE.get()
+    if folders is not None and not any(resolved.is_relative_to(f) for f in folders):
+        raise InputError(
+            f"{what} {str(path)!r} is outside the folders this app may read ({', '.join(map(str, folders))})"
+        )
+    return resolved
 
 
 def slug(text: str, width: int = 40, fallback: str = "data") -> str:

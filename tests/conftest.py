@@ -72,3 +72,14 @@ def rationale_export(tmp_path_factory) -> Path:
     accepted = [dataclasses.replace(r, status="accepted") for r in built.records]
     export_records(accepted, root / "export", formats=("jsonl", "parquet"))
     return root / "export"
+
+
+@pytest.fixture(autouse=True)
+def fresh_click_cache(monkeypatch):
+    """Each test starts with an empty Teacher-panel click cache: a click an earlier test made must not answer for
+    the model run a later test patches (imported only where the app already is, so library tests stay light)."""
+    import sys
+
+    clicks = sys.modules.get("kdviz.ui.teacher_click")
+    if clicks is not None:
+        monkeypatch.setattr(clicks, "CLICKS", clicks.ClickCache())

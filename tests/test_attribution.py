@@ -277,3 +277,108 @@ def test_errors_name_the_problem(tiny):
 
 def test_rendered_prompt_is_what_gets_attributed(tiny):
     assert attribute(tiny, MCQ, target="x").prompt == render(MCQ).text
+
+
+def _events(tiny, method, tokens_per_pass, **kwargs):
+    events = []
+    request = AttributionRequest("the cat sat on the mat today", "mat")
+    (attr,) = attribute_requests(
+        tiny, [request], method, tokens_per_pass=tokens_per_pass, on_progress=events.append, **kwargs
+    )
+    return attr, events
+
+
+@pytest.mark.parametrize(
+    "method, stage, total", [("integrated_gradients", "steps", 8), ("feature_ablation", "words", 7)]
+)
+def test_chunked_methods_report_each_chunk_with_an_eta_and_chunking_keeps_the_scores(tiny, method, stage, total):
+    whole, _ = _events(tiny, method, 4096, steps=8)
+    chunked, events = _events(tiny, method, 20, steps=8)  # ~11 tokens a pass: one step or one word a chunk
+    assert [pytest.approx(row, rel=1e-4, abs=1e-7) for row in whole.token_scores] == list(chunked.token_scores)
+    units = [e for e in events if e.stage == stage]
+    assert [e.done for e in units] == list(range(total + 1)) and {e.total for e in units} == {total}
+    assert all(e.eta_s is not None and e.eta_s >= 0 for e in units[1:]) and units[-1].eta_s == 0
+    assert [(e.stage, e.done, e.total) for e in events if e.stage == "examples"] == [
+        ("examples", 0, 1),
+        ("examples", 1, 1),
+    ]
+    assert {e.model for e in events} == {"tiny"}
+
+
+def test_one_pass_methods_report_examples_only(tiny):
+    _, events = _events(tiny, "saliency", None)
+    assert [(e.stage, e.done) for e in events] == [("examples", 0), ("examples", 1)]
+
+
+def test_a_small_token_budget_splits_batches_without_changing_scores(tiny):
+    requests = [AttributionRequest(f"the cat sat on the mat number {i}", "mat") for i in range(3)]
+    seen = []
+    batched = attribute_requests(tiny, requests, "input_x_gradient", batch_size=3)
+    split = attribute_requests(
+        tiny, requests, "input_x_gradient", batch_size=3, tokens_per_pass=12, on_progress=seen.append
+    )
+    assert [e.done for e in seen if e.stage == "examples"] == [0, 1, 2, 3]  # one example a batch
+    for a, b in zip(batched, split, strict=True):
+        assert a.word_scores == pytest.approx(b.word_scores, rel=1e-4, abs=1e-6)
+    with pytest.raises(InputError, match="tokens_per_pass must be at least 1"):
+        attribute_requests(tiny, requests, tokens_per_pass=0)
+
+
+def _out_of_memory_above_one(monkeypatch, error):
+    """Makes input_x_gradient run out of memory on any batch of more than one example; returns the sizes tried."""
+    from kdviz.attribution import methods
+
+    real, sizes = methods.METHODS["input_x_gradient"], []
+
+    def fake(loaded, batch, preps, layout, **kwargs):
+        sizes.append(len(preps))
+        if len(preps) > 1:
+            raise error
+        return real(loaded, batch, preps, layout, **kwargs)
+
+    monkeypatch.setitem(methods.METHODS, "input_x_gradient", fake)
+    return sizes
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUDA error: out of memory"),
+    ],
+    ids=["torch", "runtime"],
+)
+def test_a_build_out_of_memory_retries_smaller_batches_and_gives_the_same_records(tiny, tmp_path, monkeypatch, error):
+    from kdviz.data import demo_path, load_examples
+    from kdviz.rationales.build import build_rationales
+
+    examples = load_examples(demo_path(), limit=5)
+    plain = build_rationales(tiny, examples, batch_size=4, cache_dir=tmp_path / "plain", faithfulness=False)
+    sizes = _out_of_memory_above_one(monkeypatch, error)
+    forced = build_rationales(tiny, examples, batch_size=4, cache_dir=tmp_path / "forced", faithfulness=False)
+    assert sizes == [4, 2, 1, 1, 2, 1, 1, 1]  # 4 fails, halves of 2 fail, then one by one; the 5th alone
+    assert len(forced.records) == len(plain.records) == 5
+    for a, b in zip(forced.records, plain.records, strict=True):
+        assert (a.example, a.target, a.rationale) == (b.example, b.target, b.rationale)
+        assert a.word_scores == pytest.approx(b.word_scores, rel=1e-4, abs=1e-6)
+
+
+def test_a_build_gives_up_on_one_example_out_of_memory_and_on_other_errors(tiny, tmp_path, monkeypatch):
+    from kdviz.attribution import methods
+    from kdviz.data import demo_path, load_examples
+    from kdviz.errors import ResourceError
+    from kdviz.rationales.build import build_rationales
+
+    examples, tries = load_examples(demo_path(), limit=2), []
+
+    def always(loaded, batch, preps, layout, **kwargs):
+        tries.append(len(preps))
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setitem(methods.METHODS, "input_x_gradient", always)
+    with pytest.raises(ResourceError, match="out of memory while attributing"):  # with advice, and the cause kept
+        build_rationales(tiny, examples, batch_size=2, cache_dir=tmp_path / "a", faithfulness=False)
+    assert tries == [2, 1, 1]  # the batch, then the first example alone, then once more one pass at a time
+    _out_of_memory_above_one(monkeypatch, ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):  # not memory: no retry
+        build_rationales(tiny, examples, batch_size=2, cache_dir=tmp_path / "b", faithfulness=False)

@@ -256,3 +256,117 @@ def test_prediction_mode_and_contrast_are_shown():
 def test_bad_prediction_mode_or_contrast_is_refused_before_the_model_loads(fields, message):
     with pytest.raises(kdviz.KdvizError, match=message):
         attribute(**fields)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """A fresh click cache, and the attributions the model computes, counted."""
+    from kdviz.attribution import targets
+    from kdviz.ui import teacher_click
+
+    monkeypatch.setattr(teacher_click, "CLICKS", teacher_click.ClickCache())
+    calls = []
+    real = targets.attribute_requests
+
+    def counting(*args, **kwargs):
+        calls.append(args[2] if len(args) > 2 else kwargs.get("method"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(targets, "attribute_requests", counting)
+    return calls
+
+
+def test_a_repeated_click_is_answered_from_memory_without_the_model(counted):
+    from kdviz.ui.teacher_click import FROM_MEMORY
+
+    first = attribute(method="integrated_gradients", steps=4)
+    again = attribute(method="integrated_gradients", steps=4)
+    assert len(counted) == 1 and again.record == first.record and FROM_MEMORY in again.answer
+    assert FROM_MEMORY not in first.answer
+    attribute(method="integrated_gradients", steps=5)  # a setting that changes the scores: computed
+    attribute(method="saliency", steps=4)
+    attribute(method="saliency", steps=7)  # steps do not change saliency: from memory
+    assert counted == ["integrated_gradients", "integrated_gradients", "saliency"]
+
+
+def test_the_memory_keeps_the_last_clicks_and_only_for_the_same_model_object():
+    from kdviz.ui.teacher_click import Click, ClickCache
+
+    cache, model, other = ClickCache(size=2), torch_free_model(), torch_free_model()
+    clicks = [
+        Click("tiny", "saliency", kdviz.Example("prompt", "qa", f"q{i}"), "raw", None, "generate", None, None, "cloze")
+        for i in range(3)
+    ]
+    for i, click in enumerate(clicks):
+        cache.put(click, model, i)
+    assert [cache.get(c, model) for c in clicks] == [None, 1, 2]  # the oldest went
+    assert cache.get(clicks[2], other) is None  # a model loaded again is attributed again
+
+
+def torch_free_model():
+    class Model:  # any object that can be weakly referenced, as a torch module can
+        pass
+
+    return Model()
+
+
+def test_a_click_on_an_example_a_build_attributed_reuses_the_build(counted, tmp_path, monkeypatch):
+    from kdviz.rationales.build import build_rationales
+    from kdviz.ui import teacher_click
+    from kdviz.ui.teacher_click import FROM_BUILD
+
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path))  # where the build caches, and the click looks
+    picked = kdviz.load_examples(demo_path())[1]
+    build_rationales("tiny", [picked], "input_x_gradient", target_mode="choice", faithfulness=False)
+    built = len(counted)
+    prompt, choices, gold, fmt, mode = handlers.example_fields(demo_path(), picked.id)
+    shown = dict(choices_text=choices, gold=gold, fmt=fmt, target_mode=mode, dataset=str(demo_path()))
+    reused = attribute(prompt, **shown, example_id=picked.id)
+    assert len(counted) == built and FROM_BUILD in reused.answer  # no model run
+    assert attribute(prompt, **shown, example_id="").record == reused.record  # now remembered for these settings
+    monkeypatch.setattr(teacher_click, "CLICKS", teacher_click.ClickCache())
+    computed = attribute(prompt, **shown, example_id="")  # the same click, forgotten, and not linked to the example
+    assert len(counted) == built + 1 and FROM_BUILD not in computed.answer
+    a, b = (kdviz.TokenAttribution.from_dict(v.record) for v in (reused, computed))
+    assert (a.prompt, a.target, a.words, a.output_tokens) == (b.prompt, b.target, b.words, b.output_tokens)
+    assert a.word_scores == pytest.approx(b.word_scores, rel=1e-4, abs=1e-6)
+    assert len(a.word_token_scores) == len(b.word_token_scores) == 1  # the letter's one row
+    assert a.word_token_scores[0] == pytest.approx(b.word_token_scores[0], rel=1e-4, abs=1e-6)
+    edited = attribute(prompt + " Quickly.", **shown, example_id=picked.id)  # the fields no longer show it
+    assert FROM_BUILD not in edited.answer and len(counted) == built + 2
+
+
+def test_a_click_reports_integration_steps_with_a_fraction(counted):
+    seen = []
+    attribute(method="integrated_gradients", steps=3, on_progress=lambda fraction, desc: seen.append((fraction, desc)))
+    assert seen[0] == (0.1, "loading tiny")
+    assert ("Integrated gradients: 0/3 steps (0%)" in [d for _, d in seen]) and seen[-1] == (
+        1.0,
+        "Integrated gradients: 3/3 steps (100%)",
+    )
+
+
+def test_progress_line_and_cost_note_say_what_a_user_waits_for():
+    from kdviz.records import ProgressEvent
+    from kdviz.ui import teacher_click
+
+    event = ProgressEvent("steps", 12, 20, "tiny", elapsed_s=60.0)
+    assert teacher_click.progress_line("integrated_gradients", event) == (
+        "Integrated gradients: 12/20 steps (60%), about 40.0 s left"
+    )
+    words = ProgressEvent("words", 3, 40, "tiny", elapsed_s=30.0)
+    assert (
+        teacher_click.progress_line("feature_ablation", words) == "Occlusion: 3/40 words (8%), about 6 min 10 s left"
+    )
+    note = teacher_click.cost_note("integrated_gradients", "Where is milk kept?", "fridge\noven", 20, "no-such-model")
+    assert note == "Expected cost: 20× a saliency click (20 forward+backward passes, one per integration step)"
+    note = teacher_click.cost_note("feature_ablation", "Where is milk kept?", "fridge\noven", 20, "no-such-model")
+    assert note.startswith("Expected cost: 3.5× a saliency click (7 forward passes")
+
+
+def test_cost_note_gives_seconds_after_a_click_timed_the_model(counted):
+    from kdviz.ui import teacher_click
+
+    attribute(method="saliency")
+    note = teacher_click.cost_note("integrated_gradients", "the cat sat on the mat", "", 20, "tiny")
+    assert note.startswith("Expected cost: 20× a saliency click") and "s on tiny at its last click's pace" in note

@@ -23,6 +23,15 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
     "attnlrp": "AttnLRP relevance of the target's logits (Llama/Qwen2; optional: pip install --no-deps "
     "lxt==2.1; LRP is patented: free only for personal and scientific, non-commercial use)",
 }
+# What the app's messages call each method ("Integrated gradients: 12/20 steps").
+METHOD_LABELS: dict[str, str] = {
+    "attention": "Attention",
+    "attnlrp": "AttnLRP",
+    "feature_ablation": "Occlusion",
+    "input_x_gradient": "Input × gradient",
+    "integrated_gradients": "Integrated gradients",
+    "saliency": "Saliency",
+}
 DEFAULT_METHOD: AttributionMethod = "input_x_gradient"  # the Teacher panel's and `kdviz attribute`'s
 # What rationale datasets are built with unless told otherwise (`kdviz rationales`, the Rationales panel, compare):
 # chosen by the method study, docs/rationale_quality.md.

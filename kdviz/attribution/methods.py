@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kdviz.errors import InputError
+from kdviz.errors import InputError, resource_errors
 from kdviz.lm.forward import Batch, Item, embed, make_batch, model_lock, target_logits, target_logprobs
-from kdviz.lm.prompts import EncodedPrompt, check_target, encode, encode_target
+from kdviz.lm.prompts import EncodedPrompt, check_target, check_target_tokens, encode, encode_target
 from kdviz.records import Prediction, TargetMode, TokenAttribution
 
 from .catalog import (  # noqa: F401
@@ -33,9 +33,17 @@ from .catalog import (  # noqa: F401
     list_attribution_methods,
 )
 from .lrp import attnlrp
+from .passes import (  # noqa: F401  (re-exported: bench/attribution.py and the tests read the budget here)
+    CHUNK_UNITS,
+    CPU_TOKENS_PER_PASS,
+    Passes,
+    Progress,
+    Tracker,
+    default_tokens_per_pass,
+    rows_and_length,
+    split_batches,
+)
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -128,13 +136,21 @@ def _content(rows: torch.Tensor, b: int, prep: _Prepared) -> torch.Tensor:
     return rows[..., b, list(prep.encoded.content_positions)]
 
 
-# Integrated gradients runs its steps in chunks of about this many tokens (steps x batch x length): all steps at
-# once would hold the activations of steps x batch sequences, e.g. 80 x 85 tokens ~ 40 GB for the 1.5B teacher.
-IG_TOKENS_PER_PASS = 1024
+# bench/attribution.py gives Captum's integrated gradients this internal batch (tokens), as kdviz's CPU default.
+IG_TOKENS_PER_PASS = CPU_TOKENS_PER_PASS
 
 
 def _gradient_method(kind: str) -> MethodFn:
-    def run(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):
+    def run(
+        loaded,
+        batch: Batch,
+        preps: list[_Prepared],
+        layout: _Layout,
+        steps: int,
+        per_token: bool,
+        passes: Passes | None = None,
+    ):
+        passes = passes or Passes()
         with torch.enable_grad():
             base = embed(loaded, batch.input_ids).detach()  # [R, L, D]: a contrast row repeats its prompt
             rows = base.shape[0]
@@ -154,7 +170,7 @@ def _gradient_method(kind: str) -> MethodFn:
                 content = torch.zeros(base.shape[:2] + (1,), device=base.device, dtype=base.dtype)
                 for r, b in enumerate(layout.row_owner):
                     content[r, list(preps[b].encoded.content_positions)] = 1
-            chunk = max(1, IG_TOKENS_PER_PASS // base.shape[:2].numel())
+            chunk = max(1, passes.tokens // base.shape[:2].numel())
             n_terms = max(len(t) for t in layout.terms) if per_token else 0
             # Per term (and for the whole objective), the gradient summed over steps with quadrature weights.
             term_grads: list[torch.Tensor] = [torch.zeros_like(base) for _ in range(n_terms)]
@@ -179,6 +195,8 @@ def _gradient_method(kind: str) -> MethodFn:
                     (grad,) = torch.autograd.grad(values.sum(), x)
                     grad_sum += combine(grad)
                 del x, values
+                if content is not None:
+                    passes.advance(len(a))
             if n_terms:
                 grad_sum = torch.stack(term_grads).sum(0)
 
@@ -200,8 +218,15 @@ def _gradient_method(kind: str) -> MethodFn:
 
 @torch.no_grad()
 def _feature_ablation(
-    loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool, chunk: int = 16
+    loaded,
+    batch: Batch,
+    preps: list[_Prepared],
+    layout: _Layout,
+    steps: int,
+    per_token: bool,
+    passes: Passes | None = None,
 ):
+    passes = passes or Passes()
     # Occlusion at word level: drop all tokens of one word and measure how much each term (each target token's
     # log-probability, minus each contrast token's) falls. Dropping (rather than substituting a pad token) keeps
     # the input on-distribution; a word's effect is shared equally among its tokens so word sums give it back.
@@ -214,11 +239,14 @@ def _feature_ablation(
         for group in groups:
             drop = {positions[i] for i in group}
             variants.append((tuple(tok for k, tok in enumerate(prep.encoded.ids) if k not in drop), prep))
+        rows, length = _size(prep)
+        chunk = max(1, passes.tokens // (rows * length))  # a variant is one word shorter: the budget holds
         diffs = []
         for start in range(0, len(variants), chunk):
             part = _layout(variants[start : start + chunk])
             values = _term_values(loaded, make_batch(loaded, part.items), part)[0]
             diffs.append(base_values[b : b + 1, :n_terms] - values[:, :n_terms])
+            passes.advance(len(part.terms))
         word_effect = torch.cat(diffs).T if diffs else torch.zeros((n_terms, 0))  # [J, words]
         matrix = torch.zeros((n_terms, len(positions)), device=word_effect.device)
         for w, group in enumerate(groups):
@@ -275,7 +303,13 @@ def _prepare(loaded, request: AttributionRequest) -> _Prepared:
     keep = 1 if request.first_token_only else None
     target = encode_target(loaded, encoded, request.target)[:keep]
     contrast = encode_target(loaded, encoded, request.contrast)[:keep] if request.contrast is not None else ()
+    check_target_tokens(target)
+    check_target_tokens(contrast, "the contrast")
     return _Prepared(request, encoded, target, contrast, spans, assign_tokens(encoded.content_offsets, spans))
+
+
+def _size(prep: _Prepared) -> tuple[int, int]:
+    return rows_and_length(len(prep.encoded.ids), len(prep.target_ids), len(prep.contrast_ids))
 
 
 def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: torch.Tensor) -> TokenAttribution:
@@ -306,6 +340,11 @@ def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: tor
     )
 
 
+# The stage's one out-of-memory boundary: whoever attributes (a panel, a build, a comparison) gets this advice.
+@resource_errors(
+    "attributing",
+    "use a smaller batch size, fewer integrated-gradients steps, a shorter prompt or target, or a smaller model",
+)
 def attribute_requests(
     loaded,
     requests: Sequence[AttributionRequest],
@@ -315,29 +354,45 @@ def attribute_requests(
     batch_size: int = 4,
     per_token: bool = True,
     on_progress: Progress | None = None,
+    tokens_per_pass: int | None = None,
 ) -> list[TokenAttribution]:
-    """Returns one TokenAttribution per request, computed `batch_size` examples at a time.
+    """Returns one TokenAttribution per request, computed up to `batch_size` examples at a time.
 
     Args:
         steps: integration steps for integrated_gradients (20 or more for stable scores).
         per_token: also compute the output-token × input-token matrix; False keeps only the whole-target
             scores, in one backward pass per batch (the fast path for building datasets).
+        on_progress: called with a ProgressEvent at the start (done=0) and after each unit of work: stage
+            "examples" after each batch; for integrated_gradients "steps" and for feature_ablation "words" as each
+            chunk of passes finishes (totals over the whole call).
+        tokens_per_pass: the memory budget of one pass (rows x padded length): batches, integration-step chunks and
+            occlusion chunks are cut to fit it; default `default_tokens_per_pass(loaded)` (from free GPU memory,
+            CPU_TOKENS_PER_PASS on a CPU).
 
     Raises:
         UnknownNameError: unknown method.  InputError: empty prompt, target or contrast; a contrastive request for a
-            method without a contrastive form (attention).
+            method without a contrastive form (attention); steps, batch_size or tokens_per_pass below 1.
     """
     check_method(method)
-    if steps < 1 or batch_size < 1:
-        raise InputError("steps and batch_size must be at least 1")
+    if steps < 1 or batch_size < 1 or (tokens_per_pass is not None and tokens_per_pass < 1):
+        raise InputError("steps, batch_size and tokens_per_pass must be at least 1")
     check_contrastive(method, next((r.contrast for r in requests if r.contrast is not None), None))
+    tokens = tokens_per_pass or default_tokens_per_pass(loaded)
+    prepared = [_prepare(loaded, r) for r in requests]
+    batches = [[prepared[i] for i in b] for b in split_batches([_size(p) for p in prepared], batch_size, tokens)]
+    unit = CHUNK_UNITS.get(method)
+    totals = {"examples": len(requests)}
+    if unit == "steps":
+        totals[unit] = steps * len(batches)
+    elif unit == "words":
+        totals[unit] = sum(len(p.word_spans) for p in prepared)
+    tracker = Tracker(on_progress, loaded.name, totals)
+    options = {"passes": Passes(tokens, lambda n: tracker.advance(unit, n))} if unit else {}
     results: list[TokenAttribution] = []
-    for start in range(0, len(requests), batch_size):
-        preps = [_prepare(loaded, r) for r in requests[start : start + batch_size]]
+    for preps in batches:
         layout = _layout([(p.encoded.ids, p) for p in preps])
         batch = make_batch(loaded, layout.items)
-        scored = METHODS[method](loaded, batch, preps, layout, steps=steps, per_token=per_token)
+        scored = METHODS[method](loaded, batch, preps, layout, steps=steps, per_token=per_token, **options)
         results += [_record(loaded, method, p, m, s) for p, (m, s) in zip(preps, scored, strict=False)]
-        if on_progress:
-            on_progress(len(results), len(requests))
+        tracker.advance("examples", len(preps))
     return results

@@ -27,6 +27,7 @@ from kdviz.records import (
     ContrastMode,
     Example,
     Prediction,
+    ProgressEvent,
     TargetMode,
     TokenAttribution,
 )
@@ -230,6 +231,7 @@ def attribute(
     max_new_tokens: int = 24,
     predict: PredictMode | None = None,
     contrast: ContrastMode | None = None,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
 ) -> TokenAttribution:
     """Returns the attribution of the model's answer (or of `target`, when given) to the prompt's tokens and words.
 
@@ -241,6 +243,7 @@ def attribute(
         predict: how choices are predicted ("letter", "cloze", "choice-text"; default: the model's, see
             `default_predict_mode`); the attributed prompt and target are the ones that mode scored.
         contrast: "runner-up" or "gold" for a contrastive attribution (see `build_requests`).
+        on_progress: follows the attribution (not the prediction before it): see `attribute_requests`.
     """
     _check_options(method, predict, contrast)
     if target is not None:  # before a slow model load
@@ -251,7 +254,7 @@ def attribute(
     (request,) = build_requests(
         loaded, [example], target_mode, fmt, max_new_tokens, targets=[target], predict=predict, contrast=contrast
     )
-    return attribute_requests(loaded, [request], method, steps=steps)[0]
+    return attribute_requests(loaded, [request], method, steps=steps, on_progress=on_progress)[0]
 
 
 def attribute_examples(
@@ -272,6 +275,11 @@ def attribute_examples(
     _check_options(method, predict, contrast)
     loaded = _as_loaded(model)
     requests = build_requests(loaded, examples, target_mode, batch_size=batch_size, predict=predict, contrast=contrast)
+
+    def examples_done(event: ProgressEvent) -> None:
+        if on_progress and event.stage == "examples" and event.done:
+            on_progress(event.done, event.total)
+
     return attribute_requests(
-        loaded, requests, method, steps=steps, batch_size=batch_size, per_token=per_token, on_progress=on_progress
+        loaded, requests, method, steps=steps, batch_size=batch_size, per_token=per_token, on_progress=examples_done
     )

@@ -78,6 +78,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise InputError(f"{flag(dest)} must be {rule[1]}, not {value}")
     if getattr(args, "device", None) is not None:
         check_device("--device", args.device)
+    if getattr(args, "dtype", None) or getattr(args, "device_map", None) or getattr(args, "load_in_4bit", False):
+        check_load_flags(args)
     for dest in FOLDER_FLAGS:
         if getattr(args, dest, None):
             folder(flag(dest), getattr(args, dest))
@@ -110,6 +112,25 @@ def check_device(option: str, device: str) -> None:
     available = available_devices()
     if device not in available:
         raise InputError(f"{option} {device}: not available on this machine; available: auto, {', '.join(available)}")
+
+
+def check_load_flags(args: argparse.Namespace) -> None:
+    """Refuses --dtype, --device-map and --load-in-4bit choices that this machine or the model cannot honour
+    (`kdviz.lm.models.check_load_options`), before the model loads.
+
+    Raises:
+        InputError: the message names the flag and, where one exists, the way out.
+    """
+    from kdviz.lm.models import check_load_options
+
+    from .common import model_spec
+
+    dest = getattr(args, "model_flag", None)  # set by add_model_args: the flag that names the model
+    if dest is None:
+        return
+    if not getattr(args, dest):  # `kdviz quality` reads its teacher from the build later; the machine's limits stand
+        args = argparse.Namespace(**{**vars(args), dest: "the build's teacher"})
+    check_load_options(model_spec(args, dest))
 
 
 def _writable_ancestor(option: str, shown: str, path: Path) -> None:

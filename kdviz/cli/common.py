@@ -41,6 +41,19 @@ def add_model_args(p: argparse.ArgumentParser, flag: str, default: str) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default auto)")
     p.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (unsafe)")
+    p.add_argument(
+        "--dtype", choices=["bf16", "fp16", "fp32"], help="the weights' precision; fp16 needs a GPU (default: bf16 on "
+        "a GPU, fp32 on the CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--device-map", choices=["auto"], help="auto: spread a model too big for one device over the GPUs, then the "
+        "CPU (accelerate; one process only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--load-in-4bit", action="store_true", help="4-bit weights (bitsandbytes, a CUDA GPU only): a quarter of the "
+        "bf16 memory, for teachers that do not fit",
+    )  # fmt: skip
+    p.set_defaults(model_flag=flag.lstrip("-").replace("-", "_"))  # which flag names the model (checks.check_args)
     add_threads_arg(p)
 
 
@@ -89,13 +102,16 @@ def add_predict_arg(p: argparse.ArgumentParser) -> None:
 
 def model_spec(args: argparse.Namespace, name: str):
     """Returns the ModelSpec the flags of `add_model_args` describe (`name`: the spec flag's attribute)."""
-    from kdviz.config import ModelSpec
+    from kdviz.config import DTYPE_FLAGS, ModelSpec
 
     return ModelSpec(
         getattr(args, name),
         device=args.device,
         trust_remote_code=args.trust_remote_code,
         chat=False if args.no_chat else None,
+        dtype=DTYPE_FLAGS.get(args.dtype, "auto"),
+        device_map=args.device_map,
+        load_in_4bit=args.load_in_4bit,
     )
 
 

@@ -16,13 +16,13 @@ import traceback
 from collections.abc import Sequence
 
 from kdviz._version import __version__
-from kdviz.errors import KdvizError
+from kdviz.errors import KdvizError, as_resource_error
 
 from . import app, attribute, compare, quality, rationales, train
 from .checks import check_args
 from .common import Parser, add_threads_arg, fail, torch_threads
 
-OOM_HINT = "out of memory: use a smaller model, fewer --steps or a smaller --batch-size"
+OOM_HINT = "use a smaller model, fewer --steps or a smaller --batch-size"  # what to reduce, out of memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("compare", "train", "app"):  # they run models without add_model_args (which adds it to the rest)
         add_threads_arg(sub.choices[name])
     return parser
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:
-        if _is_oom(exc):  # torch.OutOfMemoryError, or a CPU allocation failure
-            return fail(OOM_HINT)
+        resource = as_resource_error(exc, reduce=OOM_HINT)  # out of memory or disk outside a stage's own boundary
+        if resource is not None:
+            return fail(str(resource))
         traceback.print_exc()
         print(f"error: internal error in kdviz {args.command} ({type(exc).__name__}: {exc}); "
               "the traceback above says where", file=sys.stderr)  # fmt: skip

@@ -69,6 +69,7 @@ def add_parsers(sub) -> None:
 def run_rationales(args) -> int:
     from kdviz.data import load_examples, parse_columns
     from kdviz.rationales.build import build_rationales
+    from kdviz.rationales.parallel import is_main_process
     from kdviz.rationales.select import DEFAULT_TOP_K, SelectionRule
     from kdviz.rationales.workspace_build import build_into_workspace
     from kdviz.records import save_jsonl
@@ -78,6 +79,7 @@ def run_rationales(args) -> int:
     if args.name is not None and args.workspace is None:
         raise InputError("--name names a build in a workspace: give --workspace too")
     checks.output_file("--out", args.out, inputs=[args.data, args.teacher])
+    main = is_main_process()  # under `accelerate launch`/`torchrun`: only the first process reports and writes
     columns = parse_columns(args.columns)
     given = args.top_k is not None or args.mass is not None or args.z is not None
     rule = SelectionRule(
@@ -97,7 +99,7 @@ def run_rationales(args) -> int:
     info = None
     with stop_on_ctrl_c("this batch") as should_stop:
         if args.workspace is not None:  # checks every setting before the model loads
-            with _progress(args.limit, not args.no_faithfulness) as (on_progress, on_faithfulness):
+            with _progress(args.limit, not args.no_faithfulness, main) as (on_progress, on_faithfulness):
                 info, result = build_into_workspace(  # the first report sets the totals
                     args.workspace, args.name, model_spec(args, "teacher"), args.data, args.method, rule,
                     columns=columns, limit=args.limit, cache_dir=args.cache_dir, on_progress=on_progress,
@@ -105,11 +107,13 @@ def run_rationales(args) -> int:
                 )  # fmt: skip
         else:
             examples = load_examples(args.data, limit=args.limit, columns=columns)
-            with _progress(len(examples), not args.no_faithfulness) as (on_progress, on_faithfulness):
+            with _progress(len(examples), not args.no_faithfulness, main) as (on_progress, on_faithfulness):
                 result = build_rationales(
                     model_spec(args, "teacher"), examples, args.method, rule, cache_dir=args.cache_dir,
                     on_progress=on_progress, should_stop=should_stop, on_faithfulness=on_faithfulness, **settings,
                 )  # fmt: skip
+    if not main:  # its share is in the cache, which the first process gathered; exit 0 so the launch goes on
+        return 0
     if result.cancelled:
         if info is None:
             print("interrupted: finished batches are cached; run the same command again to resume", file=sys.stderr)
@@ -133,9 +137,12 @@ def run_rationales(args) -> int:
 
 
 @contextlib.contextmanager
-def _progress(total: int | None, faithfulness: bool):
+def _progress(total: int | None, faithfulness: bool, shown: bool = True):
     """Yields (on_progress, on_faithfulness) drawing a bar for the attribution and one for the faithfulness
-    measurement (None without it)."""
+    measurement (None without it, or both None when not `shown`)."""
+    if not shown:
+        yield None, None
+        return
     with progress_bar(total, "attributing") as on_progress:
         if not faithfulness:
             yield on_progress, None

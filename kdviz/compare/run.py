@@ -20,7 +20,7 @@ from kdviz.attribution.methods import AttributionRequest, check_method
 from kdviz.distill.evaluation import is_correct, predict_answers
 from kdviz.distill.methods import BASELINE, get_method
 from kdviz.distill.runs import RunInfo, run_info
-from kdviz.errors import InputError
+from kdviz.errors import InputError, resource_errors
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
 from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
@@ -111,6 +111,7 @@ def _student(
     )
 
 
+@resource_errors("comparing", "use a smaller batch size, fewer examples, or smaller models", kept=True)
 def compare(
     teacher: str,
     students: Sequence[str],
@@ -141,6 +142,8 @@ def compare(
 
     Raises:
         InputError: no examples, no students, examples without gold answers, or duplicate model names.
+        ResourceError: out of memory or disk space; the message says what to reduce (the finished models stay
+            cached, so a rerun continues from them).
     """
     check_method(method)
     if not examples:

@@ -15,6 +15,7 @@ from pathlib import Path
 from kdviz.data import example_from_row, rows_of
 from kdviz.errors import InputError
 from kdviz.records import Example, RationaleRecord, TrainExample
+from kdviz.workspace import check_readable
 
 from .methods import Method
 
@@ -66,8 +67,11 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
 
 def _rows(source: str | Path):
     """Returns (raw records, name) of a rationale export folder, a build folder, or any file `rows_of` reads."""
+    if str(source).startswith("hf:"):
+        return rows_of(source)
     path = Path(str(source)).expanduser()
-    if str(source).startswith("hf:") or not path.is_dir():
+    check_readable(path, "the training data")
+    if not path.is_dir():
         return rows_of(source)
     for name in ("rationales.jsonl", "records.jsonl", "rationales.parquet"):
         if (path / name).is_file():

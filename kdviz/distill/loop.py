@@ -8,7 +8,9 @@ safetensors checkpoint that `load_model("runs/<name>")` reads back. Every `save_
 resume from (`kdviz.distill.checkpoints`): `finetune(config, resume=True)` continues a cancelled, failed or killed
 run from there, as if it had never stopped. A run that fails before its first optimizer step (the student does not
 load, the data does not encode, out of memory...) removes its folder, so the corrected command can use the same
-name; one that has trained keeps it, marked failed.
+name; one that has trained keeps it, marked failed. `--report-to` also sends the rows to a tracker
+(`kdviz.distill.tracking`). `dpo` and `gkd` are trained by TRL's trainers instead (`kdviz.distill.trl_methods`),
+around the same run folder, rows, evaluation and checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from kdviz.config import ModelSpec, TrainConfig
 from kdviz.data import hold_out
-from kdviz.errors import InputError, KdvizError
+from kdviz.errors import InputError, KdvizError, ResourceError, is_out_of_memory
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.models import LoadedModel, load_model, load_trainable, select_device
 from kdviz.lm.prompts import encode, encode_target
@@ -39,6 +41,7 @@ from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
 from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
 from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
+from .tracking import Tracking, check_tracker, start_tracking
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
 
@@ -73,13 +76,13 @@ def split_train_eval(
     return hold_out(items, max(1, min(eval_size, len(items) // 2)), seed)
 
 
-def check_same_vocabulary(student: LoadedModel, teacher: LoadedModel) -> None:
+def check_same_vocabulary(student: LoadedModel, teacher: LoadedModel, method: str = "logit_kd") -> None:
     """Raises InputError unless both tokenizers map the same strings to the same ids (logit KD compares them)."""
     s_vocab, t_vocab = student.tokenizer.get_vocab(), teacher.tokenizer.get_vocab()
     if s_vocab != t_vocab:
         differ = len(set(s_vocab.items()) ^ set(t_vocab.items()))
         raise InputError(
-            f"logit_kd needs teacher and student to share a vocabulary: {teacher.name} has {len(t_vocab)} tokens, "
+            f"{method} needs teacher and student to share a vocabulary: {teacher.name} has {len(t_vocab)} tokens, "
             f"{student.name} has {len(s_vocab)} ({differ} entries differ). Use teacher_label, rationale_input or "
             "multitask instead, or a teacher of the student's family."
         )
@@ -239,10 +242,6 @@ class _Loop:
         return accuracy(predicted, items), samples
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def _final_of(rows: Sequence[MetricsRow]) -> FinalMetrics:
     final = FinalMetrics()
     for row in rows:
@@ -269,6 +268,11 @@ def finetune(
         is kept), so the corrected command can reuse it; after that the partial run is kept and marked failed.
     """
     method = get_method(config.method)
+    if method.via_trl:  # dpo and gkd: TRL's trainers, around the same run folder, logs and checkpoint
+        from .trl_methods import finetune_trl
+
+        return finetune_trl(config, on_metrics, should_stop, resume)
+    check_tracker(config.report_to)
     items = usable(load_train_examples(config.data, config.limit), method)
     train, held_out = split_train_eval(items, config.eval_size, config.seed)
     from accelerate.utils import set_seed
@@ -288,10 +292,12 @@ def finetune(
     started = time.time()
     emit = on_metrics or (lambda row: None)
     trained, final = 0, FinalMetrics()  # `trained`: optimizer steps finished
+    tracking: Tracking | None = None
     try:
         fresh = {} if resume else {"step": 0, "started_at": started, "elapsed_s": 0.0}  # resumed: keeps its start
         status(status="running", error=None, **fresh)
         loop = _Loop(config, method, train, folder)
+        tracking = start_tracking(config, folder, main)
         point = restore(loop) if resume else None
         saved = trained = point.step if point else 0  # `saved`: the step of the last resume point
         started -= point.elapsed_s if point else 0.0
@@ -310,6 +316,7 @@ def finetune(
         def log(row: MetricsRow) -> None:
             if main:
                 log_row(folder, row)
+                tracking.log(row)
                 emit(row)
 
         def evaluate() -> None:
@@ -359,7 +366,7 @@ def finetune(
             discard_resume_point(folder)
     except BaseException as exc:
         message = str(exc)
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             message = (
                 f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
                 f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
@@ -377,8 +384,11 @@ def finetune(
                 final=final,
                 error=message,
             )
-        if _is_oom(exc):
-            raise KdvizError(message) from exc
+        if is_out_of_memory(exc):
+            raise ResourceError(message) from exc
         raise
+    finally:
+        if tracking is not None:
+            tracking.close()
     elapsed = round(time.time() - started, 3)
     return TrainResult(str(folder), state, trained, elapsed, final, method.teacher_at_test_time)

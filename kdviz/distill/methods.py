@@ -14,7 +14,7 @@ from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.prompts import RenderedPrompt, render
 from kdviz.records import TrainExample
 
-MethodName = Literal["standard", "teacher_label", "rationale_input", "multitask", "logit_kd"]
+MethodName = Literal["standard", "teacher_label", "rationale_input", "multitask", "logit_kd", "dpo", "gkd"]
 Task = Literal["answer", "rationale"]
 LABEL_PREFIX, RATIONALE_PREFIX = "[label] ", "[rationale] "  # task prefixes of Distilling step-by-step
 
@@ -28,10 +28,13 @@ class Method:
     summary: str
     needs_gold: bool = True  # trains on (or mixes in) the gold answer
     needs_teacher_answer: bool = False  # the target is the teacher's answer, not the gold one
+    teacher_answer_first: bool = False  # the target is the teacher's answer where the data has one, else the gold one
     needs_rationale: bool = False
     needs_teacher_model: bool = False  # the teacher runs during training (its logits)
     rationale_in_prompt: bool = False  # the teacher's rationale words are part of the student's input
     rationale_task: bool = False  # a second task: generate the rationale words (multitask)
+    via_trl: bool = False  # trained by TRL's trainer of the same name (`kdviz.distill.trl_methods`), not kdviz's loop
+    own_settings: tuple[str, ...] = ()  # the TrainConfig fields only this method reads (alpha and teacher aside)
 
     @property
     def teacher_at_test_time(self) -> bool:
@@ -41,7 +44,7 @@ class Method:
     @property
     def uses_alpha(self) -> bool:
         """Whether the loss mixes two parts, α·answer + (1−α)·other (the rationale task or the logit divergence)."""
-        return self.rationale_task or self.needs_teacher_model
+        return self.rationale_task or (self.needs_teacher_model and not self.via_trl)
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -64,10 +67,15 @@ class Method:
         """Returns the student's input text for an example (see `render`)."""
         return self.render(item, task).text
 
+    def target(self, item: TrainExample) -> str | None:
+        """Returns the answer the student learns to give for an example (None: the data has none)."""
+        if self.needs_teacher_answer or (self.teacher_answer_first and item.teacher_answer):
+            return item.teacher_answer
+        return item.example.answer
+
     def pairs(self, item: TrainExample) -> dict[Task, tuple[str, str]]:
         """Returns {task: (prompt, target)} for one example: "answer" always, "rationale" for the rationale task."""
-        target = item.teacher_answer if self.needs_teacher_answer else item.example.answer
-        pairs: dict[Task, tuple[str, str]] = {"answer": (self.prompt(item), str(target))}
+        pairs: dict[Task, tuple[str, str]] = {"answer": (self.prompt(item), str(self.target(item)))}
         if self.rationale_task:
             pairs["rationale"] = (self.prompt(item, "rationale"), str(item.rationale))
         return pairs
@@ -94,7 +102,20 @@ METHODS: dict[str, Method] = {
         Method(
             "logit_kd",
             "gold answer loss mixed with KL (or JSD) to the teacher's token distributions; same vocabulary only",
-            needs_teacher_model=True,
+            needs_teacher_model=True, own_settings=("kd_loss", "temperature"),
+        ),
+        Method(
+            "dpo",
+            "rank optimisation (DPO, Rafailov et al., 2023): raise the likelihood of the teacher's answer (or the "
+            "gold one) over the student's own wrong answer, or a wrong choice, relative to the untrained student",
+            needs_gold=False, teacher_answer_first=True, via_trl=True, own_settings=("dpo_beta", "dpo_rationale"),
+        ),
+        Method(
+            "gkd",
+            "on-policy generalised KD (GKD, Agarwal et al., 2024): on a share λ of steps the student answers for "
+            "itself, and a generalised JSD (β) pulls its token distributions to the teacher's; same vocabulary only",
+            needs_gold=False, teacher_answer_first=True, needs_teacher_model=True, via_trl=True,
+            own_settings=("gkd_beta", "gkd_lmbda"),
         ),
     )
 }  # fmt: skip

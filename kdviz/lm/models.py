@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kdviz.config import ModelSpec
-from kdviz.errors import ModelLoadError
+from kdviz.errors import InputError, ModelLoadError
 from kdviz.files import replacing_folder
+from kdviz.workspace import check_readable
 
 from . import embedded
 from .tiny import TINY_SPECS, build_tiny
@@ -77,6 +78,60 @@ def _dtype(spec: ModelSpec, device: str):
     return getattr(torch, spec.dtype)
 
 
+def check_load_options(spec: ModelSpec) -> None:
+    """Refuses a dtype, device map or 4-bit loading that this machine or this model cannot honour, before anything
+    loads (the messages name the command-line flags that set them).
+
+    Raises:
+        InputError: fp16 on the CPU, 4-bit without a CUDA GPU and bitsandbytes, a device map without accelerate or
+            beside an explicit device, or either of those for the in-process tiny models.
+    """
+    import importlib.util
+
+    import torch
+
+    device = select_device(spec.device)
+    if spec.dtype == "float16" and device == "cpu":  # slow there, and some operations have no fp16 CPU kernel
+        raise InputError("--dtype fp16 needs a GPU; on the CPU use --dtype bf16 or fp32")
+    if spec.load_in_4bit:
+        lacking = [
+            *([] if torch.cuda.is_available() else ["this machine has no CUDA GPU"]),
+            *([] if importlib.util.find_spec("bitsandbytes") else ["bitsandbytes is not installed"]),
+        ]
+        if lacking:
+            raise InputError(
+                f"--load-in-4bit needs a CUDA GPU and bitsandbytes (pip install bitsandbytes): {'; '.join(lacking)}"
+            )
+        if not device.startswith("cuda"):
+            raise InputError(f"--load-in-4bit runs on a CUDA GPU, not --device {spec.device}")
+    if spec.device_map is not None:
+        if importlib.util.find_spec("accelerate") is None:
+            raise InputError("--device-map auto needs accelerate (pip install accelerate)")
+        if spec.device != "auto":
+            raise InputError(f"--device-map auto chooses the devices itself: drop --device {spec.device}")
+    if (spec.device_map or spec.load_in_4bit) and spec.model_name_or_path.strip() in TINY_SPECS:
+        raise InputError("--device-map and --load-in-4bit apply to weights loaded from files (a hub id, a folder, a "
+                         ".gguf, embedded-*), not to the in-process tiny models")  # fmt: skip
+
+
+def _placement(spec: ModelSpec, device: str) -> dict[str, Any]:
+    """Returns the `from_pretrained` arguments that place (and quantise) the weights as they load, or {} when the
+    model loads whole and moves to `device` afterwards."""
+    if spec.device_map is None and not spec.load_in_4bit:
+        return {}
+    dtype = _dtype(spec, device)
+    # A 4-bit model cannot move after loading, so without --device-map it loads straight onto its GPU.
+    one_device = device if ":" in device else f"{device}:0"
+    placed: dict[str, Any] = {"dtype": dtype, "device_map": spec.device_map or {"": one_device}}
+    if spec.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        placed["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+        )
+    return placed
+
+
 def load_model(spec: ModelSpec | str) -> LoadedModel:
     """Returns the loaded model for a spec, from an in-process cache of the last three specs.
 
@@ -90,7 +145,8 @@ def load_trainable(spec: ModelSpec | str) -> LoadedModel:
     """Returns a fresh copy of the model in fp32 (training keeps fp32 master weights; autocast does bf16), never
     the cached instance that the Teacher and Compare panels read, so a fine-tune cannot change their model."""
     spec = ModelSpec(spec) if isinstance(spec, str) else spec
-    return _load(ModelSpec(**{**spec.__dict__, "dtype": "float32"}))
+    # Whole weights on one device: the training loop (accelerate) places the model, and 4-bit weights cannot train.
+    return _load(ModelSpec(**{**spec.__dict__, "dtype": "float32", "device_map": None, "load_in_4bit": False}))
 
 
 @functools.lru_cache(maxsize=3)  # teacher + student + one more stay resident between UI clicks
@@ -112,8 +168,13 @@ def checkpoint_meta(path: str | Path) -> dict:
 
 
 def _load(spec: ModelSpec) -> LoadedModel:
+    check_load_options(spec)
     requested, name = spec, spec.model_name_or_path.strip()
+    local = Path(name).expanduser()
+    if name not in TINY_SPECS and name not in embedded.EMBEDDED and (local.is_absolute() or local.exists()):
+        check_readable(local, "the model")  # an app served to other machines reads only its own folders
     device = select_device(spec.device)
+    placement = _placement(spec, device)
     run_checkpoint = Path(name).expanduser() / RUN_CHECKPOINT
     if (run_checkpoint / "config.json").is_file():  # a kdviz run folder (runs/<name>) loads its checkpoint
         spec = ModelSpec(**{**spec.__dict__, "model_name_or_path": str(run_checkpoint)})
@@ -121,21 +182,25 @@ def _load(spec: ModelSpec) -> LoadedModel:
         model, tokenizer = build_tiny(name)
         default_chat = not model.config.is_encoder_decoder
     elif name in embedded.EMBEDDED:
-        model, tokenizer = _load_gguf(functools.partial(embedded.gguf_path, name), cache_key=name)
+        model, tokenizer = _load_gguf(functools.partial(embedded.gguf_path, name), cache_key=name, **placement)
         default_chat = embedded.EMBEDDED[name].chat
     elif name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {name!r} does not exist")
-        model, tokenizer = _load_gguf(lambda: path, cache_key=_file_key(path))
+        model, tokenizer = _load_gguf(lambda: path, cache_key=_file_key(path), **placement)
         default_chat = tokenizer.chat_template is not None
     else:
-        model, tokenizer = _load_pretrained(spec)
+        model, tokenizer = _load_pretrained(spec, **placement)
         default_chat = tokenizer.chat_template is not None and not model.config.is_encoder_decoder
         default_chat = checkpoint_meta(spec.model_name_or_path).get("chat", default_chat)
     if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in for decoder-only models
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model.to(device=device, dtype=_dtype(spec, device)).eval()
+    if placement:  # placed as it loaded; inputs go where the embeddings are (accelerate moves them on from there)
+        device = str(model.device)
+    else:
+        model.to(device=device, dtype=_dtype(spec, device))
+    model.eval()
     chat = default_chat if spec.chat is None else spec.chat
     if chat and tokenizer.chat_template is None:
         raise ModelLoadError(f"{name!r} has no chat template; load it with chat=False")
@@ -159,7 +224,9 @@ def _file_key(path: Path) -> str:
     return f"{path.stem}-{digest}"
 
 
-def _load_gguf(find_path: Callable[[], Path], cache_key: str):
+def _load_gguf(find_path: Callable[[], Path], cache_key: str, **placement: Any):
+    """Returns (model, tokenizer) from the fp32 safetensors converted once from the GGUF file, loaded with
+    `placement` (a device map, 4-bit weights: see `_placement`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -185,11 +252,12 @@ def _load_gguf(find_path: Callable[[], Path], cache_key: str):
         if path.parent == embedded.cache_root() / "gguf":  # an assembled copy of installed parts: not needed now
             path.unlink()
     tokenizer = AutoTokenizer.from_pretrained(cached)
-    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(cached, **{"dtype": torch.float32, **placement})
     return model, tokenizer
 
 
-def _load_pretrained(spec: ModelSpec):
+def _load_pretrained(spec: ModelSpec, **placement: Any):
+    from safetensors import SafetensorError  # a truncated or corrupt model.safetensors
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     name = spec.model_name_or_path
@@ -198,8 +266,8 @@ def _load_pretrained(spec: ModelSpec):
         config = AutoConfig.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
         auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-        model = auto.from_pretrained(name, config=config, **kwargs)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+        model = auto.from_pretrained(name, config=config, **kwargs, **placement)
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as exc:
         local = Path(name).expanduser().exists()
         if local:
             where = "the local folder exists but does not hold a loadable model"

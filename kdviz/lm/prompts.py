@@ -24,6 +24,9 @@ MAX_PROMPT_CHARS = 4000  # about 1k tokens: beyond that attribution on a CPU tak
 # An answer, not a passage: every target token is one more attributed row (a 20,000-character target grew the app
 # to 16 GB and stalled every session, issue #15).
 MAX_TARGET_CHARS = 1000
+# ... and in tokens: 1,000 characters of English are about 250 tokens, but a byte-level tokenizer or an unusual script
+# makes several tokens of a character, and each token is one more attributed row.
+MAX_TARGET_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,17 @@ def check_target(target: str, what: str = "the target") -> None:
         raise InputError(f"{what} to attribute has no visible characters")
     if len(target) > MAX_TARGET_CHARS:
         raise InputError(f"{what} has {len(target)} characters; the limit is {MAX_TARGET_CHARS}")
+
+
+def check_target_tokens(ids: Sequence[int], what: str = "the target") -> None:
+    """Refuses an encoded target (or contrast) longer than MAX_TARGET_TOKENS, the bound `check_target` sets in
+    characters (training truncates its targets instead, so only attribution checks this).
+
+    Raises:
+        InputError: the message names `what`, its length in tokens and the limit.
+    """
+    if len(ids) > MAX_TARGET_TOKENS:
+        raise InputError(f"{what} is {len(ids)} tokens long for this model; the limit is {MAX_TARGET_TOKENS} tokens")
 
 
 def encode_target(loaded, encoded: EncodedPrompt, target: str) -> tuple[int, ...]:

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdviz.attribution.catalog import RATIONALE_METHOD
-from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method
+from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method, default_tokens_per_pass
 from kdviz.attribution.targets import build_requests, predict_mode
 from kdviz.config import ModelSpec
+from kdviz.errors import is_out_of_memory, resource_errors
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, load_model
+from kdviz.lm.prompts import encode, encode_target
 from kdviz.records import Example, RationaleRecord, Record, RecordLog, TokenAttribution
 
 from .faithfulness import measure_faithfulness
+from .parallel import Shard, current_shard, gather_counts, rank_spec
 from .select import SelectionRule, select_rationale
 from .stats import RationaleStats, rationale_stats
 
@@ -44,6 +47,47 @@ class AttributionCache(RecordLog[TokenAttribution]):
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", teacher)[-60:]
         digest = hashlib.sha1(json.dumps([teacher, method, settings], sort_keys=True).encode()).hexdigest()[:12]
         super().__init__(Path(root) / f"{slug}__{method}__{digest}.jsonl", TokenAttribution, "attribution")
+
+
+def cache_settings(method: str, target_mode: str | None, steps: int, predict: str) -> dict:
+    """Returns the settings that key a build's attribution cache (`predict`: the resolved prediction mode)."""
+    return {
+        "target_mode": target_mode,
+        "steps": steps if method == "integrated_gradients" else None,
+        "predict": predict,
+    }
+
+
+def cached_attribution(
+    loaded: LoadedModel,
+    example: Example,
+    method: str,
+    target_mode: str | None,
+    steps: int,
+    predict: str,
+    cache_dir: str | Path | None = None,
+    *,
+    per_token: bool = False,
+) -> TokenAttribution | None:
+    """Returns the attribution a build with these settings cached for `example` (None when none did): the app
+    reuses it. Builds attribute the whole target only, so their records have no output-token rows; `per_token`
+    asks for the record with them, which a cache holds only where the target is one token (a letter, without a
+    contrast): that one row is the whole-target scores. Other cached records are None with `per_token`."""
+    settings = cache_settings(method, target_mode, steps, predict)
+    cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
+    attr = cache.load().get(example_key(example)) if cache.path.exists() else None
+    if attr is None or not per_token or attr.token_scores:
+        return attr
+    pred = attr.prediction
+    if attr.contrast is not None or pred is None or pred.mode != "letter" or not pred.choices:
+        return None  # build_requests scores a letter's first token only where choices were scored in letter mode
+    first = encode_target(loaded, encode(loaded, attr.prompt), attr.target)[:1]
+    return dataclasses.replace(
+        attr,
+        output_tokens=(loaded.tokenizer.decode(list(first)),),
+        token_scores=(attr.seq_scores,),
+        word_token_scores=(attr.word_scores,),
+    )
 
 
 @dataclass(frozen=True)
@@ -93,31 +137,62 @@ def attribute_cached(
     batch_size: int = 4,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shard: Shard | None = None,
 ) -> tuple[dict[str, TokenAttribution], bool, int]:
     """Attributes the examples not yet in `cache`, a batch at a time, adding each finished batch to it.
+
+    With a `shard` (one process of a data-parallel launch, `kdviz.rationales.parallel`), only the examples of its
+    batches are attributed, counted and reported to `on_progress`.
 
     Returns (attributions by `example_key`, whether `should_stop` cancelled the run, how many came from the cache).
     """
     done = cache.load()
     keys = [example_key(ex) for ex in examples]
-    todo = [i for i, key in enumerate(keys) if key not in done]
-    from_cache, cancelled = len(examples) - len(todo), False
+    owned = [i for i in range(len(examples)) if shard is None or shard.owns(i, batch_size)]
+    todo = [i for i in owned if keys[i] not in done]
+    from_cache, cancelled = len(owned) - len(todo), False
     if on_progress:
-        on_progress(from_cache, len(examples))
+        on_progress(from_cache, len(owned))
     for start in range(0, len(todo), batch_size):
         if should_stop and should_stop():
             cancelled = True
             break
         chunk = todo[start : start + batch_size]
         requests = make_requests([examples[i] for i in chunk])
-        attrs = attribute_requests(loaded, requests, method, steps=steps, batch_size=batch_size, per_token=False)
+        attrs = _attribute_shrinking(loaded, requests, method, steps, default_tokens_per_pass(loaded))
         cache.add(zip((keys[i] for i in chunk), attrs, strict=True))
         done.update(zip((keys[i] for i in chunk), attrs, strict=True))
         if on_progress:
-            on_progress(from_cache + start + len(chunk), len(examples))
+            on_progress(from_cache + start + len(chunk), len(owned))
     return done, cancelled, from_cache
 
 
+def _attribute_shrinking(
+    loaded: LoadedModel, requests: list[AttributionRequest], method: str, steps: int, tokens: int
+) -> list[TokenAttribution]:
+    """Attributes one batch; out of memory, it retries the batch as two halves with half the token budget each, and a
+    single request with one pass at a time (tokens_per_pass=1), before it gives up: a long prompt or a big teacher
+    slows a build down instead of failing it. Scores are those of the whole batch, up to rounding."""
+    try:
+        return attribute_requests(
+            loaded, requests, method, steps=steps, batch_size=len(requests), per_token=False, tokens_per_pass=tokens
+        )
+    except Exception as exc:
+        if not is_out_of_memory(exc) or (len(requests) == 1 and tokens == 1):
+            raise
+    if len(requests) == 1:
+        return _attribute_shrinking(loaded, requests, method, steps, 1)
+    half, tokens = len(requests) // 2, max(1, tokens // 2)
+    return _attribute_shrinking(loaded, requests[:half], method, steps, tokens) + _attribute_shrinking(
+        loaded, requests[half:], method, steps, tokens
+    )
+
+
+@resource_errors(
+    "building rationales",
+    "use a smaller batch size, fewer integrated-gradients steps, or a smaller teacher",
+    kept=True,
+)
 def build_rationales(
     teacher: LoadedModel | ModelSpec | str,
     examples: Sequence[Example],
@@ -150,13 +225,22 @@ def build_rationales(
             with `cancelled=True` (the finished batches stay cached, so a rerun resumes). Stopped while
             faithfulness is measured, every record is returned, those not measured without faithfulness.
         on_faithfulness: as `on_progress`, for the faithfulness measurement that follows the attribution.
+
+    Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1), each process attributes and measures its share of the
+    examples (its own GPU when there are several: see `kdviz.rationales.parallel`), the first waits for all, and
+    returns every record, as one process would have built them; the others return their share, for no one to save.
+
+    Raises:
+        ResourceError: out of memory or disk space; the message says what to reduce, and the finished batches
+            stay cached, so a rerun continues from them.
     """
     check_method(method)
     rule = rule or SelectionRule()
-    loaded = teacher if isinstance(teacher, LoadedModel) else load_model(teacher)
+    shard = current_shard()
+    spec = ModelSpec(teacher) if isinstance(teacher, str) else teacher
+    loaded = teacher if isinstance(teacher, LoadedModel) else load_model(rank_spec(spec, shard))
     mode = predict_mode(loaded, predict)
-    steps_used = steps if method == "integrated_gradients" else None
-    settings = {"target_mode": target_mode, "steps": steps_used, "predict": mode}
+    settings = cache_settings(method, target_mode, steps, mode)
     cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
     done, cancelled, from_cache = attribute_cached(
         loaded,
@@ -168,6 +252,7 @@ def build_rationales(
         batch_size=batch_size,
         on_progress=on_progress,
         should_stop=should_stop,
+        shard=shard,
     )
     keys = [example_key(ex) for ex in examples]
     from kdviz._version import __version__
@@ -183,16 +268,33 @@ def build_rationales(
         "kdviz_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    records = [
-        to_record(done[key], ex, rule, provenance) for ex, key in zip(examples, keys, strict=True) if key in done
-    ]
-    if faithfulness and records and not cancelled:
+
+    def measure(records: list[RationaleRecord], stop: Callable[[], bool] | None) -> list[RationaleRecord]:
         measured = measure_faithfulness(
             loaded, records, batch_size=batch_size, cache_dir=Path(cache_dir) / "faithfulness" if cache_dir else None,
-            on_progress=on_faithfulness, should_stop=should_stop,
+            on_progress=on_faithfulness, should_stop=stop,
         )  # fmt: skip
-        records = [dataclasses.replace(r, faithfulness=f) for r, f in zip(records, measured, strict=True)]
-        cancelled = bool(should_stop and should_stop())
+        return [dataclasses.replace(r, faithfulness=f) for r, f in zip(records, measured, strict=True)]
+
+    def finished(indices: Sequence[int]) -> list[RationaleRecord]:
+        return [to_record(done[keys[i]], examples[i], rule, provenance) for i in indices if keys[i] in done]
+
+    stop = should_stop
+    if shard is not None:  # measure this process's share into the cache; then the first gathers everyone's
+        share = finished([i for i in range(len(examples)) if shard.owns(i, batch_size)])
+        if faithfulness and share and not cancelled:
+            share = measure(share, should_stop)
+            cancelled = bool(should_stop and should_stop())
+        from_cache, n_cancelled = gather_counts(shard, [from_cache, int(cancelled)])
+        if not shard.is_main:
+            return BuildResult(tuple(share), rationale_stats(share), cancelled, from_cache)
+        done.update(cache.load())
+        cancelled = n_cancelled > 0
+        stop = (lambda: True) if cancelled else should_stop  # measured shares come from the cache, no more
+    records = finished(range(len(examples)))
+    if faithfulness and records and (shard is not None or not cancelled):
+        records = measure(records, stop)
+        cancelled = cancelled or bool(should_stop and should_stop())
     return BuildResult(tuple(records), rationale_stats(records), cancelled, from_cache)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
 from kdviz.attribution.catalog import RATIONALE_METHOD, check_method
-from kdviz.config import ModelSpec
+from kdviz.config import DTYPE_FLAGS, ModelSpec
 from kdviz.data import format_columns, load_examples
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.models import LoadedModel
@@ -17,6 +17,7 @@ from kdviz.workspace import BUILD_RECORDS, BuildInfo, Workspace, command_line
 
 from .build import BuildResult, Progress, build_rationales
 from .curation import CurationStore
+from .parallel import is_main_process
 from .select import SelectionRule
 
 BuildTargetMode = Literal["choice", "gold", "generate"]
@@ -25,7 +26,7 @@ BUILD_TARGET_MODES: tuple[BuildTargetMode, ...] = get_args(BuildTargetMode)
 
 class WorkspaceBuild(NamedTuple):
     """What `build_into_workspace` made: the saved build's description (None when cancelled before any example
-    was finished: nothing was saved) and the build's result."""
+    was finished, or in a data-parallel launch's other processes: nothing was saved) and the build's result."""
 
     info: BuildInfo | None
     result: BuildResult
@@ -57,6 +58,7 @@ def rationales_command(
     """Returns the `kdviz rationales ...` command line that builds these rationales (into `workspace` as build
     `name`, and/or into the records file `out`)."""
     spec = teacher if isinstance(teacher, ModelSpec) else ModelSpec(str(teacher))
+    dtype_flag = {name: flag for flag, name in DTYPE_FLAGS.items()}.get(spec.dtype)
     threshold = {"top_k": "--top-k", "mass": "--mass", "z": "--z"}[rule.kind]
     return command_line(
         ["kdviz", "rationales"],
@@ -65,6 +67,9 @@ def rationales_command(
             ("--device", None if spec.device == "auto" else spec.device),
             ("--no-chat", spec.chat is False),
             ("--trust-remote-code", spec.trust_remote_code),
+            ("--dtype", dtype_flag),
+            ("--device-map", spec.device_map),
+            ("--load-in-4bit", spec.load_in_4bit),
             ("--data", str(source)),
             ("--columns", format_columns(columns)),
             ("--limit", limit),
@@ -114,6 +119,7 @@ def build_into_workspace(
     Every setting is checked before the model loads. `name` defaults to "<data>-<method>-<time>". A cancelled build
     keeps the records finished so far (marked cancelled in build.json); its attributions are cached, so building
     again recomputes nothing. `out`, when given, only goes into the recorded command (the CLI also writes there).
+    In a data-parallel launch (`kdviz.rationales.parallel`) every process builds its share and only the first saves.
 
     Raises:
         KdvizError: an unknown method or target mode, a bad setting, a taken or unsafe name, unreadable data,
@@ -151,7 +157,7 @@ def build_into_workspace(
         on_faithfulness=on_faithfulness,
         predict=predict,
     )
-    if not result.records:
+    if not result.records or not is_main_process():
         return WorkspaceBuild(None, result)
     command_teacher = teacher if isinstance(teacher, ModelSpec) else spec  # keeps its loading flags
     info = BuildInfo(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from kdviz.data import demo_path
 
 from . import compare_tab, rationales_tab, teacher_tab, train_tab
+from .downloads import DELETE_CACHE
+from .errors import guard_events
 from .rationale_handlers import workspace_root
 
 INTRO = """# kdviz: attribution-guided knowledge distillation
@@ -27,7 +32,11 @@ the `kdviz compare` command that writes it."""
 
 
 def build_app(
-    teacher: str = "embedded-teacher", examples_path: str | Path | None = None, workspace: str | Path | None = None
+    teacher: str = "embedded-teacher",
+    examples_path: str | Path | None = None,
+    workspace: str | Path | None = None,
+    confine: bool = False,
+    data_dirs: Sequence[str | Path] = (),
 ) -> gr.Blocks:
     """Returns the workbench app; nothing is loaded until the first click.
 
@@ -37,8 +46,16 @@ def build_app(
         examples_path: the JSONL file of examples to pick from; default: the bundled CommonsenseQA demo set.
         workspace: the folder rationale builds are kept in, one subfolder each, training runs in its runs/
             subfolder and comparisons in comparisons/; default: $KDVIZ_WORKSPACE, else ./kdviz_workspace.
+        confine: the paths typed in the app (data, models, checkpoints) must lie in the workspace, the demo
+            assets, `examples_path`, `data_dirs` or the app's uploads (`launch` sets it for an app that other
+            machines can reach); otherwise any file the server can read may be named.
     """
-    with gr.Blocks(title="kdviz") as demo:
+    readable = None
+    if confine:
+        own = [workspace_root(workspace), demo_path().parent, examples_path or demo_path(), get_upload_folder()]
+        readable = [*own, *data_dirs]
+    # Every handler sits behind the error boundary (and the confinement), however its tab wired it.
+    with gr.Blocks(title="kdviz", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Teacher"):
@@ -49,7 +66,21 @@ def build_app(
                 train_tab.render(teacher, workspace_root(workspace), train)
             with gr.Tab("Compare") as compare:
                 compare_tab.render(teacher, examples_path or demo_path(), workspace_root(workspace), compare)
+    guard_events(demo, readable)
     return demo
+
+
+def serves_others(host: str, share: bool) -> bool:
+    """Returns whether an app served on `host` (with a gradio.live link when `share`) is reachable from other
+    machines: anything but a loopback address ("127.0.0.1", "localhost", "::1")."""
+    if share:
+        return True
+    if host.strip().lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return True
 
 
 def launch(
@@ -58,13 +89,16 @@ def launch(
     port: int | None = 7860,
     share: bool = False,
     workspace: str | Path | None = None,
+    data_dirs: Sequence[str | Path] = (),
     **kw: Any,
 ) -> gr.Blocks:
     """Builds the app and serves it on http://host:port; returns it (blocks unless `prevent_thread_lock=True`).
 
-    `workspace` is where rationale builds are kept (see `build_app`); extra keyword arguments go to `build_app`
-    (examples_path) or to `gr.Blocks.launch`.
+    `workspace` is where rationale builds are kept (see `build_app`). Served to other machines (`share`, or a
+    host other than this machine's loopback), the app's path fields read only the workspace, the demo assets and
+    `data_dirs`. Extra keyword arguments go to `build_app` (examples_path) or to `gr.Blocks.launch`.
     """
-    demo = build_app(teacher, kw.pop("examples_path", None), workspace)
+    confine = serves_others(host, share)
+    demo = build_app(teacher, kw.pop("examples_path", None), workspace, confine, data_dirs)
     demo.launch(server_name=host, server_port=port, share=share, **kw)
     return demo

@@ -5,8 +5,6 @@ recomputing. Components and wiring only (see `compare_settings`, `compare_handle
 from __future__ import annotations
 
 import functools
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +16,14 @@ from kdviz.workspace import DATA_SUFFIXES, Workspace
 from . import compare_handlers as ch
 from . import compare_settings as cs
 from . import saved_comparisons as sc
+from .downloads import served
 from .errors import ui_errors
 
 D = cs.DEFAULTS
 
 
 def _served(view: sc.View) -> sc.View:
-    # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
-    if not view.files:
-        return view
-    downloads = tempfile.mkdtemp(prefix="kdviz-compare-")
-    return view._replace(files=[shutil.copy(p, downloads) for p in view.files])
+    return view._replace(files=served(view.files)) if view.files else view
 
 
 @ui_errors

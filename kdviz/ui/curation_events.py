@@ -7,8 +7,6 @@ The handlers take the record filters by name (`curation_filters.filtered_records
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from typing import Any
 
 import gradio as gr
@@ -16,6 +14,7 @@ import gradio as gr
 from . import curation_handlers as ch
 from . import curation_views as cv
 from . import export_handlers as eh
+from .downloads import served
 from .errors import ui_errors
 
 
@@ -75,7 +74,5 @@ def bulk_action(action: str):
 @ui_errors
 def export(workspace: str, build: str, name: str, formats: list[str], accepted_only: bool) -> tuple[str, list[str]]:
     paths = eh.export(workspace, build, name, formats, accepted_only)
-    # Downloads are served from a temporary copy: the workspace may lie outside the folders gradio serves from.
-    downloads = tempfile.mkdtemp(prefix="kdviz-export-")
-    files = [shutil.copy(p, downloads) for p in paths if p.endswith((".jsonl", ".parquet"))]
+    files = served(p for p in paths if p.endswith((".jsonl", ".parquet")))
     return "Written:\n" + "\n".join(f"- `{p}`" for p in paths), files

@@ -6,13 +6,12 @@ that into `gr.Error` once, at the edge where the tabs wire them to events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import kdviz
 from kdviz.attribution.catalog import check_contrastive, check_method
-from kdviz.attribution.targets import default_target_mode
+from kdviz.attribution.targets import default_target_mode, predict_mode
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.models import is_cached
 from kdviz.lm.prompts import FORMATS, prompt_example, prompt_text
@@ -21,6 +20,7 @@ from kdviz.viz.attribution import prediction_markdown, top_words_table
 
 from .errors import ui_errors  # noqa: F401  (the other panels' tabs import it from here until they switch)
 from .fields import number
+from .teacher_click import Click, StageProgress, attribute_click, picked_example
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
 FORMAT_CHOICES = ("auto",) + FORMATS  # auto: the library's default, mcqa when choices are given, else raw
@@ -30,8 +30,6 @@ MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not
 TOP_K = 10
 STEPS_LABEL, MAX_STEPS = "Steps (integrated gradients)", 100  # the steps slider, from 1; more is slow on a CPU
 TOP_K_HEADERS = ["rank", "word", "score"]
-
-StageProgress = Callable[[float, str], None]  # (fraction done, what is happening)
 
 
 class ExampleFields(NamedTuple):
@@ -98,8 +96,12 @@ def run_attribution(
     on_progress: StageProgress | None = None,
     predict: str = "default",
     contrast: str = "none",
+    dataset: str = "",
+    example_id: str = "",
 ) -> AttributionView:
     """Returns the view of one prompt's attribution; a contrast other than "none" replaces the target mode's target.
+    An attribution computed before (same model, settings and prompt) is reused, as is a rationale build's for the
+    example `example_id` of `dataset` when the fields still show it (see `teacher_click`).
 
     Raises:
         KdvizError: bad input (checked before the model loads), unknown model, method, mode or format.
@@ -127,13 +129,15 @@ def run_attribution(
             raise InputError("type the custom target to attribute, or pick another target mode")
     report(0.1, f"loading {model_spec}")
     loaded = kdviz.load_model(model_spec.strip())
-    report(0.5, f"attributing with {method}")
-    attr = kdviz.attribute(
-        loaded, example, target, method, target_mode=None if target or contrasted else target_mode, fmt=fmt,
-        steps=steps, predict=None if predict == "default" else predict, contrast=contrasted,
+    report(0.5, f"predicting, then attributing with {method}")
+    mode, picked = predict_mode(loaded, None if predict == "default" else predict), picked_example(dataset, example_id)
+    click = Click(
+        loaded.name, method, example, fmt, target, None if target or contrasted else target_mode, contrasted,
+        steps if method == "integrated_gradients" else None, mode,
     )  # fmt: skip
+    attr, note = attribute_click(loaded, click, picked, report)
     return AttributionView(
-        prediction_markdown(attr, example.answer),
+        prediction_markdown(attr, example.answer) + (f"\n\n{note}" if note else ""),
         kdviz.attribution_html(attr),
         kdviz.attribution_heatmap(attr),
         top_words_table(attr, TOP_K),

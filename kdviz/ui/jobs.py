@@ -7,7 +7,9 @@ per session, so a reloaded page can still see and stop the job it started.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +54,9 @@ class JobSlot:
             if self.active is not None:
                 raise BusyError(busy(self.active))
             self.active = job
-        threading.Thread(target=self._run, args=(job, work), name=f"kdviz-{self.kind}-{name}", daemon=True).start()
+        # In the starting handler's context: the job reads only what the handler may (`kdviz.ui.errors.guard_events`).
+        run = functools.partial(contextvars.copy_context().run, self._run, job, work)
+        threading.Thread(target=run, name=f"kdviz-{self.kind}-{name}", daemon=True).start()
         return job
 
     def _run(self, job: Job, work: Callable[[], Any]) -> None:

@@ -9,7 +9,7 @@ import gradio as gr
 import kdviz
 from kdviz.lm.prompts import MAX_PROMPT_CHARS
 
-from . import handlers
+from . import handlers, teacher_click
 from .errors import ui_errors
 from .fields import Slider
 
@@ -27,25 +27,23 @@ def attribute(
     steps: int,
     predict: str = "default",
     contrast: str = "none",
+    example_id: str | None = None,
+    dataset: str = "",
     progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
 ) -> handlers.AttributionView:
     note = handlers.model_load_note(model)
     if note:
         gr.Info(note)
     return handlers.run_attribution(
-        model,
-        method,
-        target_mode,
-        prompt,
-        choices,
-        gold,
-        custom_target,
-        fmt,
-        steps,
-        on_progress=lambda fraction, desc: progress(fraction, desc=desc),
-        predict=predict,
-        contrast=contrast,
-    )
+        model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps,
+        on_progress=lambda fraction, desc: progress(fraction, desc=desc), predict=predict, contrast=contrast,
+        dataset=dataset, example_id=example_id or "",
+    )  # fmt: skip
+
+
+cost_note = ui_errors(
+    teacher_click.cost_note
+)  # the line under the method menu: (method, prompt, choices, steps, model)
 
 
 @ui_errors
@@ -73,6 +71,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 info="a listed spec, or type a hub id, local folder or .gguf file",
             )
             method = gr.Dropdown(kdviz.list_attribution_methods(), value="input_x_gradient", label="Method")
+            cost = gr.Markdown(teacher_click.cost_note("input_x_gradient", "", "", 20, teacher))
             target_mode = gr.Radio(
                 list(handlers.TARGET_MODES),
                 value="generate",
@@ -138,11 +137,14 @@ def render(teacher: str, examples_path: str | Path) -> None:
     with gr.Accordion("Record (TokenAttribution.to_dict())", open=False):
         record = gr.JSON(label="Record")
 
-    run.click(
-        attribute,
-        [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps, predict, contrast],
-        [answer, highlighted, heatmap, top_k, record],
-        api_name="attribute",
+    # The picked example (and its file) go along, so a click can reuse a rationale build's attribution of it.
+    fields = [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps, predict, contrast, example]
+    clicked = run.click(
+        attribute, [*fields, dataset], [answer, highlighted, heatmap, top_k, record], api_name="attribute"
     )
+    cost_inputs = [method, prompt, choices, steps, model]
+    gr.on([method.change, steps.change, prompt.change, choices.change, model.change], cost_note, cost_inputs, cost,
+          api_name="cost_note", show_progress="hidden")  # fmt: skip
+    clicked.then(cost_note, cost_inputs, cost, api_name="cost_after", show_progress="hidden")  # with the pace in s
     example.input(pick_example, [dataset, example], [prompt, choices, gold, fmt, target_mode], api_name="pick_example")
     upload.upload(load_dataset, upload, [example, dataset], api_name="load_dataset")

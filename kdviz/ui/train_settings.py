@@ -11,6 +11,8 @@ from kdviz.config import TrainConfig
 from kdviz.data import absolute_source
 from kdviz.distill.methods import METHODS, get_method
 from kdviz.distill.runs import holds_run
+from kdviz.distill.tracking import REPORT_TO as REPORT_TO  # the tab's choices
+from kdviz.distill.tracking import check_tracker
 from kdviz.errors import InputError
 from kdviz.workspace import Workspace
 
@@ -28,6 +30,9 @@ NUMBER_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {  # the panel's label of
     "eval_size": ("Eval size", {"whole": True, "minimum": 1}),
     "alpha": ("α (weight of the answer loss)", {"minimum": 0, "maximum": 1}),
     "temperature": ("Temperature", {"above": 0}),
+    "dpo_beta": ("β", {"above": 0}),  # one β field in the panel: DPO's, or GKD's
+    "gkd_beta": ("β", {"minimum": 0, "maximum": 1}),
+    "gkd_lmbda": ("λ (share of on-policy steps)", {"minimum": 0, "maximum": 1}),
     "lora_r": ("LoRA rank", {"whole": True, "minimum": 1}),
 }
 
@@ -40,6 +45,16 @@ class MethodView(NamedTuple):
     uses_teacher: bool  # runs the teacher model during training
 
 
+class MethodSettings(NamedTuple):
+    """Which of the panel's method fields a method reads: KD loss and temperature, β (its default; None: no β),
+    λ, and the rationale in DPO's preferred answer."""
+
+    kd: bool
+    beta: float | None
+    lmbda: bool
+    rationale: bool
+
+
 def method_info(method: str) -> MethodView:
     """Returns the method's description and which of the panel's settings it uses."""
     m = get_method(method)
@@ -48,9 +63,17 @@ def method_info(method: str) -> MethodView:
         (m.needs_teacher_answer, "needs the teacher's answers: train on a Rationales export or build"),
         (m.needs_teacher_model, "runs the teacher during training (teacher and student must share a vocabulary)"),
         (m.teacher_at_test_time, "at test time, every new input needs the teacher's rationale first"),
+        (m.via_trl, "trained by TRL's trainer: decoder-only students"),
     ]
     text = f"**{m.name}**: {m.summary}" + "".join(f"  \n· {note}" for needed, note in notes if needed)
     return MethodView(text, m.uses_alpha, m.needs_teacher_model)
+
+
+def method_settings(method: str) -> MethodSettings:
+    """Returns which of the panel's method-specific settings the method reads (its `Method.own_settings`)."""
+    own = get_method(method).own_settings
+    beta = next((DEFAULTS[f] for f in ("dpo_beta", "gkd_beta") if f in own), None)
+    return MethodSettings("kd_loss" in own, beta, "gkd_lmbda" in own, "dpo_rationale" in own)
 
 
 def suggest_run_name(workspace: str | Path, method: str, student: str) -> str:
@@ -75,24 +98,11 @@ def checked(field: str, value: Any) -> Any:
 
 
 def make_config(
-    workspace: str | Path,
-    student: str,
-    dataset: str,
-    method: str,
-    max_steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    eval_every: int,
-    eval_size: int,
-    alpha: float,
-    kd_loss: str,
-    temperature: float,
-    teacher: str,
-    lora: bool,
-    lora_r: int,
-    name: str,
-) -> TrainConfig:
+    workspace: str | Path, student: str, dataset: str, method: str,
+    max_steps: int, batch_size: int, lr: float, seed: int, eval_every: int, eval_size: int,
+    alpha: float, kd_loss: str, temperature: float, teacher: str, lora: bool, lora_r: int,
+    beta: float, lmbda: float, dpo_rationale: bool, report_to: str, name: str,
+) -> TrainConfig:  # fmt: skip
     """Returns the TrainConfig of the panel's fields, its run folder <workspace>/runs/<name>. Settings a method
     does not use keep their defaults, so the config (and the CLI command) holds only what matters.
 
@@ -113,8 +123,11 @@ def make_config(
     if holds_run(out):
         raise InputError(f"a run named {name!r} exists already; choose another run name")
     extra = {"alpha": checked("alpha", alpha)} if m.uses_alpha else {}
-    if m.needs_teacher_model:
-        extra |= {"teacher": teacher, "kd_loss": kd_loss, "temperature": checked("temperature", temperature)}
+    extra |= {"teacher": teacher} if m.needs_teacher_model else {}
+    panel = dict(kd_loss=kd_loss, temperature=temperature, dpo_beta=beta, gkd_beta=beta, gkd_lmbda=lmbda)
+    panel["dpo_rationale"] = bool(dpo_rationale)
+    extra |= {f: checked(f, panel[f]) if f in NUMBER_FIELDS else panel[f] for f in m.own_settings}
+    check_tracker(report_to or "none")  # now, not once the run has started: the message names the package
     if lora:
         extra |= {"lora": True, "lora_r": checked("lora_r", lora_r)}
     try:
@@ -129,6 +142,7 @@ def make_config(
             seed=checked("seed", seed),
             eval_every=checked("eval_every", eval_every),
             eval_size=checked("eval_size", eval_size),
+            report_to=report_to or "none",
             **extra,
         )
     except (TypeError, ValueError) as exc:

@@ -33,8 +33,10 @@ def launch(workspace: str, *fields: Any):
 
 @ui_errors
 def method_changed(method: str, workspace: str, student: str) -> tuple:
-    info, name = ts.method_info(method), ts.suggest_run_name(workspace, method, student)
-    return info.summary, gr.update(visible=info.uses_alpha), gr.update(visible=info.uses_teacher), name
+    info, own = ts.method_info(method), ts.method_settings(method)
+    shown = [info.uses_alpha, info.uses_teacher, own.kd, own.kd, own.beta is not None, own.lmbda, own.rationale]
+    beta = gr.skip() if own.beta is None else own.beta  # its default for the method: DPO's and GKD's β differ
+    return info.summary, *(gr.update(visible=v) for v in shown), beta, ts.suggest_run_name(workspace, method, student)
 
 
 @ui_errors
@@ -67,6 +69,7 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     ws = gr.State(str(workspace))
     datasets, runs_now = th.list_datasets(workspace), rv.run_rows(workspace)
     summary_now, alpha_now, teacher_now = ts.method_info(D["method"])
+    own_now = ts.method_settings(D["method"])
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             student = gr.Dropdown(
@@ -82,29 +85,28 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
             method = gr.Dropdown(list(ts.METHOD_NAMES), value=D["method"], label="Method")
             summary = gr.Markdown(summary_now)
         with gr.Column(scale=1, min_width=320):
-            with gr.Row():
-                max_steps = gr.Number(D["max_steps"], label=L["max_steps"][0], precision=0)
-                batch_size = gr.Number(D["batch_size"], label=L["batch_size"][0], precision=0)
-                lr = gr.Number(D["lr"], label=L["lr"][0])
-            with gr.Row():
-                seed = gr.Number(D["seed"], label=L["seed"][0], precision=0)
-                eval_every = gr.Number(D["eval_every"], label=L["eval_every"][0], precision=0)
-                eval_size = gr.Number(D["eval_size"], label=L["eval_size"][0], precision=0)
+            numbers = {}  # max_steps, batch_size, lr, seed, eval_every, eval_size: make_config's order
+            for row in (("max_steps", "batch_size", "lr"), ("seed", "eval_every", "eval_size")):
+                with gr.Row():
+                    for f in row:
+                        numbers[f] = gr.Number(D[f], label=L[f][0], precision=None if f == "lr" else 0)
             alpha = Slider(0, 1, D["alpha"], step=0.05, label=L["alpha"][0], visible=alpha_now)
             with gr.Row(visible=teacher_now) as kd_row:
-                kd_loss = gr.Radio(["kl", "jsd"], value=D["kd_loss"], label="KD loss", min_width=100)
-                temperature = gr.Number(D["temperature"], label=L["temperature"][0], min_width=100)
-                kd_teacher = gr.Dropdown(
-                    specs if teacher in specs else [teacher, *specs], value=teacher, label="Teacher",
-                    allow_custom_value=True,
-                )  # fmt: skip
+                kd_loss = gr.Radio(["kl", "jsd"], value=D["kd_loss"], label="KD loss", visible=own_now.kd)
+                temperature = gr.Number(D["temperature"], label=L["temperature"][0], min_width=100, visible=own_now.kd)
+                kd_teacher = gr.Dropdown(specs if teacher in specs else [teacher, *specs], value=teacher,
+                                         label="Teacher", allow_custom_value=True)  # fmt: skip
+            with gr.Row(visible=own_now.beta is not None) as trl_row:
+                beta = gr.Number(own_now.beta or D["dpo_beta"], label=L["dpo_beta"][0], min_width=80)
+                lmbda = gr.Number(D["gkd_lmbda"], label=L["gkd_lmbda"][0], min_width=80, visible=own_now.lmbda)
+                dpo_rationale = gr.Checkbox(D["dpo_rationale"], label="With the rationale", visible=own_now.rationale,
+                                            info="the preferred answer also gives the teacher's rationale")  # fmt: skip
             with gr.Row():
                 lora = gr.Checkbox(D["lora"], label="LoRA (train adapters only)")
                 lora_r = gr.Number(D["lora_r"], label=L["lora_r"][0], precision=0)
-            name = gr.Textbox(
-                ts.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
-                info=f"a folder in {th.runs_root(workspace)}",
-            )  # fmt: skip
+                report_to = gr.Dropdown(list(ts.REPORT_TO), value=D["report_to"], label="Report to", min_width=100)
+            name = gr.Textbox(ts.suggest_run_name(workspace, D["method"], STUDENT), label="Run name",
+                              info=f"a folder in {th.runs_root(workspace)}")  # fmt: skip
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
                 stop = gr.Button("Cancel", variant="stop")
@@ -130,21 +132,19 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
             )  # fmt: skip
         past_command = gr.Markdown()
 
-    fields = [student, dataset, method, max_steps, batch_size, lr, seed, eval_every, eval_size]
-    fields += [alpha, kd_loss, temperature, kd_teacher, lora, lora_r, name]
+    fields = [student, dataset, method, *numbers.values()]
+    fields += [alpha, kd_loss, temperature, kd_teacher, lora, lora_r, beta, lmbda, dpo_rationale, report_to, name]
     # No concurrency limit: a second launch must get the busy message now, not wait in the queue for this run.
     start.click(
         launch, [ws, *fields], [status, curves, samples, command], api_name="train", concurrency_limit=None
     ).then(after_run, [ws, method, student, name], [runs, run, name], api_name="after_train")
     stop.click(ui_errors(th.cancel_run), None, status, api_name="cancel_training")
-    gr.on(
-        [method.input, student.input], method_changed, [method, ws, student], [summary, alpha, kd_row, name],
-        api_name="method_info",
-    )  # fmt: skip
+    method_fields = [alpha, kd_row, kd_loss, temperature, trl_row, lmbda, dpo_rationale, beta]
+    gr.on([method.input, student.input], method_changed, [method, ws, student], [summary, *method_fields, name],
+          api_name="method_info")  # fmt: skip
     triggers = [reload.click] + ([tab.select] if tab is not None else [])
     gr.on(triggers, refresh, [ws, dataset], [dataset, runs, run], api_name="refresh_train")
     uploaded.upload(upload, [ws, uploaded], dataset, api_name="upload_train_data")
     runs.select(pick_run, None, run, api_name="pick_run")
-    run.change(
-        ui_errors(rv.run_view), [ws, run], [past_status, past_curves, past_samples, past_command], api_name="show_run"
-    )
+    past = [past_status, past_curves, past_samples, past_command]
+    run.change(ui_errors(rv.run_view), [ws, run], past, api_name="show_run")

@@ -7,6 +7,7 @@ import pytest
 from kdviz import attribute, load_examples, load_model
 from kdviz.cli.main import main
 from kdviz.lm.embedded import EMBEDDED
+from kdviz.lm.prompts import default_predict_mode
 
 from .conftest import CQA_TRAIN
 
@@ -27,10 +28,11 @@ def test_each_embedded_default_loads_and_attributes_a_commonsenseqa_question(spe
     attr = attribute(loaded, question, method="input_x_gradient")
     predicted = attr.prediction.predicted
     assert attr.target_mode == "choice" and predicted in question.choices and attr.prediction.correct is not None
-    # chat models predict by the next-token letter, base models by each choice's text after the question alone;
-    # the attributed target is what was scored
-    assert attr.prediction.mode == ("letter" if loaded.chat else "cloze")
-    assert attr.target == ("ABCDE"[question.choices.index(predicted)] if loaded.chat else predicted)
+    # each model predicts in its measured best mode (the teacher by the next-token letter, the two small ones by
+    # each choice's text after the question alone); the attributed target is what was scored
+    letter = spec == "embedded-teacher"
+    assert attr.prediction.mode == ("letter" if letter else "cloze") == default_predict_mode(loaded)
+    assert attr.target == ("ABCDE"[question.choices.index(predicted)] if letter else predicted)
     # chat-template and special tokens are never attributed; the question's words all are
     assert not any("<|" in tok or "<bos>" in tok for tok in attr.input_tokens)
     assert set(question.question.split()) <= set(attr.words)

@@ -33,15 +33,13 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from kdviz.errors import InputError
 from kdviz.lm.forward import Batch, embed, model_lock, target_logits
 
-if TYPE_CHECKING:
-    from .methods import _Layout, _Prepared
+from .layout import Layout, Prepared, term_index
 
 MISSING_LXT = (
     "attnlrp needs the optional lxt package: pip install --no-deps lxt==2.1 "
@@ -98,15 +96,13 @@ def attnlrp_rules(model) -> Iterator[None]:
                 module.forward = before
 
 
-def _term_logits(logits: torch.Tensor, layout: _Layout) -> torch.Tensor:
+def _term_logits(logits: torch.Tensor, layout: Layout) -> torch.Tensor:
     """Returns each prompt's signed term logits [n, J] (zeros past a prompt's last term) from logits [R, T, V]."""
-    from .methods import term_index  # methods imports this module to register the method
-
     row, pos, tok, sign = term_index(layout, logits.device)
     return logits[row, pos, tok].float() * sign
 
 
-def attnlrp(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):
+def attnlrp(loaded, batch: Batch, preps: list[Prepared], layout: Layout, steps: int, per_token: bool):
     """The `attnlrp` attribution method (signature of kdviz.attribution.methods.METHODS; `steps` is unused)."""
     with model_lock(loaded), attnlrp_rules(loaded.model), torch.enable_grad():
         x = (

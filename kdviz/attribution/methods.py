@@ -14,14 +14,13 @@ the same prompt, whose prompt gradients are added to the first row's (the prompt
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from kdviz.errors import InputError, resource_errors
-from kdviz.lm.forward import Batch, Item, embed, make_batch, model_lock, target_logits, target_logprobs
-from kdviz.lm.prompts import EncodedPrompt, check_target, check_target_tokens, encode, encode_target
-from kdviz.records import Prediction, TargetMode, TokenAttribution
+from kdviz.lm.forward import Batch, embed, make_batch, model_lock, target_logits, target_logprobs
+from kdviz.lm.prompts import check_target, check_target_tokens, encode, encode_target
+from kdviz.records import TokenAttribution
 
 from .catalog import (  # noqa: F401
     CONTRASTIVE_METHODS,
@@ -32,6 +31,8 @@ from .catalog import (  # noqa: F401
     check_method,
     list_attribution_methods,
 )
+from .layout import AttributionRequest as AttributionRequest  # the public request type
+from .layout import Layout, Prepared, make_layout, term_index
 from .lrp import attnlrp
 from .passes import (  # noqa: F401  (re-exported: bench/attribution.py and the tests read the budget here)
     CHUNK_UNITS,
@@ -46,75 +47,7 @@ from .passes import (  # noqa: F401  (re-exported: bench/attribution.py and the 
 from .words import assign_tokens, merge_scores, overlaps_any, token_groups, word_spans
 
 
-@dataclass(frozen=True)
-class AttributionRequest:
-    """One prompt and the target string whose log-probability is attributed to it, and what the model predicted
-    (copied into the attribution record)."""
-
-    prompt: str
-    target: str
-    target_mode: TargetMode = "forced"
-    template_spans: tuple[tuple[int, int], ...] = ()
-    example_id: str | None = None
-    prediction: Prediction | None = None
-    contrast: str | None = None  # attribute log p(target) - log p(contrast) ("why this and not that")
-    first_token_only: bool = False  # score only the first token of target and contrast: a letter, as predicted
-
-
-@dataclass
-class _Prepared:
-    request: AttributionRequest
-    encoded: EncodedPrompt
-    target_ids: tuple[int, ...]
-    contrast_ids: tuple[int, ...]  # () without a contrast
-    word_spans: list[tuple[int, int]]
-    owners: list[int]  # per content token: its word index
-
-
-Term = tuple[int, int, int, float]  # (batch row, target position, token id, sign): sign * log p(token) there
-
-
-@dataclass
-class _Layout:
-    """Batch items for some prompts and, per prompt, the terms whose sum is attributed (its target's tokens, then
-    its contrast's). Rows 0..n-1 read the n prompts' targets; a contrast not read at the target's position gets a
-    row of its own after them (`row_owner` says whose)."""
-
-    items: list[Item]
-    terms: list[list[Term]]
-    row_owner: list[int]
-
-
-def _layout(entries: Sequence[tuple[tuple[int, ...], _Prepared]]) -> _Layout:
-    items: list[Item] = [(ids, p.target_ids) for ids, p in entries]
-    owner, terms = list(range(len(entries))), []
-    for b, (ids, p) in enumerate(entries):
-        own = [(b, t, tok, 1.0) for t, tok in enumerate(p.target_ids)]
-        if len(p.target_ids) == 1 == len(p.contrast_ids):  # both read off the next-token distribution
-            own.append((b, 0, p.contrast_ids[0], -1.0))
-        elif p.contrast_ids:
-            items.append((ids, p.contrast_ids))
-            owner.append(b)
-            own += [(len(items) - 1, t, tok, -1.0) for t, tok in enumerate(p.contrast_ids)]
-        terms.append(own)
-    return _Layout(items, terms, owner)
-
-
-def term_index(layout: _Layout, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (row, position, token, sign), each [n, J]: where each prompt's terms are read in the target logits
-    [R, T, V] and their signs (zeros past a prompt's last term)."""
-    width = max(len(t) for t in layout.terms)
-    index = torch.zeros((3, len(layout.terms), width), dtype=torch.long)
-    sign = torch.zeros((len(layout.terms), width))
-    for b, own in enumerate(layout.terms):
-        for j, (row, pos, tok, s) in enumerate(own):
-            index[:, b, j] = torch.tensor((row, pos, tok))
-            sign[b, j] = s
-    row, pos, tok = index.to(device)
-    return row, pos, tok, sign.to(device)
-
-
-def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def _term_values(loaded, batch: Batch, layout: Layout, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """Returns the signed log-probabilities of each prompt's terms, [k, n, J] (zeros past a prompt's last term),
     for `inputs_embeds` repeating the batch k times (k = 1 without)."""
     logits, _ = target_logits(loaded, batch, inputs_embeds)
@@ -132,7 +65,7 @@ def _term_values(loaded, batch: Batch, layout: _Layout, inputs_embeds: torch.Ten
 MethodFn = Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]
 
 
-def _content(rows: torch.Tensor, b: int, prep: _Prepared) -> torch.Tensor:
+def _content(rows: torch.Tensor, b: int, prep: Prepared) -> torch.Tensor:
     return rows[..., b, list(prep.encoded.content_positions)]
 
 
@@ -144,8 +77,8 @@ def _gradient_method(kind: str) -> MethodFn:
     def run(
         loaded,
         batch: Batch,
-        preps: list[_Prepared],
-        layout: _Layout,
+        preps: list[Prepared],
+        layout: Layout,
         steps: int,
         per_token: bool,
         passes: Passes | None = None,
@@ -220,8 +153,8 @@ def _gradient_method(kind: str) -> MethodFn:
 def _feature_ablation(
     loaded,
     batch: Batch,
-    preps: list[_Prepared],
-    layout: _Layout,
+    preps: list[Prepared],
+    layout: Layout,
     steps: int,
     per_token: bool,
     passes: Passes | None = None,
@@ -243,7 +176,7 @@ def _feature_ablation(
         chunk = max(1, passes.tokens // (rows * length))  # a variant is one word shorter: the budget holds
         diffs = []
         for start in range(0, len(variants), chunk):
-            part = _layout(variants[start : start + chunk])
+            part = make_layout(variants[start : start + chunk])
             values = _term_values(loaded, make_batch(loaded, part.items), part)[0]
             diffs.append(base_values[b : b + 1, :n_terms] - values[:, :n_terms])
             passes.advance(len(part.terms))
@@ -257,7 +190,7 @@ def _feature_ablation(
 
 
 @torch.no_grad()
-def _attention(loaded, batch: Batch, preps: list[_Prepared], layout: _Layout, steps: int, per_token: bool):
+def _attention(loaded, batch: Batch, preps: list[Prepared], layout: Layout, steps: int, per_token: bool):
     # Mean attention over layers and heads from the position that predicts each target token (cross-attention
     # for encoder-decoder models) to each prompt token. Needs eager attention, switched on only for this call; the
     # model is shared, so its lock keeps every other thread's forward out until it is switched back. It has no
@@ -294,7 +227,7 @@ METHODS: dict[str, MethodFn] = {
 assert set(METHODS) == set(METHOD_DESCRIPTIONS), "kdviz.attribution.catalog names every method"
 
 
-def _prepare(loaded, request: AttributionRequest) -> _Prepared:
+def _prepare(loaded, request: AttributionRequest) -> Prepared:
     check_target(request.target)
     if request.contrast is not None:
         check_target(request.contrast, "the contrast")
@@ -305,14 +238,14 @@ def _prepare(loaded, request: AttributionRequest) -> _Prepared:
     contrast = encode_target(loaded, encoded, request.contrast)[:keep] if request.contrast is not None else ()
     check_target_tokens(target)
     check_target_tokens(contrast, "the contrast")
-    return _Prepared(request, encoded, target, contrast, spans, assign_tokens(encoded.content_offsets, spans))
+    return Prepared(request, encoded, target, contrast, spans, assign_tokens(encoded.content_offsets, spans))
 
 
-def _size(prep: _Prepared) -> tuple[int, int]:
+def _size(prep: Prepared) -> tuple[int, int]:
     return rows_and_length(len(prep.encoded.ids), len(prep.target_ids), len(prep.contrast_ids))
 
 
-def _record(loaded, method: str, prep: _Prepared, matrix: torch.Tensor, seq: torch.Tensor) -> TokenAttribution:
+def _record(loaded, method: str, prep: Prepared, matrix: torch.Tensor, seq: torch.Tensor) -> TokenAttribution:
     tok = loaded.tokenizer
     req, n_words = prep.request, len(prep.word_spans)
     rows = matrix.cpu().tolist()
@@ -390,7 +323,7 @@ def attribute_requests(
     options = {"passes": Passes(tokens, lambda n: tracker.advance(unit, n))} if unit else {}
     results: list[TokenAttribution] = []
     for preps in batches:
-        layout = _layout([(p.encoded.ids, p) for p in preps])
+        layout = make_layout([(p.encoded.ids, p) for p in preps])
         batch = make_batch(loaded, layout.items)
         scored = METHODS[method](loaded, batch, preps, layout, steps=steps, per_token=per_token, **options)
         results += [_record(loaded, method, p, m, s) for p, (m, s) in zip(preps, scored, strict=False)]

@@ -101,6 +101,19 @@ class TrainConfig:
         metadata={"help": "how the student's evaluation predicts a choice: letter, cloze or choice-text (none: "
                   "each choice's text after the trained prompt, as choice-text)"},
     )  # fmt: skip
+    # Where the teacher's outputs come from (Distilling step-by-step trains on the 540B teacher's chain of thought
+    # that ships with the data; kdviz's own builds give attribution rationales and the embedded teacher's answers).
+    rationale_source: Literal["build", "data"] = field(
+        default="build",
+        metadata={"help": "the teacher rationales rationale_input, multitask and dpo_rationale read: build (the "
+                  "rationales in the training data: a build's attribution rationales) or data (each example's "
+                  "teacher_rationale field, e.g. the 540B chain of thought)"},
+    )  # fmt: skip
+    label_source: Literal["build", "data"] = field(
+        default="build",
+        metadata={"help": "the teacher answers teacher_label, dpo and gkd read: build (the answers in the training "
+                  "data: a build's teacher predictions) or data (each example's teacher_answer field)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -25,7 +25,7 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 # The kdviz fields a column mapping may name (the record shapes `example_from_row` and training data read).
 MAPPABLE_FIELDS = (
     "id", "question", "choices", "answer", "answerKey", "premise", "hypothesis", "label", "context",
-    "human_rationale_extractive", "rationale", "teacher_answer", "teacher_rationale",
+    "human_rationale_extractive", "rationale", "teacher_answer", "teacher_rationale", "answer_value",
 )  # fmt: skip
 
 
@@ -47,6 +47,33 @@ def _text(value, where: str, what: str) -> str:
     return text
 
 
+def _optional_text(value, where: str, what: str) -> str | None:
+    """Returns an optional field's text: None for null or invisible text (the teacher gave no answer there)."""
+    if isinstance(value, (list, dict, bool)):
+        raise InputError(f"{where}: {what} must be text, not a {type(value).__name__}")
+    return None if value is None or not has_visible_text(str(value)) else str(value)
+
+
+def _number(value, where: str, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"{where}: {what} must be a number, not {value!r:.40}")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise InputError(f"{where}: {what} must be a number, not {value!r:.40}") from exc
+
+
+def _data_extras(row: dict, where: str) -> dict:
+    """Returns the Example fields a dataset adds beside the task: a teacher's outputs, an answer's value."""
+    return {
+        "teacher_rationale": _optional_text(row.get("teacher_rationale"), where, "'teacher_rationale'"),
+        "teacher_answer": _optional_text(row.get("teacher_answer"), where, "'teacher_answer'"),
+        "answer_value": _number(row.get("answer_value"), where, "'answer_value'"),
+    }
+
+
 def _nli_label(label, where: str) -> str | None:
     if label is None or label == -1:  # SNLI and MNLI mark examples without a gold label with -1
         return None
@@ -61,7 +88,9 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
 
     Multiple choice: `question`, `choices` (a list, or CommonsenseQA's {"label": [...], "text": [...]}),
     `answer` (a choice's text or letter), optional `human_rationale_extractive`. NLI: `premise`, `hypothesis`,
-    `label` (name or 0/1/2; -1 or none: no gold label). Free-form QA: `question`, `answer`.
+    `label` or `answer` (name or 0/1/2; -1 or none: no gold label). Free-form QA: `question`, `answer`, optional
+    `answer_value` (an arithmetic answer's value). Any of them may carry `teacher_rationale` and `teacher_answer`
+    (a teacher's outputs shipped with the data).
 
     Args:
         where: where the record is, for messages ("data.jsonl, line 3"); default "record <index>".
@@ -74,7 +103,8 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
     ex_id = _text(row["id"], where, "'id'") if "id" in row else str(index)
     if "premise" in row and "hypothesis" in row:
         premise, hypothesis = (_text(row[k], where, repr(k)) for k in ("premise", "hypothesis"))
-        return Example(ex_id, "nli", hypothesis, NLI_LABEL_NAMES_TUPLE, _nli_label(row.get("label"), where), premise)
+        label = _nli_label(row.get("label", row.get("answer")), where)  # the shared ANLI/e-SNLI files say "answer"
+        return Example(ex_id, "nli", hypothesis, NLI_LABEL_NAMES_TUPLE, label, premise, **_data_extras(row, where))
     if "question" not in row:
         raise InputError(
             f"{where} has no 'question' field (nor 'premise' and 'hypothesis'); it has: "
@@ -100,6 +130,7 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
         None if answer is None else str(answer),
         row.get("context"),
         rationale,
+        **_data_extras(row, where),
     )
 
 

@@ -45,6 +45,9 @@ class Example(Record):
 
     `task` is "mcqa" (question + choices), "nli" (`context` = premise, `question` = hypothesis, choices = labels)
     or "qa" (question, free-text answer). `human_rationale` is a human-marked evidence span, where the data has one.
+    `teacher_rationale` and `teacher_answer` are what a teacher outside kdviz said, where the data ships it (the
+    540B model's chain of thought and answer of "Distilling step-by-step"); `answer_value` is the value of an
+    arithmetic gold answer (SVAMP's "( 84.0 / 2.0 )" is 42.0).
     """
 
     id: str
@@ -54,11 +57,22 @@ class Example(Record):
     answer: str | None = None
     context: str | None = None
     human_rationale: str | None = None
+    teacher_rationale: str | None = None
+    teacher_answer: str | None = None
+    answer_value: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple(self.choices))
         if self.task not in ("mcqa", "nli", "qa"):
             raise ValueError(f"task must be mcqa, nli or qa, not {self.task!r}")
+
+    def task_dict(self) -> dict[str, Any]:
+        """Returns `to_dict()` without what the data adds beside the task (`DATA_EXTRAS`): caches key examples on
+        it, so attributions cached before those fields were read still match, and reading them never re-runs one."""
+        return {k: v for k, v in self.to_dict().items() if k not in DATA_EXTRAS}
+
+
+DATA_EXTRAS = ("teacher_rationale", "teacher_answer", "answer_value")  # an Example's fields no model reads
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,42 @@ def test_one_reader_per_file_type_for_examples_and_training_data(tmp_path):
         with pytest.raises(InputError, match="no such data file"):
             read(tmp_path / "nope.csv")
     assert [t.example for t in load_train_examples(demo_path())] == load_examples(demo_path())
+
+
+SHARED = CQA_TRAIN.parent.parent
+FIRST_ROWS = {  # the first row of each shared dataset: (task, answer, teacher_answer, answer_value, rationale start)
+    "cqa": ("mcqa", "math problem", "math problem", None, "The answer must be something that has to do with"),
+    "anli1": ("nli", "contradiction", "contradiction", None, "Linguistics involves an analysis of language form"),
+    "esnli": ("nli", "neutral", "neutral", None, "The to go packages are not necessarily from lunch."),
+    "svamp": ("qa", "( 84.0 / 2.0 )", "84 / 2", 42.0, "Luke scored 84 points after 2 rounds."),
+}
+
+
+@pytest.mark.parametrize("name", list(FIRST_ROWS))
+def test_each_shared_dataset_loads_with_its_teacher_fields(name):
+    path = SHARED / name / "train.jsonl"
+    if not path.exists():
+        pytest.skip(f"shared {name} data not present")
+    task, answer, teacher_answer, value, rationale = FIRST_ROWS[name]
+    first = load_examples(path, limit=3)[0]
+    assert (first.task, first.answer, first.teacher_answer, first.answer_value) == (
+        task,
+        answer,
+        teacher_answer,
+        value,
+    )
+    assert first.teacher_rationale.startswith(rationale)
+    if task == "nli":  # the shared NLI files name the gold label "answer", not "label"
+        assert first.context and first.choices == ("entailment", "neutral", "contradiction")
+
+
+def test_teacher_fields_of_a_row_a_missing_teacher_answer_and_bad_values():
+    row = {"question": "2+2?", "answer": "( 2.0 + 2.0 )", "answer_value": 4, "teacher_answer": None,
+           "teacher_rationale": "2 + 2 = 4. The answer is (2 + 2)."}  # fmt: skip
+    ex = example_from_row(row, 0)
+    assert (ex.teacher_answer, ex.answer_value, ex.teacher_rationale) == (None, 4.0, row["teacher_rationale"])
+    assert example_from_row({"question": "q?", "answer": "a"}, 0).teacher_rationale is None
+    with pytest.raises(InputError, match="record 0: 'answer_value' must be a number"):
+        example_from_row({**row, "answer_value": "four"}, 0)
+    with pytest.raises(InputError, match="record 0: 'teacher_rationale' must be text, not a list"):
+        example_from_row({**row, "teacher_rationale": ["a"]}, 0)

@@ -235,5 +235,8 @@ def test_a_students_evaluation_keeps_its_default_and_can_predict_in_each_mode(ti
     assert predict_answers(tiny, items, predict="cloze") == [s.predicted for s in cloze]
     with_rationale = student_prompt(get_method("rationale_input"), items[0], "cloze")
     assert with_rationale == "Question: Where would you keep milk cold?\nRationale: milk cold\nAnswer:"
-    with pytest.raises(InputError, match="does not letter its labels"):
-        predict_answers(tiny, [TrainExample(NLI)], BASELINE, predict="letter")
+    # NLI in letter mode: the student's prompt letters the labels, as the teacher's letter prompt does
+    lettered = student_prompt(BASELINE, TrainExample(NLI), "letter")
+    assert lettered == render_prediction(NLI, "letter").text and "\nA) entailment\nB) neutral" in lettered
+    by_letter = score_letters_batch(tiny, [lettered], [("entailment", "neutral", "contradiction")])
+    assert predict_answers(tiny, [TrainExample(NLI)], BASELINE, predict="letter") == [by_letter[0].predicted]

@@ -5,7 +5,7 @@ import pytest
 
 from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
 from kdviz.files import write_atomic
-from kdviz.records import Prediction
+from kdviz.records import DATA_EXTRAS, Prediction
 
 
 def test_every_record_round_trips_through_jsonl(tmp_path, tiny):
@@ -89,3 +89,22 @@ def test_record_log_appends_batches_and_skips_a_torn_last_line(tmp_path):
     c = Example("c", "qa", "third?")
     log.add([("k3", c)])  # the next batch after a crash starts on a line of its own and is read back
     assert RecordLog(log.path, Example, "example").load() == {"k1": b, "k2": b, "k3": c}
+
+
+def test_examples_keep_the_datas_teacher_outputs_and_old_files_still_load(tmp_path):
+    ex = Example("s1", "qa", "q?", (), "( 84.0 / 2.0 )", teacher_rationale="84 / 2 = 42.", teacher_answer="84 / 2",
+                 answer_value=42.0)  # fmt: skip
+    assert load_jsonl(save_jsonl([ex], tmp_path / "ex.jsonl"), Example) == [ex]
+    old = {
+        "id": "e1",
+        "task": "mcqa",
+        "question": "q?",
+        "choices": ["a", "b"],
+        "answer": "a",
+        "context": None,
+        "human_rationale": None,
+    }  # fmt: skip  (an Example written before the teacher fields)
+    assert Example.from_dict(old) == Example("e1", "mcqa", "q?", ("a", "b"), "a")
+    # caches key examples on their task alone: reading the teacher fields never invalidates an attribution
+    assert ex.task_dict() == {k: v for k, v in ex.to_dict().items() if k not in DATA_EXTRAS}
+    assert Example.from_dict(old).task_dict() == old

@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -18,8 +19,8 @@ from kdviz import InputError, KdvizError, load_model
 from kdviz.cli.main import build_parser, main
 from kdviz.cli.train import _config as cli_config
 from kdviz.config import TrainConfig
-from kdviz.data import demo_path
-from kdviz.distill.data import load_train_examples
+from kdviz.data import demo_path, load_examples
+from kdviz.distill.data import load_train_examples, train_examples, usable
 from kdviz.distill.evaluation import accuracy, normalize_answer, predict_answers
 from kdviz.distill.loop import (
     TrainResult,
@@ -47,6 +48,10 @@ from kdviz.distill.runs import (
 )
 from kdviz.lm.forward import make_batch, target_logits
 from kdviz.lm.tiny import build_tiny
+from kdviz.rationales.build import build_rationales
+from kdviz.records import save_jsonl
+
+from .conftest import CQA_TRAIN
 
 STUDENTS = ["tiny-student", "tiny-t5"]
 
@@ -255,7 +260,8 @@ def test_training_data_from_every_kdviz_output(rationale_export, tmp_path):
     assert len(from_folder) == 40 and all(t.rationale and t.teacher_answer for t in from_folder)
     assert load_train_examples(rationale_export / "rationales.parquet") == from_folder
     plain = load_train_examples(demo_path())
-    assert [t.example for t in plain] == [t.example for t in from_folder]
+    # the same examples; an export keeps the build's teacher outputs, not the dataset's (`kdviz.records.DATA_EXTRAS`)
+    assert [t.example.task_dict() for t in plain] == [t.example.task_dict() for t in from_folder]
     # The demo set, like the CommonsenseQA file, carries a teacher's chain of thought: a rationale source too.
     assert plain[0].rationale.startswith(("The answer", "A ", "The "))
     questions = tmp_path / "q.jsonl"
@@ -531,3 +537,55 @@ def test_config_yaml_records_its_data_and_a_rerun_warns_when_it_changed(tmp_path
     assert len(warnings) == 1 and f"{data.resolve()} changed" in warnings[0]
     assert "cannot be restored" in warnings[0]
     assert TrainConfig.from_yaml((tmp_path / "a" / "config.yaml").read_text()).data == str(data)
+
+
+def _shared_rows(name: str, n: int, path):
+    """Writes the first `n` rows of a shared dataset to `path` (skips the test when the data is not here)."""
+    source = CQA_TRAIN.parent.parent / name / "train.jsonl"
+    if not source.exists():
+        pytest.skip(f"shared {name} data not present")
+    with source.open(encoding="utf-8") as handle:
+        path.write_text("".join(itertools.islice(handle, n)), encoding="utf-8")
+    return path, [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_rationale_and_label_sources_of_a_build(rationale_export, tmp_path):
+    cqa, rows = _shared_rows("cqa", 6, tmp_path / "cqa.jsonl")
+    built = build_rationales("tiny", load_examples(cqa), cache_dir=tmp_path / "cache")
+    records = save_jsonl(built.records, tmp_path / "records.jsonl")
+    from_build = load_train_examples(records)
+    assert [t.rationale for t in from_build] == [r.rationale_text or None for r in built.records]
+    from_data = load_train_examples(records, rationale_source="data", label_source="data")
+    assert [t.rationale for t in from_data] == [r["teacher_rationale"] for r in rows]  # the 540B chain of thought
+    assert [t.teacher_answer for t in from_data] == [r["teacher_answer"] for r in rows]
+    assert [t.example for t in from_data] == [t.example for t in from_build]  # the same examples, other signals
+    pairs = get_method("multitask").pairs(from_data[0])
+    assert pairs["rationale"][1] == rows[0]["teacher_rationale"] and pairs["answer"][1] == "math problem"
+    # row 2: the teacher answered "train station" where the gold answer is "bridge"
+    assert get_method("teacher_label").pairs(from_data[1])["answer"][1] == "train station"
+    with pytest.raises(
+        InputError, match="--rationale-source data needs a 'teacher_rationale' field; rationales.jsonl"
+    ):
+        load_train_examples(rationale_export, rationale_source="data")  # an export keeps only the build's
+    with pytest.raises(InputError, match="--label-source must be build or data, not 'teacher'"):
+        load_train_examples(records, label_source="teacher")
+
+
+def test_a_tiny_run_trains_on_the_datas_chain_of_thought_and_answers(tmp_path):
+    svamp, rows = _shared_rows("svamp", 12, tmp_path / "svamp.jsonl")
+    base = ["train", "--student", "tiny-student", "--data", str(svamp), "--max-steps", "2", "--batch-size", "2",
+            "--eval-size", "2", "--eval-every", "0"]  # fmt: skip
+    assert main([*base, "--method", "multitask", "--rationale-source", "data", "--out", str(tmp_path / "mt")]) == 0
+    config = TrainConfig.from_yaml((tmp_path / "mt" / "config.yaml").read_text())
+    assert (config.rationale_source, config.label_source) == ("data", "build")
+    assert "--rationale-source data" in train_command(config)
+    items = train_examples(config)
+    assert [get_method("multitask").pairs(t)["rationale"][1] for t in items] == [r["teacher_rationale"] for r in rows]
+    assert read_status(tmp_path / "mt").status == "completed"
+    assert main([*base, "--method", "teacher_label", "--label-source", "data", "--out", str(tmp_path / "tl")]) == 0
+    config = TrainConfig.from_yaml((tmp_path / "tl" / "config.yaml").read_text())
+    targets = [
+        get_method("teacher_label").target(t) for t in usable(train_examples(config), get_method("teacher_label"))
+    ]
+    assert targets == [r["teacher_answer"] for r in rows if r["teacher_answer"]]  # "84 / 2", not "( 84.0 / 2.0 )"
+    assert targets[0] == "84 / 2"

@@ -28,7 +28,7 @@ FIELDS = list(inspect.signature(ts.make_config).parameters)[1:]  # the panel's f
 SETTINGS = dict(
     student="tiny-student", method="standard", max_steps=3, batch_size=2, lr=1e-3, seed=0, eval_every=2,
     eval_size=4, alpha=0.5, kd_loss="kl", temperature=2.0, teacher="tiny", lora=False, lora_r=16, beta=0.1, lmbda=0.5,
-    dpo_rationale=False, report_to="none", name="",
+    dpo_rationale=False, report_to="none", name="", rationale_source="build", label_source="build",
 )  # fmt: skip
 POLL_S = 0.05
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from kdviz.answers import is_correct
 from kdviz.config import ModelSpec
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.inference import generate_batch, score_prompts
@@ -196,8 +197,9 @@ def _prediction(
     generation)."""
     if scores is None and generated is None and not example.answer:
         return None
-    if scores is None:
-        return Prediction(gold=example.answer or None, generated=generated)
+    if scores is None:  # free-form: a generation is graded as students are (by value for arithmetic answers)
+        correct = is_correct(generated, example.answer) if generated is not None and example.answer else None
+        return Prediction(gold=example.answer or None, generated=generated, correct=correct)
     return Prediction(
         predicted=scores.predicted,
         correct=None if example.answer is None else scores.predicted == example.answer,

@@ -16,8 +16,9 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from kdviz.answers import is_correct  # free-form answers by value where the gold is arithmetic (SVAMP)
 from kdviz.attribution.methods import AttributionRequest, check_method
-from kdviz.distill.evaluation import is_correct, predict_answers
+from kdviz.distill.evaluation import predict_answers
 from kdviz.distill.methods import BASELINE, get_method
 from kdviz.distill.runs import RunInfo, run_info
 from kdviz.errors import InputError, resource_errors

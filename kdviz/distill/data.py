@@ -4,14 +4,21 @@ A student trains on `TrainExample`s: a task example plus, where the data has the
 teacher's rationale words. They are read from a rationale export (folder, JSONL, Parquet, HF dataset), from the
 curated `records.jsonl` of a Rationales build, or from any plain dataset: `standard` needs only gold answers; the
 others need `teacher_answer` / `teacher_rationale` columns, which a plain dataset may hold.
+
+Sources (`TrainConfig.rationale_source` / `label_source`): "build" trains on the rationales and answers the data
+holds as training data (a build's attribution rationales and its teacher's predictions; a plain dataset's own
+columns), "data" on the example's `teacher_rationale` / `teacher_answer` fields, which a build keeps from its
+dataset: the same examples, with a build's attribution rationales or the dataset's 540B chain of thought.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from kdviz.config import TrainConfig
 from kdviz.data import example_from_row, rows_of
 from kdviz.errors import InputError
 from kdviz.records import Example, RationaleRecord, TrainExample
@@ -33,7 +40,8 @@ def usable(items: Sequence[TrainExample], method: Method) -> list[TrainExample]:
         kept = [t for t in kept if (t.example.answer if attr == "answer" else getattr(t, attr))]
         if not kept:
             hint = (
-                " Build them in the Rationales panel (or with `kdviz rationales`) and train on its export."
+                " Build them in the Rationales panel (or with `kdviz rationales`) and train on its export, or take"
+                " the dataset's own teacher outputs (rationale/label source: data)."
                 if attr != "answer"
                 else ""
             )
@@ -62,7 +70,8 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
         return TrainExample(example, row.get("teacher_answer"), row.get("rationale") or None)
     # A plain dataset may carry its own teacher's outputs (the CommonsenseQA file has a 540B model's answer and
     # chain of thought): teacher_label and multitask can then train on those.
-    return TrainExample(example_from_row(row, index), row.get("teacher_answer"), row.get("teacher_rationale"))
+    example = example_from_row(row, index)
+    return TrainExample(example, example.teacher_answer, example.teacher_rationale)
 
 
 def _rows(source: str | Path):
@@ -87,11 +96,48 @@ def _rows(source: str | Path):
     )
 
 
-def load_train_examples(source: str | Path, limit: int | None = None) -> list[TrainExample]:
-    """Returns the training examples in a file, export folder or hub dataset ("hf:name[:split]").
+SOURCES = ("build", "data")  # where the teacher's rationales and answers come from (see the module's docstring)
+_DATA_FIELDS = {
+    "rationale": ("teacher_rationale", "--rationale-source"),
+    "teacher_answer": ("teacher_answer", "--label-source"),
+}
+
+
+def with_sources(
+    items: Sequence[TrainExample], name: str, rationale_source: str = "build", label_source: str = "build"
+) -> list[TrainExample]:
+    """Returns the examples with their teacher rationale and answer taken from `rationale_source` and
+    `label_source`: "build" keeps what the training data holds, "data" takes each example's `teacher_rationale` /
+    `teacher_answer` (None where that example has none; methods that need one then skip it, see `usable`).
 
     Raises:
-        InputError: missing, empty or malformed data (the message names the file and the problem).
+        InputError: an unknown source, or "data" when no example has the field (the message names the file).
+    """
+    items = list(items)
+    for attr, source in (("rationale", rationale_source), ("teacher_answer", label_source)):
+        field, flag = _DATA_FIELDS[attr]
+        if source not in SOURCES:
+            raise InputError(f"{flag} must be {' or '.join(SOURCES)}, not {source!r}")
+        if source == "build":
+            continue
+        if not any(getattr(t.example, field) for t in items):
+            raise InputError(
+                f"{flag} data needs a {field!r} field; {name} has none (a `kdviz export` does not keep the "
+                "dataset's: train on the build's records.jsonl or on the dataset itself)"
+            )
+        items = [dataclasses.replace(t, **{attr: getattr(t.example, field)}) for t in items]
+    return items
+
+
+def load_train_examples(
+    source: str | Path, limit: int | None = None, rationale_source: str = "build", label_source: str = "build"
+) -> list[TrainExample]:
+    """Returns the training examples in a file, export folder or hub dataset ("hf:name[:split]"), their teacher
+    rationales and answers from `rationale_source` and `label_source` (see `with_sources`).
+
+    Raises:
+        InputError: missing, empty or malformed data (the message names the file and the problem), or a "data"
+            source the data has no field for.
     """
     rows, name = _rows(source)
     items: list[TrainExample] = []
@@ -108,4 +154,10 @@ def load_train_examples(source: str | Path, limit: int | None = None) -> list[Tr
             break
     if not items:
         raise InputError(f"{name} holds no training examples")
-    return items
+    return with_sources(items, name, rationale_source, label_source)
+
+
+def train_examples(config: TrainConfig) -> list[TrainExample]:
+    """Returns the training examples a `TrainConfig` names: its data, limit and teacher sources (the one place a
+    fine-tune reads its data)."""
+    return load_train_examples(config.data, config.limit, config.rationale_source, config.label_source)

@@ -2,51 +2,41 @@
 
 Examples with choices (multiple choice, NLI) are answered by scoring each choice as the continuation of the
 student's prompt (which lists the choices: "choice-text"), or in another prediction mode when asked (issue #12):
-"letter" reads the next-token letter after the student's lettered choices, "cloze" scores each choice after the
-student's prompt without the list. Free-form questions are answered by greedy generation, compared after
+"letter" reads the next-token letter after the student's lettered choices (an NLI prompt letters its labels for
+it), "cloze" scores each choice after the student's prompt without the list. Free-form questions are answered by
+greedy generation, compared by value where the gold answer is arithmetic (SVAMP's equations), else after
 normalisation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import string
 from collections.abc import Callable, Sequence
 
-from kdviz.errors import InputError
+from kdviz.answers import is_correct, normalize_answer  # the grading rule; re-exported for distill and compare
 from kdviz.lm.inference import generate_batch, score_prompts
-from kdviz.lm.prompts import answer_choices, check_predict_mode
+from kdviz.lm.prompts import answer_choices, check_predict_mode, render_prediction
 from kdviz.records import PredictMode, TrainExample
 
 from .methods import BASELINE, Method
 
 Progress = Callable[[int, int], None]
-
-
-def normalize_answer(text: str | None) -> str:
-    """Lower-cases, drops punctuation, articles and extra spaces (SQuAD's answer normalisation)."""
-    text = (text or "").lower()
-    text = "".join(ch for ch in text if ch not in string.punctuation)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+__all__ = ["accuracy", "is_correct", "normalize_answer", "predict_answers", "student_prompt"]
 
 
 def student_prompt(method: Method, item: TrainExample, predict: PredictMode | None = None) -> str:
     """Returns the prompt a student answers `item` on in prediction mode `predict`: the prompt `method` trains on
-    (it lists the choices lettered, so it serves "letter" and "choice-text", and None, the same as "choice-text"),
-    or for "cloze" on a multiple-choice item the same prompt without the list of choices.
-
-    Raises:
-        InputError: "letter" for an NLI item (a student's NLI prompt does not letter its labels).
+    (a multiple-choice one lists the choices lettered, so it serves "letter" and "choice-text", and None, the same
+    as "choice-text"), for "letter" on an NLI item that prompt with its labels lettered (as the teacher's letter
+    prompt: `render_prediction`), or for "cloze" on a multiple-choice item the same prompt without the list of
+    choices. Like "cloze", NLI's "letter" asks in a format the student did not train on: it trained to answer with
+    the label's words, so the letter it reads measures how the student transfers to the lettered format.
     """
     example = item.example
     if predict is not None:
         check_predict_mode(predict)
-    if predict == "letter" and answer_choices(example) and example.task != "mcqa":
-        raise InputError(
-            f"example {example.id!r}: letter mode reads the choice letters, and a student's {example.task} prompt "
-            "does not letter its labels; use choice-text or cloze"
-        )
+    if predict == "letter" and example.task == "nli":  # the method's own additions (rationale line, prefix) kept
+        return method.render(item, base=render_prediction(example, "letter")).text
     if predict == "cloze" and example.task == "mcqa":  # the method's own additions (rationale line, prefix) kept
         return method.prompt(dataclasses.replace(item, example=dataclasses.replace(example, task="qa", choices=())))
     return method.prompt(item)
@@ -84,11 +74,6 @@ def predict_answers(
         for i, gen in zip(free, gens, strict=True):
             answers[i] = gen.completion
     return [a or "" for a in answers]
-
-
-def is_correct(predicted: str, gold: str | None) -> bool | None:
-    """Returns whether a prediction matches the gold answer (None when there is no gold answer)."""
-    return None if gold is None else normalize_answer(predicted) == normalize_answer(gold)
 
 
 def accuracy(predicted: Sequence[str], items: Sequence[TrainExample]) -> float | None:

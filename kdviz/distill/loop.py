@@ -36,7 +36,7 @@ from kdviz.records import Record, TrainExample
 
 from . import losses
 from .checkpoints import ResumePoint, discard_resume_point, restore, save_model, save_resume_point
-from .data import load_train_examples, usable
+from .data import train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
 from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
@@ -273,7 +273,7 @@ def finetune(
 
         return finetune_trl(config, on_metrics, should_stop, resume)
     check_tracker(config.report_to)
-    items = usable(load_train_examples(config.data, config.limit), method)
+    items = usable(train_examples(config), method)
     train, held_out = split_train_eval(items, config.eval_size, config.seed)
     from accelerate.utils import set_seed
 

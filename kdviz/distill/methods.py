@@ -47,12 +47,28 @@ class Method:
         return self.rationale_task or (self.needs_teacher_model and not self.via_trl)
 
     @property
+    def settings(self) -> tuple[str, ...]:
+        """Returns the TrainConfig fields the method reads beyond the common ones (alpha and teacher aside): its own,
+        and the source of the teacher's rationales or answers where it trains on them."""
+        reads_rationale = self.needs_rationale or "dpo_rationale" in self.own_settings
+        reads_answer = self.needs_teacher_answer or self.teacher_answer_first
+        return (
+            *self.own_settings,
+            *(("rationale_source",) if reads_rationale else ()),
+            *(("label_source",) if reads_answer else ()),
+        )
+
+    @property
     def tasks(self) -> tuple[Task, ...]:
         return ("answer", "rationale") if self.rationale_task else ("answer",)
 
-    def render(self, item: TrainExample, task: Task = "answer") -> RenderedPrompt:
-        """Returns the student's input for an example, with the spans that are format, not task."""
-        rendered = render(item.example)
+    def render(self, item: TrainExample, task: Task = "answer", base: RenderedPrompt | None = None) -> RenderedPrompt:
+        """Returns the student's input for an example, with the spans that are format, not task.
+
+        `base`: the example's prompt to build on (default its task's format, `render(item.example)`); evaluation
+        gives the lettered NLI prompt of letter mode, and the method adds its rationale line or task prefix to it.
+        """
+        rendered = base or render(item.example)
         if self.rationale_in_prompt:
             if not item.rationale:
                 raise InputError(f"example {item.example.id!r} has no teacher rationale, which {self.name} needs")

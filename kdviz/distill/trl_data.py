@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kdviz.answers import is_correct
 from kdviz.config import TrainConfig
 from kdviz.errors import InputError
 from kdviz.lm.models import LoadedModel
@@ -48,7 +49,7 @@ def preference_pairs(
         chosen = method.target(item)
         if not chosen:
             continue
-        if own.strip() and normalize_answer(own) != normalize_answer(chosen):
+        if own.strip() and not is_correct(own, chosen):  # by value for arithmetic answers
             rejected, source = own, "student"
         else:
             wrong = [c for c in answer_choices(item.example) if normalize_answer(c) != normalize_answer(chosen)]

@@ -41,7 +41,7 @@ from kdviz.lm.models import LoadedModel, load_model, load_trainable, select_devi
 from kdviz.records import TrainExample
 
 from .checkpoints import _POINT, RESUME, ResumePoint, discard_resume_point, save_model
-from .data import load_train_examples, usable
+from .data import train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
 from .loop import TrainResult, _final_of, split_train_eval
 from .methods import Method, get_method
@@ -299,7 +299,7 @@ def finetune_trl(
     _import_trl()
     if method.needs_teacher_model and not config.teacher:
         raise InputError(f"{method.name} needs a teacher model (--teacher)")
-    items = [t for t in usable(load_train_examples(config.data, config.limit), method) if method.target(t)]
+    items = [t for t in usable(train_examples(config), method) if method.target(t)]
     if config.dpo_rationale and method.name == "dpo" and not any(t.rationale for t in items):
         raise InputError("dpo_rationale needs the teacher's rationales: train on a Rationales export or build")
     train, held_out = split_train_eval(items, config.eval_size, config.seed)

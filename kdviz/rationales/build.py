@@ -36,8 +36,8 @@ Progress = Callable[[int, int], None]
 
 
 def example_key(example: Example) -> str:
-    """Returns a stable hash of an example's content (id included): the cache key within one cache file."""
-    return hashlib.sha1(json.dumps(example.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
+    """Returns a stable hash of an example's task (id included): the cache key within one cache file."""
+    return hashlib.sha1(json.dumps(example.task_dict(), sort_keys=True).encode()).hexdigest()[:20]
 
 
 class AttributionCache(RecordLog[TokenAttribution]):

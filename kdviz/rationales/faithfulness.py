@@ -187,7 +187,7 @@ class FaithfulnessCache(RecordLog[Faithfulness]):
 
     def key(self, rec: RationaleRecord, seed: int, predict: PredictMode | None, rule: SelectionRule | None) -> str:
         rule_config = rec.provenance.get("rule_config") if rule is None else dataclasses.asdict(rule)
-        content = [self.model, rec.prompt, rec.example.to_dict(), rec.predicted, rec.words, rec.word_offsets]
+        content = [self.model, rec.prompt, rec.example.task_dict(), rec.predicted, rec.words, rec.word_offsets]
         parts = [
             *content,
             rec.word_is_template,

@@ -59,8 +59,8 @@ def method_info(method: str) -> MethodView:
     """Returns the method's description and which of the panel's settings it uses."""
     m = get_method(method)
     notes = [
-        (m.needs_rationale, "needs the teacher's rationales: train on a Rationales export or build"),
-        (m.needs_teacher_answer, "needs the teacher's answers: train on a Rationales export or build"),
+        (m.needs_rationale, "needs the teacher's rationales: a Rationales export or build, or the dataset's"),
+        (m.needs_teacher_answer, "needs the teacher's answers: a Rationales export or build, or the dataset's"),
         (m.needs_teacher_model, "runs the teacher during training (teacher and student must share a vocabulary)"),
         (m.teacher_at_test_time, "at test time, every new input needs the teacher's rationale first"),
         (m.via_trl, "trained by TRL's trainer: decoder-only students"),
@@ -102,9 +102,10 @@ def make_config(
     max_steps: int, batch_size: int, lr: float, seed: int, eval_every: int, eval_size: int,
     alpha: float, kd_loss: str, temperature: float, teacher: str, lora: bool, lora_r: int,
     beta: float, lmbda: float, dpo_rationale: bool, report_to: str, name: str,
+    rationale_source: str = "build", label_source: str = "build",
 ) -> TrainConfig:  # fmt: skip
     """Returns the TrainConfig of the panel's fields, its run folder <workspace>/runs/<name>. Settings a method
-    does not use keep their defaults, so the config (and the CLI command) holds only what matters.
+    does not use (`Method.settings`) keep their defaults, so the config (and the CLI command) holds only what matters.
 
     Raises:
         InputError: an empty model, data or teacher field, a bad or taken run name, an out-of-range value.
@@ -125,8 +126,8 @@ def make_config(
     extra = {"alpha": checked("alpha", alpha)} if m.uses_alpha else {}
     extra |= {"teacher": teacher} if m.needs_teacher_model else {}
     panel = dict(kd_loss=kd_loss, temperature=temperature, dpo_beta=beta, gkd_beta=beta, gkd_lmbda=lmbda)
-    panel["dpo_rationale"] = bool(dpo_rationale)
-    extra |= {f: checked(f, panel[f]) if f in NUMBER_FIELDS else panel[f] for f in m.own_settings}
+    panel |= dict(dpo_rationale=bool(dpo_rationale), rationale_source=rationale_source, label_source=label_source)
+    extra |= {f: checked(f, panel[f]) if f in NUMBER_FIELDS else panel[f] for f in m.settings}
     check_tracker(report_to or "none")  # now, not once the run has started: the message names the package
     if lora:
         extra |= {"lora": True, "lora_r": checked("lora_r", lora_r)}

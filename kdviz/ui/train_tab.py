@@ -16,6 +16,7 @@ from . import train_handlers as th
 from . import train_settings as ts
 from .errors import ui_errors
 from .fields import Slider
+from .train_sources import source_fields
 
 D, L = ts.DEFAULTS, ts.NUMBER_FIELDS  # L: the number fields' labels (and ranges, which the handler checks)
 STUDENT = "embedded-student"
@@ -65,11 +66,9 @@ def pick_run(evt: gr.SelectData) -> str:
 def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
     """Adds the Train panel's components and events to the enclosing Blocks; `tab` (the panel's tab) refreshes
     the data and runs lists when it is opened."""
-    specs = kdviz.list_model_specs()
-    ws = gr.State(str(workspace))
+    specs, ws = kdviz.list_model_specs(), gr.State(str(workspace))
     datasets, runs_now = th.list_datasets(workspace), rv.run_rows(workspace)
-    summary_now, alpha_now, teacher_now = ts.method_info(D["method"])
-    own_now = ts.method_settings(D["method"])
+    (summary_now, alpha_now, teacher_now), own_now = ts.method_info(D["method"]), ts.method_settings(D["method"])
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             student = gr.Dropdown(
@@ -84,6 +83,7 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
             uploaded = gr.File(label="Upload training data", file_types=list(th.DATA_SUFFIXES), height=110)
             method = gr.Dropdown(list(ts.METHOD_NAMES), value=D["method"], label="Method")
             summary = gr.Markdown(summary_now)
+            sources = source_fields()  # rationale and label sources: a build's, or the dataset's own teacher's
         with gr.Column(scale=1, min_width=320):
             numbers = {}  # max_steps, batch_size, lr, seed, eval_every, eval_size: make_config's order
             for row in (("max_steps", "batch_size", "lr"), ("seed", "eval_every", "eval_size")):
@@ -132,8 +132,8 @@ def render(teacher: str, workspace: Path, tab: gr.Tab | None = None) -> None:
             )  # fmt: skip
         past_command = gr.Markdown()
 
-    fields = [student, dataset, method, *numbers.values()]
-    fields += [alpha, kd_loss, temperature, kd_teacher, lora, lora_r, beta, lmbda, dpo_rationale, report_to, name]
+    fields = [student, dataset, method, *numbers.values(), alpha, kd_loss, temperature, kd_teacher, lora, lora_r]
+    fields += [beta, lmbda, dpo_rationale, report_to, name, *sources]  # make_config's order
     # No concurrency limit: a second launch must get the busy message now, not wait in the queue for this run.
     start.click(
         launch, [ws, *fields], [status, curves, samples, command], api_name="train", concurrency_limit=None

@@ -11,7 +11,7 @@ in the same order, for the same number of optimizer steps:
   Trainer  `transformers.Trainer` with default TrainingArguments except: the same learning rate (linear decay
            to zero, no warm-up, no weight decay, gradient clipping at 1.0 as in kdviz), batch size and
            max_steps; no evaluation, saving or logging; bf16 on a GPU as kdviz. Its data are kdviz's own token
-           ids (`kdviz.distill.loop._encode_pairs`, what the loop tokenises) in kdviz's batch order, padded per batch by
+           ids (`kdviz.distill.pairs.encode_pairs`, what the loop tokenises) in kdviz's batch order, padded per batch by
            `make_batch`, with labels -100 on the prompt and the padding; the model computes the loss on the full
            logits, as any Trainer does. Its optimizer is the default, fused AdamW (torch >= 2.8).
 
@@ -48,11 +48,17 @@ import transformers  # noqa: E402
 
 from kdviz.config import ModelSpec, TrainConfig  # noqa: E402
 from kdviz.distill.data import load_train_examples, usable  # noqa: E402
-from kdviz.distill.loop import _encode_pairs, finetune, split_train_eval  # noqa: E402
+from kdviz.distill.loop import finetune  # noqa: E402
 from kdviz.distill.methods import get_method  # noqa: E402
 from kdviz.distill.metrics import EvalRow, StepRow  # noqa: E402
+from kdviz.distill.pairs import encode_pairs, split_train_eval  # noqa: E402
 from kdviz.lm.forward import make_batch  # noqa: E402
 from kdviz.lm.models import LoadedModel, load_trainable, select_device  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+import arch  # noqa: E402  (random:<name> specs: the embedded architectures, random weights)
+
+arch.install()
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cqa" / "train.jsonl"
 EVAL_SIZE = 1  # kdviz always evaluates before and after training: on one question, outside the timed span
@@ -60,7 +66,11 @@ EVAL_SIZE = 1  # kdviz always evaluates before and after training: on one questi
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--student", default="embedded-student", help="kdviz student spec (default embedded-student)")
+    p.add_argument(
+        "--student",
+        default="embedded-student",
+        help="kdviz student spec (default embedded-student; random:embedded-student, see bench/arch.py)",
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CQA-style JSONL (default ../shared/data/cqa)")
     p.add_argument("--n", type=int, default=0, help="questions read (default: steps x batch size + 1, one epoch)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps on each side (default 20)")
@@ -352,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_trainable(ModelSpec(args.student, device=device))
         if loaded.is_encoder_decoder:
             raise SystemExit("the Trainer side builds causal-LM labels: use a decoder-only student")
-        encoded, truncated = _encode_pairs(loaded, pairs, args.max_length)
+        encoded, truncated = encode_pairs(loaded, pairs, args.max_length)
         data = [encoded[i] for batch in batches for i in batch]
         n_params = sum(p.numel() for p in loaded.model.parameters())
         hf = measure(args, before, run_trainer, loaded, data, Path(tmp) / "trainer")

@@ -22,17 +22,11 @@ from kdviz.config import TrainConfig
 from kdviz.data import demo_path, load_examples
 from kdviz.distill.data import load_train_examples, train_examples, usable
 from kdviz.distill.evaluation import accuracy, normalize_answer, predict_answers
-from kdviz.distill.loop import (
-    TrainResult,
-    _encode_pairs,
-    _scheduler,
-    check_same_vocabulary,
-    finetune,
-    split_train_eval,
-)
+from kdviz.distill.loop import _scheduler, finetune
 from kdviz.distill.losses import masked_cross_entropy
 from kdviz.distill.methods import METHODS, get_method
-from kdviz.distill.metrics import EvalRow, FinalMetrics, Sample, StepRow
+from kdviz.distill.metrics import EvalRow, FinalMetrics, Sample, StepRow, TrainResult
+from kdviz.distill.pairs import check_same_vocabulary, encode_pairs, split_train_eval
 from kdviz.distill.runs import (
     RunInfo,
     RunStatus,
@@ -110,7 +104,7 @@ def test_lora_trains_adapters_and_saves_a_merged_plain_model(rationale_export, t
 def test_the_loss_is_the_answer_tokens_likelihood_with_the_prompt_masked(rationale_export, student):
     loaded = load_model(student)
     item = load_train_examples(rationale_export)[0]
-    items, _ = _encode_pairs(loaded, [get_method("standard").pairs(item)["answer"]], max_length=256)
+    items, _ = encode_pairs(loaded, [get_method("standard").pairs(item)["answer"]], max_length=256)
     prompt, target = items[0]
     assert target[-1] == loaded.tokenizer.eos_token_id
     batch = make_batch(loaded, items)
@@ -125,7 +119,7 @@ def test_the_loss_is_the_answer_tokens_likelihood_with_the_prompt_masked(rationa
 
 
 def test_long_prompts_keep_their_end_within_max_length(tiny):
-    items, truncated = _encode_pairs(tiny, [("word " * 300 + "Answer:", "yes")], max_length=64)
+    items, truncated = encode_pairs(tiny, [("word " * 300 + "Answer:", "yes")], max_length=64)
     prompt, target = items[0]
     assert truncated == 1 and len(prompt) + len(target) == 64
     assert tiny.tokenizer.decode(prompt).endswith("<|assistant|>\n")  # the answer cue survives

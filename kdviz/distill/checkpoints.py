@@ -17,17 +17,33 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
+from kdviz.config import TrainConfig
 from kdviz.errors import InputError
 from kdviz.files import replacing_folder
-from kdviz.lm.models import RUN_CHECKPOINT, RUN_META
+from kdviz.lm.models import RUN_CHECKPOINT, RUN_META, LoadedModel
 from kdviz.records import Record
 
-if TYPE_CHECKING:
-    from .loop import _Loop
+from .methods import Method
+
+
+class Trainer(Protocol):
+    """What a checkpoint reads of a training run, and restores (kdviz.distill.loop's and the TRL runs' state)."""
+
+    accelerator: Any  # accelerate.Accelerator
+    config: TrainConfig
+    folder: Path
+    generator: torch.Generator
+    method: Method
+    model: Any
+    optimizer: torch.optim.Optimizer
+    order: list[int]
+    scheduler: Any  # a torch LR scheduler
+    student: LoadedModel
+
 
 RESUME = "resume"
 _POINT, _WEIGHTS, _STATE = "point.json", "weights.safetensors", "state.pt"
@@ -45,7 +61,7 @@ class ResumePoint(Record):
         object.__setattr__(self, "order", tuple(self.order))
 
 
-def save_model(loop: _Loop) -> Path:
+def save_model(loop: Trainer) -> Path:
     """Writes the checkpoint (LoRA merged into the weights) and how to prompt it; returns its folder.
 
     With LoRA the merge changes the model in place: call this last, after any `save_resume_point`."""
@@ -66,13 +82,13 @@ def save_model(loop: _Loop) -> Path:
     return loop.folder / RUN_CHECKPOINT
 
 
-def _trainable(loop: _Loop) -> dict[str, torch.Tensor]:
+def _trainable(loop: Trainer) -> dict[str, torch.Tensor]:
     """Returns the trained parameters by name (tied weights once; with LoRA, the adapters only)."""
     model = loop.accelerator.unwrap_model(loop.model)
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_resume_point(loop: _Loop, point: ResumePoint) -> None:
+def save_resume_point(loop: Trainer, point: ResumePoint) -> None:
     """Writes `resume/`: the state of the run after step `point.step`."""
     from safetensors.torch import save_file
 
@@ -107,7 +123,7 @@ def resume_step(folder: str | Path) -> int:
         return 0
 
 
-def restore(loop: _Loop) -> ResumePoint | None:
+def restore(loop: Trainer) -> ResumePoint | None:
     """Puts the run's saved state into a freshly built loop; returns where it stands (None: nothing saved).
 
     Raises:

@@ -20,88 +20,31 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from kdviz.config import ModelSpec, TrainConfig
-from kdviz.data import hold_out
 from kdviz.errors import InputError, KdvizError, ResourceError, is_out_of_memory
 from kdviz.lm.forward import make_batch, target_logits
-from kdviz.lm.models import LoadedModel, load_model, load_trainable, select_device
-from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Record, TrainExample
+from kdviz.lm.models import load_model, load_trainable, select_device
+from kdviz.records import TrainExample
 
 from . import losses
 from .checkpoints import ResumePoint, discard_resume_point, restore, save_model, save_resume_point
 from .data import train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
-from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
+from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow, TrainResult, final_of
+from .pairs import check_same_vocabulary, encode_pairs, split_train_eval
 from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
 from .tracking import Tracking, check_tracker, start_tracking
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
 
 OnMetrics = Callable[[MetricsRow], None]
-
-
-@dataclass(frozen=True)
-class TrainResult(Record):
-    """How a run ended and its last metrics."""
-
-    run_dir: str
-    status: Literal["completed", "cancelled"]
-    steps: int
-    elapsed_s: float
-    final: FinalMetrics = field(default_factory=FinalMetrics)
-    teacher_at_test_time: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "final", FinalMetrics.coerce(self.final))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "final": self.final.to_dict()}
-
-
-def split_train_eval(
-    items: Sequence[TrainExample], eval_size: int, seed: int
-) -> tuple[list[TrainExample], list[TrainExample]]:
-    """Returns (train, eval): a seeded draw (`kdviz.data.hold_out`) of min(eval_size, half the data) held-out
-    examples."""
-    if len(items) < 2:
-        raise InputError(f"training needs at least 2 examples (1 to train, 1 to evaluate); the data has {len(items)}")
-    return hold_out(items, max(1, min(eval_size, len(items) // 2)), seed)
-
-
-def check_same_vocabulary(student: LoadedModel, teacher: LoadedModel, method: str = "logit_kd") -> None:
-    """Raises InputError unless both tokenizers map the same strings to the same ids (logit KD compares them)."""
-    s_vocab, t_vocab = student.tokenizer.get_vocab(), teacher.tokenizer.get_vocab()
-    if s_vocab != t_vocab:
-        differ = len(set(s_vocab.items()) ^ set(t_vocab.items()))
-        raise InputError(
-            f"{method} needs teacher and student to share a vocabulary: {teacher.name} has {len(t_vocab)} tokens, "
-            f"{student.name} has {len(s_vocab)} ({differ} entries differ). Use teacher_label, rationale_input or "
-            "multitask instead, or a teacher of the student's family."
-        )
-
-
-def _encode_pairs(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int):
-    """Returns (prompt ids, target ids + eos) per pair; over-long prompts keep their end (the question's cue)."""
-    eos = loaded.tokenizer.eos_token_id
-    items, truncated = [], 0
-    for prompt, target in pairs:
-        encoded = encode(loaded, prompt)
-        target_ids = encode_target(loaded, encoded, target) + ((eos,) if eos is not None else ())
-        target_ids = target_ids[: max_length // 2] if len(target_ids) > max_length // 2 else target_ids
-        room = max_length - len(target_ids)
-        prompt_ids = encoded.ids
-        if len(prompt_ids) > room:
-            prompt_ids, truncated = prompt_ids[-room:], truncated + 1
-        items.append((tuple(prompt_ids), tuple(target_ids)))
-    return items, truncated
 
 
 def _accelerator(device: str):
@@ -162,10 +105,10 @@ class _Loop:
         pairs = [method.pairs(t) for t in train]
         self.items, self.truncated = {}, 0
         for task in method.tasks:
-            self.items[task], cut = _encode_pairs(self.student, [p[task] for p in pairs], config.max_length)
+            self.items[task], cut = encode_pairs(self.student, [p[task] for p in pairs], config.max_length)
             self.truncated += cut
         if self.teacher is not None:
-            t_items, _ = _encode_pairs(self.teacher, [p["answer"] for p in pairs], config.max_length)
+            t_items, _ = encode_pairs(self.teacher, [p["answer"] for p in pairs], config.max_length)
             # The teacher reads its own rendering of the prompt but scores the student's target tokens.
             self.teacher_items = [(tp, s[1]) for (tp, _), s in zip(t_items, self.items["answer"], strict=True)]
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -242,13 +185,6 @@ class _Loop:
         return accuracy(predicted, items), samples
 
 
-def _final_of(rows: Sequence[MetricsRow]) -> FinalMetrics:
-    final = FinalMetrics()
-    for row in rows:
-        final = final.after_step(row) if isinstance(row, StepRow) else replace(final, eval_accuracy=row.eval_accuracy)
-    return final
-
-
 def finetune(
     config: TrainConfig,
     on_metrics: OnMetrics | None = None,
@@ -302,7 +238,7 @@ def finetune(
         saved = trained = point.step if point else 0  # `saved`: the step of the last resume point
         started -= point.elapsed_s if point else 0.0
         rows = trim_logs(folder, trained) if resume and main else []  # each step stays logged once
-        final = _final_of(rows)
+        final = final_of(rows)
         status(
             step=trained,
             elapsed_s=time.time() - started,

@@ -8,7 +8,8 @@ line with a "kind" field ("step" or "eval") that `row_from_dict` reads back.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from kdviz.records import Record
@@ -112,3 +113,29 @@ class FinalMetrics(Record):
     def coerce(cls, value: FinalMetrics | dict[str, Any] | None) -> FinalMetrics:
         """Returns `value` as a record (a dict read from a file, or None for nothing logged)."""
         return value if isinstance(value, FinalMetrics) else cls.from_dict(value or {})
+
+
+@dataclass(frozen=True)
+class TrainResult(Record):
+    """How a run ended and its last metrics."""
+
+    run_dir: str
+    status: Literal["completed", "cancelled"]
+    steps: int
+    elapsed_s: float
+    final: FinalMetrics = field(default_factory=FinalMetrics)
+    teacher_at_test_time: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "final", FinalMetrics.coerce(self.final))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "final": self.final.to_dict()}
+
+
+def final_of(rows: Sequence[MetricsRow]) -> FinalMetrics:
+    """Returns the last metrics of a run's logged rows (its steps' losses, its last evaluation's accuracy)."""
+    final = FinalMetrics()
+    for row in rows:
+        final = final.after_step(row) if isinstance(row, StepRow) else replace(final, eval_accuracy=row.eval_accuracy)
+    return final

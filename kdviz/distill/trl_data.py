@@ -23,8 +23,8 @@ from kdviz.lm.prompts import SYSTEM_PROMPT, answer_choices, encode
 from kdviz.records import Record, TrainExample
 
 from .evaluation import normalize_answer, predict_answers
-from .loop import _encode_pairs, check_same_vocabulary
 from .methods import Method
+from .pairs import check_same_vocabulary, encode_pairs
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def gkd_rows(student: LoadedModel, items: Sequence[TrainExample], method: Method
     """Returns (rows, truncated): the prompt and the target answer, tokenised as kdviz's loop does (GKD's collator
     takes token ids, with `completion_mask` marking the answer)."""
     pairs = [(method.prompt(t), str(method.target(t))) for t in items]
-    encoded, truncated = _encode_pairs(student, pairs, max_length)
+    encoded, truncated = encode_pairs(student, pairs, max_length)
     rows = [
         {"prompt": text, "input_ids": [*p, *a], "attention_mask": [1] * (len(p) + len(a)),
          "completion_mask": [0] * len(p) + [1] * len(a)}

@@ -43,9 +43,9 @@ from kdviz.records import TrainExample
 from .checkpoints import _POINT, RESUME, ResumePoint, discard_resume_point, save_model
 from .data import train_examples, usable
 from .evaluation import accuracy, is_correct, predict_answers
-from .loop import TrainResult, _final_of, split_train_eval
 from .methods import Method, get_method
-from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow
+from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow, TrainResult, final_of
+from .pairs import split_train_eval
 from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
 from .tracking import Tracking, check_tracker, start_tracking
 from .trl_data import check_gkd_teacher, dpo_rows, gkd_rows, preference_pairs
@@ -323,7 +323,7 @@ def finetune_trl(
             point = json.loads((folder / RESUME / _POINT).read_text(encoding="utf-8"))
             run.started -= ResumePoint.from_dict(point).elapsed_s
         rows = trim_logs(folder, run.trained) if resume and main else []  # each step stays logged once
-        run.final, run.evaluated = _final_of(rows), any(isinstance(r, EvalRow) for r in rows)
+        run.final, run.evaluated = final_of(rows), any(isinstance(r, EvalRow) for r in rows)
         device = select_device(config.device)
         trainer, n_train, truncated = _trainer(run, train, device)
         run.tracking = start_tracking(config, folder, main)

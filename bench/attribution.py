@@ -55,6 +55,11 @@ from kdviz.lm.forward import embed, make_batch, target_logprobs  # noqa: E402
 from kdviz.lm.models import LoadedModel  # noqa: E402
 from kdviz.lm.prompts import SYSTEM_PROMPT, EncodedPrompt, encode, encode_target, render  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+import arch  # noqa: E402  (random:<name> specs: the embedded architectures, random weights)
+
+arch.install()
+
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "cqa" / "train.jsonl"
 METHODS = ("saliency", "integrated_gradients")
 T = TypeVar("T")
@@ -87,7 +92,11 @@ class Timing:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="embedded-teacher", help="kdviz model spec (default embedded-teacher; tiny)")
+    p.add_argument(
+        "--model",
+        default="embedded-teacher",
+        help="kdviz model spec (default embedded-teacher; tiny; random:embedded-teacher, see bench/arch.py)",
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CQA-style JSONL (default ../shared/data/cqa)")
     p.add_argument("--n", type=int, default=64, help="questions timed by kdviz and the floor for saliency")
     p.add_argument("--ig-n", type=int, default=4, help="questions timed by kdviz and the floor for IG (default 4)")

@@ -1,4 +1,7 @@
-"""Reproduce the experiment of Ballout et al. (2024) on CommonsenseQA with kdviz's own commands.
+"""Reproduce the experiment of Ballout et al. (2024) on CommonsenseQA with kdviz's own commands: the driver of
+the first run in docs/results.md, kept so its commands stay valid. `bench/reproduce.py` is the driver of all four
+datasets (CommonsenseQA, ANLI, e-SNLI, SVAMP), with named sizes, the 540B teacher's chain of thought as a method,
+and `kdviz.data.hold_out` splits; this script shares its stage runner (`Stages`).
 
 Stages, each a `kdviz` command run in a subprocess (the exact commands are written to <out>/commands.sh, so
 the experiment can be repeated by hand), each skipped when its output is already complete (a stopped run resumes
@@ -27,14 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,12 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
 sys.path.insert(0, str(REPO / "bench"))  # bench/figures.py
 
+from reproduce import Stages, hardware, write_figure  # noqa: E402  (bench/reproduce.py: the same stage runner)
+
 from kdviz.distill.runs import read_status  # noqa: E402
 from kdviz.files import write_atomic  # noqa: E402
 
 if TYPE_CHECKING:
     from kdviz.compare.records import Comparison
-    from kdviz.compare.results import ResultsTable
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cqa" / "train.jsonl"
 METHODS = ("standard", "teacher_label", "rationale_input", "multitask")
@@ -84,41 +84,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "standard" not in args.methods:
         p.error("the paired tests are against standard: keep it in --methods")
     return args
-
-
-class Stages:
-    """Runs kdviz commands, logs them to commands.sh and their wall time to timings.json (kept across resumes)."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.timings_path = out / "timings.json"
-        self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
-        self.commands: list[str] = []
-
-    def run(self, stage: str, key: str, argv: list[str]) -> None:
-        command = "kdviz " + " ".join(shlex.quote(a) for a in argv)
-        self.commands.append(command)
-        print(f"\n[{stage}] {command}", flush=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        log = self.out / "logs" / f"{stage}-{key.split()[0]}.json"
-        log.parent.mkdir(exist_ok=True)
-        started = time.perf_counter()
-        with log.open("w") as stdout:  # the command's JSON result; its progress goes to the terminal (stderr)
-            code = subprocess.run([sys.executable, "-m", "kdviz", *argv], env=env, stdout=stdout).returncode
-        if code:  # kdviz printed its own message above; finished stages are kept, so a rerun resumes here
-            raise SystemExit(f"[{stage}] stopped with exit code {code}; run this script again to resume")
-        self.timings.setdefault(stage, {})[key] = round(time.perf_counter() - started, 1)
-        write_atomic(self.timings_path, json.dumps(self.timings, indent=1))
-
-    def note(self, command: str) -> None:
-        """Records a command that was skipped because its output is complete (commands.sh stays whole)."""
-        self.commands.append(command)
-        print(f"[done] {command}", flush=True)
-
-    def write_commands(self) -> None:
-        script = "#!/bin/sh\n# the kdviz commands of this experiment, in order\nset -e\n" + "\n".join(self.commands)
-        write_atomic(self.out / "commands.sh", script + "\n")
 
 
 def split(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -191,25 +156,6 @@ def compare_stage(args: argparse.Namespace, stages: Stages, test: Path, students
         return previous
     stages.run("compare", "teacher and students on the test split", argv)
     return load_report(out)
-
-
-def hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""  # fmt: skip
-    return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, torch {torch.__version__}"
-
-
-def write_figure(table: ResultsTable, stem: Path) -> list[Path]:
-    """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
-    from figures import write_plotly
-
-    from kdviz.compare.viz import method_accuracy_figure
-
-    return write_plotly(method_accuracy_figure(table), stem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

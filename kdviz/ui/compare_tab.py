@@ -15,6 +15,7 @@ from kdviz.workspace import DATA_SUFFIXES, Workspace
 
 from . import compare_handlers as ch
 from . import compare_settings as cs
+from . import reproduction_view
 from . import saved_comparisons as sc
 from .downloads import served
 from .errors import ui_errors
@@ -126,6 +127,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
         with gr.Row():
             past = gr.Dropdown(sc.list_comparisons(workspace), value=None, label="Comparison", scale=4)
             reopen = gr.Button("Open", scale=1)
+    reproduction_view.render()  # bench/reproduce.py's results folders: the same table and chart
 
     view = [status, summary, pairwise, accuracy, overlap, agreement, table, example, downloads, command, current]
     fields = [teacher_spec, students, extra, dataset, limit, method, top_k, batch_size, name, predict]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import threading
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -143,3 +144,94 @@ def target_logprobs(loaded, batch: Batch, inputs_embeds: torch.Tensor | None = N
     target_ids, target_mask = batch.target_ids.repeat(reps, 1), batch.target_mask.repeat(reps, 1)
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target_ids[..., None]).squeeze(-1)
     return logp * target_mask, out
+
+
+# Shared-prefix scoring: the choices of one prompt share the prompt, so the prompt runs once and its key/value cache
+# is copied to each choice's row. Exact for caches that keep every key (full attention); other caches (a sliding
+# window shorter than the sequence, linear attention) are refused and the caller scores pairs one row each.
+
+
+def _cache_kwarg(model) -> str:
+    # transformers 5.x renamed `past_key_values` to `cache` (the old name is deprecated until 5.40)
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_keeps_every_key(cache, length: int) -> bool:
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    if not isinstance(cache, DynamicCache):
+        return False
+    for layer in cache.layers:
+        if type(layer) is DynamicSlidingWindowLayer and layer.sliding_window > length:
+            continue  # the window never drops a key of a sequence this short
+        if type(layer) is not DynamicLayer:
+            return False
+    return True
+
+
+def shared_prefix_logprobs(loaded, prompts: list[tuple[int, ...]], targets: list[list[tuple[int, ...]]]):
+    """Returns log p(target token) [N, T] (zeros at padding) for every target of every prompt, rows prompt-major,
+    in two forwards: the prompts once (right-padded, with a cache), then every target as a batch continuing from
+    its prompt's cache. Returns None when the model's cache would not make that exact (see above).
+
+    Decoder-only models. The last target token is never fed (nothing reads its prediction), and the first
+    target token is predicted by the prompt's last position, so the forwards see sum(P) + sum(len(target) - 1)
+    tokens against sum over pairs of P + len(target) for `target_logprobs`.
+    """
+    model, dev, pad = loaded.model, loaded.device, loaded.tokenizer.pad_token_id
+    prefix = make_batch(loaded, [(p, ()) for p in prompts])
+    lengths = torch.tensor(prefix.prompt_lengths, device=dev)
+    owner = torch.tensor([k for k, options in enumerate(targets) for _ in options], device=dev)
+    rows = [t for options in targets for t in options]
+    width, t_width = max(len(t) for t in rows) - 1, max(len(t) for t in rows)
+    cache_name = _cache_kwarg(model)
+    last = lengths - 1  # the position whose logits predict each prompt's first target token
+    with model_lock(loaded):
+        keep = torch.unique(last) if _accepts_logits_to_keep(model) else None
+        kwargs = {} if keep is None else {"logits_to_keep": keep}
+        out = model(input_ids=prefix.input_ids, attention_mask=prefix.attention_mask, use_cache=True, **kwargs)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if not _cache_keeps_every_key(cache, prefix.input_ids.shape[1] + width + 1):
+            return None
+        column = last if keep is None else torch.searchsorted(keep, last)
+        first = out.logits[torch.arange(len(prompts), device=dev), column][owner]  # [N, V]
+        target_ids = torch.full((len(rows), t_width), pad, dtype=torch.long)
+        target_mask = torch.zeros((len(rows), t_width), dtype=torch.long)
+        for r, t in enumerate(rows):
+            target_ids[r, : len(t)] = torch.tensor(t)
+            target_mask[r, : len(t)] = 1
+        target_ids, target_mask = target_ids.to(dev), target_mask.to(dev)
+        logits = [first[:, None]]
+        if width > 0:  # some target has a second token: feed every target but its last token
+            cache.reorder_cache(owner)  # row r gets a copy of its prompt's keys and values
+            mask = torch.cat([prefix.attention_mask[owner], target_mask[:, :width]], dim=1)
+            positions = lengths[owner][:, None] + torch.arange(width, device=dev)[None, :]
+            out = model(
+                input_ids=target_ids[:, :width],
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{cache_name: cache},
+            )
+            logits.append(out.logits)
+    logits = torch.cat(logits, dim=1)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target_ids[..., None]).squeeze(-1)
+    return logp * target_mask
+
+
+@contextmanager
+def counting_forward_tokens(loaded):
+    """Yields a dict {"forwards", "tokens"} that counts the model's forward calls and the token positions fed to
+    them (padding included: it costs as much as a real token) while the block runs."""
+    counts = {"forwards": 0, "tokens": 0}
+
+    def count(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        counts["forwards"] += 1
+        counts["tokens"] += int(ids.numel()) if ids is not None else int(kwargs["inputs_embeds"].shape[:2].numel())
+
+    handle = loaded.model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        yield counts
+    finally:
+        handle.remove()

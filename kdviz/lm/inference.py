@@ -9,7 +9,7 @@ import torch
 from kdviz.errors import InputError
 from kdviz.records import ChoiceScores, Generation
 
-from .forward import make_batch, model_lock, target_logits, target_logprobs
+from .forward import make_batch, model_lock, shared_prefix_logprobs, target_logits, target_logprobs
 from .prompts import LETTERS, encode, encode_target
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -96,6 +96,17 @@ def _check_choice_lists(prompts: Sequence[str], choices: Sequence[Sequence[str]]
         raise InputError("an example to score has no choices")
 
 
+def _prompt_chunks(targets: Sequence[Sequence], batch_size: int) -> list[tuple[int, int]]:
+    """Returns [start, stop) ranges of whole prompts holding at most `batch_size` choices (at least one prompt)."""
+    chunks, start, pairs = [], 0, 0
+    for n, options in enumerate(targets):
+        if n > start and pairs + len(options) > batch_size:
+            chunks.append((start, n))
+            start, pairs = n, 0
+        pairs += len(options)
+    return chunks + [(start, len(targets))]
+
+
 @torch.no_grad()
 def score_choices_batch(
     loaded,
@@ -103,26 +114,39 @@ def score_choices_batch(
     choices: Sequence[Sequence[str]],
     batch_size: int = 16,
     on_progress: Progress | None = None,
+    shared_prefix: bool = True,
 ) -> list[ChoiceScores]:
     """Returns, per prompt, the mean log-probability per token of each choice as the answer's continuation.
 
     Length normalisation keeps long choices from losing just for having more tokens. `batch_size` counts
-    (prompt, choice) pairs.
+    (prompt, choice) pairs. With `shared_prefix` (decoder-only models), each prompt runs once and its choices
+    continue from its key/value cache (`kdviz.lm.forward.shared_prefix_logprobs`: the same scores to float
+    rounding, the prompt not recomputed per choice); otherwise, and for encoder-decoders, each pair is one row.
     """
     _check_choice_lists(prompts, choices)
-    items, owners = [], []
-    for n, (prompt, options) in enumerate(zip(prompts, choices, strict=True)):
+    encoded_prompts, targets = [], []
+    for prompt, options in zip(prompts, choices, strict=True):
         encoded = encode(loaded, prompt)
-        for option in options:
-            items.append((encoded.ids, encode_target(loaded, encoded, option)))
-            owners.append(n)
+        encoded_prompts.append(encoded.ids)
+        targets.append([encode_target(loaded, encoded, option) for option in options])
+    pairs = [(encoded_prompts[n], t) for n, options in enumerate(targets) for t in options]
+    owners = [n for n, options in enumerate(targets) for _ in options]
     means: list[float] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
+    if shared_prefix and not loaded.is_encoder_decoder:
+        for start, stop in _prompt_chunks(targets, batch_size):
+            logp = shared_prefix_logprobs(loaded, encoded_prompts[start:stop], targets[start:stop])
+            if logp is None:  # the model's cache cannot share a prefix exactly: the pairs from here, one row each
+                break
+            lengths = torch.tensor([len(t) for options in targets[start:stop] for t in options], device=logp.device)
+            means += (logp.sum(1) / lengths).tolist()
+            if on_progress:
+                on_progress(stop, len(prompts))
+    for start in range(len(means), len(pairs), batch_size):  # one row per (prompt, choice) pair
+        chunk = pairs[start : start + batch_size]
         logp, _ = target_logprobs(loaded, make_batch(loaded, chunk))
         means += (logp.sum(1) / torch.tensor([len(t) for _, t in chunk], device=logp.device)).tolist()
         if on_progress:
-            on_progress(owners[min(start + batch_size, len(items)) - 1] + 1, len(prompts))
+            on_progress(owners[min(start + batch_size, len(pairs)) - 1] + 1, len(prompts))
     results, at = [], 0
     for prompt, options in zip(prompts, choices, strict=False):
         results.append(ChoiceScores(loaded.name, prompt, tuple(options), tuple(means[at : at + len(options)])))

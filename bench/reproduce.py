@@ -31,9 +31,8 @@ What the teacher attributes, per task (`kdviz rationales --target-mode`):
   predicted choice, so `teacher_label` learns the answer the rationale explains;
 - svamp (free-form arithmetic, no choices: "choice" is refused): "generate", the teacher's own generated answer,
   so `teacher_label` learns it and the rationale explains it ("gold" would explain an answer the teacher may not
-  give). Its answers are scored by numeric value.
-  Its compare stage needs `kdviz compare` to score free-form answers: until it does, svamp stops there with
-  "has no choices; use target mode 'generate' or 'gold'" (the split, teacher and train stages run and are kept).
+  give). Its answers are scored by numeric value. Its compare stage passes `--target-mode generate` too: every
+  model generates its answer (graded by value) and its attribution explains that answer.
 
 SIZES (per dataset; the test split is also capped at a fifth of the file):
 
@@ -251,12 +250,16 @@ def train_stage(args: argparse.Namespace, out: Path, stages: Stages, rationales:
     return runs
 
 
-def compare_stage(args: argparse.Namespace, out: Path, stages: Stages, test: Path, students: list[str]) -> Comparison:
+def compare_stage(
+    args: argparse.Namespace, out: Path, stages: Stages, test: Path, students: list[str], target_mode: str
+) -> Comparison:
     from kdviz.compare.report import load_report
 
     folder = out / "compare"
+    # Free-form data names its target mode; choice data keeps the commands it was run with (the default is choice).
+    mode = ["--target-mode", target_mode] if target_mode != "choice" else []
     argv = ["compare", "--teacher", args.sizes.teacher, *[a for s in students for a in ("--student", s)], "--data",
-            str(test), "--method", RATIONALE_METHOD, "--top-k", str(DEFAULT_TOP_K), "--batch-size",
+            str(test), "--method", RATIONALE_METHOD, "--top-k", str(DEFAULT_TOP_K), *mode, "--batch-size",
             str(args.attr_batch_size), *cache_flags(args), "--out", str(folder)]  # fmt: skip
     previous = load_report(folder) if (folder / "report.json").exists() else None
     if previous is not None and not previous.cancelled and list(previous.settings.students) == students:
@@ -299,7 +302,7 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
         runs = train_stage(args, out, stages, rationales)
         method_of = {str(r): r.name.rsplit("-seed", 1)[0] for r in runs}
         method_of[args.sizes.student] = UNTRAINED  # the reference every method must beat: the student untrained
-        comparison = compare_stage(args, out, stages, test, list(method_of))
+        comparison = compare_stage(args, out, stages, test, list(method_of), DATASETS[dataset])
     finally:
         stages.write_commands()
     table = method_table(comparison, method_of, baseline="standard")

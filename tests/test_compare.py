@@ -294,10 +294,13 @@ def test_reports_written_before_the_records_read_back(compared, tmp_path):
                 del row[key]
         if row.get("attribution_vs_teacher"):
             del row["attribution_vs_teacher"]["n_words"]
-    for key in ("data", "limit", "command", "predict"):
+    for key in ("data", "limit", "command", "predict", "target_mode"):
         del old["settings"][key]
     (tmp_path / "report.json").write_text(json.dumps(old))
-    assert load_report(tmp_path) == compared
+    before_modes = dataclasses.replace(compared.settings, target_mode=None)  # they attributed the predicted choice
+    assert compared.settings.target_mode == "choice" and load_report(tmp_path) == dataclasses.replace(
+        compared, settings=before_modes
+    )
     (tmp_path / "report.json").write_text(json.dumps({**old, "models": [{"name": "x"}]}))
     with pytest.raises(InputError, match="report.json cannot be read as a comparison report"):
         load_report(tmp_path)
@@ -365,3 +368,73 @@ def test_cli_writes_a_workspace_comparison_the_app_lists_and_never_overwrites(ti
     capsys.readouterr()
     assert main(args) == 2 and "a comparison named 'cli' exists already" in capsys.readouterr().err
     assert main([*args[:-4], "--name", "../x"]) == 2 and "not a valid name" in capsys.readouterr().err
+
+
+SVAMP_STYLE = [  # free-form math as SVAMP has it: no choices, an arithmetic gold answer graded by its value
+    {"id": "s0", "question": "Luke scored 84 points in 2 rounds. How many points did he score per round?",
+     "answer": "( 84.0 / 2.0 )"},
+    {"id": "s1", "question": "Faye has 7 rows with 30 crayons in each row. How many crayons does she have?",
+     "answer": "( 7.0 * 30.0 )"},
+    {"id": "s2", "question": "Jack had 5 apples and bought 3 more. How many apples does he have?",
+     "answer": "( 5.0 + 3.0 )"},
+]  # fmt: skip
+STUDENT_SAYS = "The answer is (84 / 2)."
+
+
+def test_free_form_math_is_generated_graded_by_value_and_round_trips(tmp_path, monkeypatch, capsys):
+    import kdviz.attribution.targets
+    import kdviz.compare.run
+    from kdviz.answers import is_correct
+    from kdviz.distill.data import load_train_examples
+    from kdviz.records import Generation
+
+    data = tmp_path / "svamp.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in SVAMP_STYLE))
+    examples = [t.example for t in load_train_examples(data)]
+    real = kdviz.attribution.targets.generate_batch
+
+    def generate(loaded, prompts, *args, **kwargs):  # the student always says 42; the teacher generates
+        if loaded.name != "tiny-student":
+            return real(loaded, prompts, *args, **kwargs)
+        return [Generation(loaded.name, prompt, STUDENT_SAYS) for prompt in prompts]
+
+    for module in (kdviz.attribution.targets, kdviz.compare.run):
+        monkeypatch.setattr(module, "generate_batch", generate)
+    with pytest.raises(InputError, match="3 of 3 examples have no choices"):
+        compare("tiny", ["tiny-student"], examples, cache_dir=tmp_path / "cache", target_mode="choice")
+    result = compare("tiny", ["tiny-student"], examples, cache_dir=tmp_path / "cache")  # default: "generate"
+    assert result.settings.target_mode == "generate" and not result.cancelled
+    teacher, student = result.models
+    # Each model's record holds its own generation, attributed as the target and graded by value against the gold.
+    said = [("generate", STUDENT_SAYS, STUDENT_SAYS)] * 3
+    assert [(r.target_mode, r.target, r.predicted) for r in student.records] == said
+    assert student.correct == [True, False, False]  # 84 / 2 = 42 = ( 84.0 / 2.0 ), not 210 or 8
+    assert result.summary["tiny-student"].accuracy == pytest.approx(1 / 3)
+    assert all(r.predicted and r.target == r.predicted for r in teacher.records)
+    assert teacher.correct == [
+        is_correct(r.predicted, ex.answer) for r, ex in zip(teacher.records, examples, strict=True)
+    ]
+    assert result.summary["tiny"].overlap.n == 3 and result.pairwise[0].n == 3
+    assert through_report(result, tmp_path / "report") == result
+
+    gold = compare("tiny", ["tiny-student"], examples, cache_dir=tmp_path / "cache", target_mode="gold")
+    # The gold answer is attributed; the answers are still each model's generation, graded as before.
+    assert [r.target for r in gold.models[1].records] == [row["answer"] for row in SVAMP_STYLE]
+    assert [m.predicted for m in gold.models] == [m.predicted for m in result.models]
+    assert [m.correct for m in gold.models] == [m.correct for m in result.models]
+    assert gold.settings.target_mode == "gold" and through_report(gold, tmp_path / "gold") == gold
+
+    args = ["compare", "--teacher", "tiny", "--student", "tiny-student", "--data", str(data), "--target-mode", "gold",
+            "--out", str(tmp_path / "cli"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main(args) == 0
+    saved = load_report(tmp_path / "cli")
+    assert saved.settings.target_mode == "gold" and saved.models[1].correct == [True, False, False]
+    assert build_parser().parse_args(shlex.split(saved.settings.command)[1:]).target_mode == "gold"
+    capsys.readouterr()
+    assert main([*args[:7], "--target-mode", "choice", "--out", str(tmp_path / "no")]) == 2
+    assert "have no choices" in capsys.readouterr().err
+
+
+def through_report(comparison: Comparison, folder) -> Comparison:
+    write_report(comparison, folder)
+    return load_report(folder)

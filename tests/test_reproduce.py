@@ -71,6 +71,21 @@ def test_nli_smoke_trains_on_the_540b_chain_of_thought_and_opens_in_the_app(tmp_
     _check_reproduction_view(tmp_path)
 
 
+def test_svamp_smoke_compares_generated_answers_graded_by_value(tmp_path, capsys):
+    from kdviz.answers import is_correct
+    from kdviz.compare.report import load_report
+
+    commands, _ = _run(tmp_path, "svamp", ["standard", "teacher_label"], capsys)
+    assert "--target-mode generate" in commands[0] and "--target-mode generate" in commands[-1]
+    report = load_report(tmp_path / "out" / "svamp" / "compare")
+    assert report.settings.target_mode == "generate" and not report.cancelled
+    for model in report.models:  # every model answered each question itself, graded by the value of its answer
+        assert [r.target_mode for r in model.records] == ["generate"] * 6
+        assert model.correct == [is_correct(r.target, ex.answer) for r, ex in zip(model.records, report.examples,
+                                                                                   strict=True)]  # fmt: skip
+    assert all(ex.answer.startswith("(") for ex in report.examples)  # SVAMP's equations, e.g. "( 84.0 / 2.0 )"
+
+
 def _check_reproduction_view(tmp_path: Path) -> None:
     """The Compare panel's "Reproduction results" shows the folder's table and chart (run once, on the NLI run)."""
     from kdviz.ui import reproduction_view as rv

@@ -35,7 +35,7 @@ from kdviz.ui import saved_comparisons as sc
 FIELDS = list(inspect.signature(cs.make_settings).parameters)[1:]  # the panel's fields, after the workspace
 SETTINGS = dict(
     teacher="tiny", students=["runs/s1"], extra_students="tiny-student", dataset=str(demo_path()), limit=6,
-    method="input_x_gradient", top_k=5, batch_size=4, name="first", predict="default",
+    method="input_x_gradient", top_k=5, batch_size=4, name="first", predict="default", target_mode="default",
 )  # fmt: skip
 MODELS = ["tiny", "runs/s1", "tiny-student"]
 POLL_S = 0.05
@@ -235,6 +235,7 @@ def test_cancel_keeps_finished_models_a_second_launch_is_busy_and_compare_again_
         (dict(limit=0), "Examples (first N) must be at least 1, not 0"),
         (dict(top_k="x"), "Top-k rationale words must be a whole number, not 'x'"),
         (dict(predict="magic"), "unknown prediction mode 'magic'"),
+        (dict(target_mode="magic"), "unknown target mode 'magic'"),
     ],
 )
 def test_bad_settings_are_clear_errors(workspace, settings, message):
@@ -251,6 +252,9 @@ def test_the_prediction_mode_reaches_compare_and_the_command(workspace):
     assert cloze.predict == "cloze" and " --predict cloze " in cloze.command
     args = build_parser().parse_args(shlex.split(cloze.command)[1:])
     assert args.predict == "cloze" and args.name == "modes"
+    assert default.target_mode is None and "--target-mode" not in default.command  # the data's default
+    gold = cs.make_settings(workspace, *fields(name="modes", target_mode="gold"))
+    assert build_parser().parse_args(shlex.split(gold.command)[1:]).target_mode == "gold"
 
 
 def test_bad_data_and_models_are_clear_errors_and_free_the_panel(workspace, tmp_path):

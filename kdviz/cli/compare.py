@@ -13,6 +13,7 @@ from .common import add_predict_arg, stop_on_ctrl_c
 def add_parser(sub) -> None:
     from kdviz.attribution.catalog import RATIONALE_METHOD, list_attribution_methods
     from kdviz.rationales.select import DEFAULT_TOP_K
+    from kdviz.records import SELECTABLE_TARGET_MODES
 
     p = sub.add_parser(
         "compare",
@@ -36,6 +37,11 @@ def add_parser(sub) -> None:
     p.add_argument("--method", default=RATIONALE_METHOD, choices=list_attribution_methods(),
                    help="attribution method for every model (default %(default)s)")  # fmt: skip
     add_predict_arg(p)
+    p.add_argument("--target-mode", choices=SELECTABLE_TARGET_MODES,
+                   help="what each model's attribution explains: choice (its predicted choice), generate (its own "
+                        "greedy answer, for free-form data such as SVAMP) or gold (the gold answer; free-form answers "
+                        "are still generated and graded by value); default: choice for data with choices, else "
+                        "generate")  # fmt: skip
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="words kept as each model's rationale")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--cache-dir", metavar="DIR", help="attribution cache (default ~/.cache/kdviz/attributions)")
@@ -67,7 +73,7 @@ def run(args) -> int:
         comparison = compare(
             resolved[0][0], [spec for spec, _ in resolved[1:]], examples, method=args.method, top_k=args.top_k,
             batch_size=args.batch_size, cache_dir=args.cache_dir, on_progress=progress, should_stop=should_stop,
-            predict=args.predict,
+            predict=args.predict, target_mode=args.target_mode,
         )  # fmt: skip
     names = list(shown.values())
     # Recorded with the report (the app shows the command): a local data file by its absolute path, to run anywhere.
@@ -75,7 +81,7 @@ def run(args) -> int:
     command = compare_command(
         names[0], names[1:], data, limit=args.limit, method=args.method, top_k=args.top_k,
         batch_size=args.batch_size, workspace=workspace.root if workspace else None, name=args.name, out=args.out,
-        predict=args.predict,
+        predict=args.predict, target_mode=args.target_mode,
     )  # fmt: skip
     comparison = with_names(comparison, shown, data=data, limit=args.limit, command=command)
     paths = write_report(comparison, out, sample=args.sample)

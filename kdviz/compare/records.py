@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from kdviz.rationales.stats import RationaleStats
-from kdviz.records import PREDICT_MODES, Example, PredictMode, RationaleRecord, Record
+from kdviz.records import (
+    PREDICT_MODES,
+    SELECTABLE_TARGET_MODES,
+    Example,
+    PredictMode,
+    RationaleRecord,
+    Record,
+    TargetMode,
+)
 
 Role = Literal["teacher", "student"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -82,7 +90,8 @@ class ModelSummary(Record):
 @dataclass(frozen=True)
 class ComparisonSettings(Record):
     """What a comparison ran with: model names as shown, the attribution method, k, the examples compared, the
-    prediction mode (None: each model's default); and, where the app or `kdviz compare` recorded them, the data
+    prediction mode (None: each model's default), the target mode attributed (None: a comparison saved before
+    target modes, which attributed each model's predicted choice); and, where the app or `kdviz compare` recorded them, the data
     file, the example limit and the equivalent command."""
 
     teacher: str
@@ -94,11 +103,14 @@ class ComparisonSettings(Record):
     limit: int | None = None
     command: str | None = None  # the `kdviz compare` command that writes the same report
     predict: PredictMode | None = None  # how the models predicted a choice; None: each model's default
+    target_mode: TargetMode | None = None  # "choice", "generate" or "gold"; None: saved before modes ("choice")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "students", tuple(self.students))
         if self.predict is not None and self.predict not in PREDICT_MODES:
             raise ValueError(f"predict must be one of {PREDICT_MODES} or None, not {self.predict!r}")
+        if self.target_mode is not None and self.target_mode not in SELECTABLE_TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {SELECTABLE_TARGET_MODES} or None, not {self.target_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,8 @@ class ModelAnswers(Record):
 
     @property
     def predicted(self) -> list[str]:
-        return [r.predicted or r.target for r in self.records]
+        # An empty generation is an answer (wrong), not the target: in "gold" mode the target is the gold answer.
+        return [r.target if r.predicted is None else r.predicted for r in self.records]
 
     @property
     def correct(self) -> list[bool | None]:

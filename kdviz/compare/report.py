@@ -165,15 +165,16 @@ def compare_command(
     name: str | None = None,
     out: str | Path | None = None,
     predict: str | None = None,
+    target_mode: str | None = None,
 ) -> str:
     """Returns the `kdviz compare ...` command that writes this comparison: into `out`, or as comparison `name` of
     `workspace` (where model specs such as runs/<name> are read relative to the workspace); `predict`: the
-    prediction mode, None for each model's default (no --predict)."""
+    prediction mode, None for each model's default (no --predict); `target_mode`: None for the data's default."""
     return command_line(
         ["kdviz", "compare"],
         [
             ("--teacher", teacher), ("--student", list(students)), ("--data", data), ("--limit", limit),
             ("--workspace", workspace), ("--name", name), ("--out", out), ("--method", method), ("--top-k", top_k),
-            ("--predict", predict), ("--batch-size", batch_size),
+            ("--predict", predict), ("--target-mode", target_mode), ("--batch-size", batch_size),
         ],
     )  # fmt: skip

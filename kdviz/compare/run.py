@@ -4,7 +4,9 @@ words each model relied on. The library face of the Compare panel.
 Every model's answers and attributions come as `RationaleRecord`s: the teacher's, and those of any model kdviz did
 not train, through `build_rationales` (zero-shot choice scoring); a student trained by kdviz (a run folder) is
 prompted exactly as it was trained (see `kdviz.distill.methods.Method.render`). So the overlap statistics of
-the Rationales panel apply to students' own attributions too. Attributions are cached like rationale builds: a
+the Rationales panel apply to students' own attributions too. On free-form data (SVAMP: no choices, arithmetic gold
+answers) every model generates its answer greedily, graded by value (`kdviz.answers.is_correct`), and the attributed
+target is its own generation ("generate") or the gold answer ("gold"). Attributions are cached like rationale builds: a
 cancelled or repeated comparison recomputes nothing that was finished. The records a comparison is made of are in
 `kdviz.compare.records` (also importable from here).
 """
@@ -21,14 +23,24 @@ from kdviz.attribution.methods import AttributionRequest, check_method
 from kdviz.distill.evaluation import predict_answers
 from kdviz.distill.methods import BASELINE, get_method
 from kdviz.distill.runs import RunInfo, run_info
-from kdviz.errors import InputError, resource_errors
+from kdviz.errors import InputError, UnknownNameError, resource_errors
 from kdviz.lm.embedded import cache_root
+from kdviz.lm.inference import generate_batch
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
+from kdviz.lm.prompts import answer_choices, render
 from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
 from kdviz.rationales.faithfulness import measure_faithfulness
 from kdviz.rationales.select import SelectionRule
 from kdviz.rationales.stats import current_faithfulness, summarize
-from kdviz.records import Example, Prediction, ProgressEvent, RationaleRecord, TrainExample
+from kdviz.records import (
+    SELECTABLE_TARGET_MODES,
+    Example,
+    Prediction,
+    ProgressEvent,
+    RationaleRecord,
+    TargetMode,
+    TrainExample,
+)
 from kdviz.workspace import Workspace
 
 from .records import (
@@ -44,6 +56,45 @@ from .stats import agreement, align_words, attribution_agreement, bootstrap_ci, 
 
 Progress = Callable[[ProgressEvent], None]
 STUDENT_RUN_STATUSES = ("completed", "cancelled")  # a failed or interrupted run's checkpoint may be half-written
+# Free-form answers are generated greedily up to this many tokens: the bound `build_requests` and `predict_answers`
+# generate with, so a model's answer is the same whichever target mode attributes it. Enough for a short answer
+# ("The answer is (84 / 2)."), not for a chain of thought before it.
+MAX_NEW_TOKENS = 24
+
+
+def resolve_target_mode(examples: Sequence[Example], target_mode: str | None) -> TargetMode:
+    """Returns the target mode a comparison attributes: `target_mode` when given (checked), else "choice" when every
+    example has choices and "generate" otherwise (free-form answers: each model's own generation).
+
+    Raises:
+        UnknownNameError: not one of "choice", "generate", "gold".
+        InputError: "choice" for examples without choices.
+    """
+    if target_mode is None:
+        return "choice" if all(answer_choices(ex) for ex in examples) else "generate"
+    if target_mode not in SELECTABLE_TARGET_MODES:
+        raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
+    free = [ex.id for ex in examples if not answer_choices(ex)]
+    if target_mode == "choice" and free:
+        raise InputError(
+            f"{len(free)} of {len(examples)} examples have no choices (the first: {free[0]!r}); compare free-form "
+            "answers with target mode 'generate' (each model's own answer) or 'gold'"
+        )
+    return target_mode  # type: ignore[return-value]
+
+
+def _with_generations(
+    loaded: LoadedModel, records: Sequence[RationaleRecord], batch_size: int
+) -> list[RationaleRecord]:
+    """Returns the records with each free-form example's answer generated and graded by value, where the attributed
+    target was not the model's own answer (target mode "gold": a gold target says nothing of what the model says)."""
+    todo = [i for i, r in enumerate(records) if r.predicted is None and not answer_choices(r.example)]
+    out = list(records)
+    prompts = [render(records[i].example).text for i in todo]  # the prompt "generate" mode answers
+    for i, gen in zip(todo, generate_batch(loaded, prompts, MAX_NEW_TOKENS, batch_size), strict=True):
+        out[i] = dataclasses.replace(out[i], predicted=gen.completion,
+                                     correct=is_correct(gen.completion, out[i].example.answer))  # fmt: skip
+    return out
 
 
 def _identity(loaded: LoadedModel) -> str:
@@ -64,6 +115,7 @@ def _student(
     on_progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
     on_faithfulness: Callable[[int, int], None] | None = None,
+    target_mode: TargetMode = "choice",
 ) -> ModelAnswers | None:
     """Returns a student's answers and attributions, or None if cancelled before it finished."""
     loaded = load_model(spec)
@@ -83,13 +135,18 @@ def _student(
             item, answer = by_id[ex.id]
             rendered = trained_as.render(item)
             prediction = Prediction(answer, is_correct(answer, ex.answer), ex.answer)
-            mode = "choice" if ex.choices else "generate"
+            if target_mode == "gold":  # its answer is kept in the prediction; the gold answer is attributed
+                out.append(AttributionRequest(rendered.text, ex.answer, "gold", rendered.template_spans, ex.id,
+                                              prediction))  # fmt: skip
+                continue
+            mode = "choice" if answer_choices(ex) else "generate"
             out.append(AttributionRequest(rendered.text, answer, mode, rendered.template_spans, ex.id, prediction))
         return out
 
     settings = {
         "prompt": trained_as.name,
         "teacher_rationales": teacher.name if trained_as.rationale_in_prompt else None,
+        **({"target_mode": "gold"} if target_mode == "gold" else {}),  # others keep the caches made before modes
     }
     cache = AttributionCache(cache_dir, _identity(loaded), method, settings)
     done, cancelled, _ = attribute_cached(
@@ -125,6 +182,7 @@ def compare(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     predict: str | None = None,
+    target_mode: str | None = None,
 ) -> Comparison:
     """Runs the teacher and each student on the examples and returns the comparison.
 
@@ -140,9 +198,15 @@ def compare(
         predict: how the teacher, and students kdviz did not train, predict a choice ("letter", "cloze",
             "choice-text"; None: each model's default, see `kdviz.lm.prompts.default_predict_mode`). Students
             trained by kdviz answer as they were trained.
+        target_mode: what each model's attribution explains: "choice" (its predicted choice), "generate" (its own
+            greedy answer, at most `MAX_NEW_TOKENS` tokens) or "gold" (the gold answer; free-form answers are still
+            generated and graded); None: "choice" for data with choices, else "generate" (`resolve_target_mode`).
+            Free-form answers are graded by value where the gold answer is arithmetic (`kdviz.answers.is_correct`).
 
     Raises:
-        InputError: no examples, no students, examples without gold answers, or duplicate model names.
+        InputError: no examples, no students, examples without gold answers, duplicate model names, or target
+            mode "choice" for examples without choices.
+        UnknownNameError: an unknown target mode.
         ResourceError: out of memory or disk space; the message says what to reduce (the finished models stay
             cached, so a rerun continues from them).
     """
@@ -157,6 +221,7 @@ def compare(
         raise InputError("example ids must be unique")
     if not any(ex.answer for ex in examples):
         raise InputError("no example has a gold answer (an 'answer' field); accuracy needs one")
+    mode = resolve_target_mode(examples, target_mode)
     rule = SelectionRule(top_k=top_k)
     root = Path(cache_dir) if cache_dir else cache_root() / "attributions"
 
@@ -170,28 +235,33 @@ def compare(
             return None
         return lambda done, total: on_progress(ProgressEvent("faithfulness", done, total, spec))
 
-    built = build_rationales(
-        teacher, examples, method, rule, batch_size=batch_size, cache_dir=root,
-        on_progress=stage("teacher", teacher), should_stop=should_stop, predict=predict,
-        on_faithfulness=measuring(teacher),
-    )  # fmt: skip
-    teacher_answers = ModelAnswers(teacher, "teacher", None, False, tuple(built.records))
-    kept = [r.example for r in built.records]
-    models, cancelled = [teacher_answers], built.cancelled
+    def zero_shot(spec: str, chosen: Sequence[Example], role: Role) -> tuple[list[RationaleRecord], bool]:
+        """Returns (the records of a model kdviz did not train, answering as the teacher does; whether cancelled)."""
+        built = build_rationales(spec, chosen, method, rule, target_mode=mode, batch_size=batch_size, cache_dir=root,
+                                 on_progress=stage(role, spec), should_stop=should_stop, predict=predict,
+                                 on_faithfulness=measuring(spec))  # fmt: skip
+        records = list(built.records)
+        if mode == "gold" and records and not (built.cancelled and role == "student"):
+            records = _with_generations(load_model(spec), records, batch_size)
+        return records, built.cancelled
+
+    records, cancelled = zero_shot(teacher, examples, "teacher")
+    teacher_answers = ModelAnswers(teacher, "teacher", None, False, tuple(records))
+    kept = [r.example for r in records]
+    models = [teacher_answers]
     for spec in students if not cancelled else ():
         if checkpoint_meta(spec).get("method"):  # fine-tuned by kdviz: prompted exactly as it was trained
             answers = _student(spec, kept, teacher_answers, method, rule, root, batch_size, stage("student", spec),
-                               should_stop, measuring(spec))  # fmt: skip
+                               should_stop, measuring(spec), mode)  # fmt: skip
         else:  # any other model answers zero-shot, the way the teacher does
-            own = build_rationales(spec, kept, method, rule, batch_size=batch_size, cache_dir=root,
-                                   on_progress=stage("student", spec), should_stop=should_stop,
-                                   predict=predict, on_faithfulness=measuring(spec))  # fmt: skip
-            answers = None if own.cancelled else ModelAnswers(spec, "student", None, False, tuple(own.records))
+            own, stopped = zero_shot(spec, kept, "student")
+            answers = None if stopped else ModelAnswers(spec, "student", None, False, tuple(own))
         if answers is None:
             cancelled = True
             break
         models.append(answers)
-    settings = ComparisonSettings(teacher, tuple(students), method, top_k, len(kept), predict=predict)
+    settings = ComparisonSettings(teacher, tuple(students), method, top_k, len(kept), predict=predict,
+                                  target_mode=mode)  # fmt: skip
     summary, pairwise = summarize_models(models, kept, top_k)
     return Comparison(tuple(kept), tuple(models), settings, summary, tuple(pairwise), cancelled)
 

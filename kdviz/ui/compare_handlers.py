@@ -57,7 +57,7 @@ def _work(job: _Comparing, examples: list[Example]) -> Comparison:
     s = job.settings
     return compare(
         s.teacher, s.students, examples, method=s.method, top_k=s.top_k, batch_size=s.batch_size,
-        on_progress=job.events.put, should_stop=job.stop.is_set, predict=s.predict,
+        on_progress=job.events.put, should_stop=job.stop.is_set, predict=s.predict, target_mode=s.target_mode,
     )  # fmt: skip
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from kdviz.attribution.catalog import check_method
 from kdviz.compare.report import check_may_write, compare_command, may_write
 from kdviz.compare.run import compare, student_runs
-from kdviz.errors import InputError
+from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.models import list_model_specs
 from kdviz.lm.prompts import PREDICT_MODES, check_predict_mode
+from kdviz.records import SELECTABLE_TARGET_MODES
 from kdviz.workspace import Workspace
 
 from .fields import number
@@ -27,6 +28,8 @@ DEFAULTS = {  # compare()'s own defaults, so the panel and `kdviz compare` agree
 }  # fmt: skip
 DEFAULT_PREDICT = "default"  # the panel's value for predict=None: each model predicts in its own default mode
 PREDICT_CHOICES = [("each model's default", DEFAULT_PREDICT), *((mode, mode) for mode in PREDICT_MODES)]
+DEFAULT_TARGET = "default"  # target_mode=None: choice for data with choices, else each model's generated answer
+TARGET_CHOICES = [("choice, or generate if free-form", DEFAULT_TARGET), *((m, m) for m in SELECTABLE_TARGET_MODES)]
 LABELS = {"limit": "Examples (first N)", "top_k": "Top-k rationale words", "batch_size": "Batch size"}  # whole, >= 1
 
 
@@ -46,6 +49,7 @@ class Settings:
     top_k: int
     batch_size: int
     predict: str | None = None  # the prediction mode; None: each model's default
+    target_mode: str | None = None  # what attributions explain; None: the data's default (see `compare`)
 
     @property
     def command(self) -> str:
@@ -53,7 +57,7 @@ class Settings:
         return compare_command(
             self.labels[self.teacher], [self.labels[s] for s in self.students], self.data, limit=self.limit,
             method=self.method, top_k=self.top_k, batch_size=self.batch_size, workspace=self.workspace.root,
-            name=self.name, predict=self.predict,
+            name=self.name, predict=self.predict, target_mode=self.target_mode,
         )  # fmt: skip
 
 
@@ -106,15 +110,19 @@ def make_settings(
     batch_size: int,
     name: str,
     predict: str | None = DEFAULT_PREDICT,
+    target_mode: str | None = DEFAULT_TARGET,
 ) -> Settings:
     """Returns the comparison the panel's fields describe, written as the workspace's comparison `name`.
 
     Raises:
         InputError: no teacher, student or data; a bad number; a bad name, or one of a finished comparison.
-        UnknownNameError: unknown attribution method or prediction mode.
+        UnknownNameError: unknown attribution method, prediction mode or target mode.
     """
     check_method(method)
     predict = None if predict in (None, "", DEFAULT_PREDICT) else check_predict_mode(predict)
+    target_mode = None if target_mode in (None, "", DEFAULT_TARGET) else target_mode
+    if target_mode is not None and target_mode not in SELECTABLE_TARGET_MODES:
+        raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
     teacher = (teacher or "").strip()
     if not teacher:
         raise InputError("choose a teacher model, or type a hub id or local path")
@@ -136,5 +144,5 @@ def make_settings(
         method=method,
         top_k=number(top_k, LABELS["top_k"], whole=True, minimum=1),
         batch_size=number(batch_size, LABELS["batch_size"], whole=True, minimum=1),
-        predict=predict,
+        predict=predict, target_mode=target_mode,
     )  # fmt: skip

@@ -98,6 +98,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
             with gr.Row():
                 method = gr.Dropdown(kdviz.list_attribution_methods(), value=D["method"], label="Attribution method")
                 predict = gr.Dropdown(cs.PREDICT_CHOICES, value=cs.DEFAULT_PREDICT, label="Prediction mode")
+                target = gr.Dropdown(cs.TARGET_CHOICES, value=cs.DEFAULT_TARGET, label="Attributed answer")
             name = gr.Textbox(
                 cs.suggest_name(workspace),
                 label="Comparison name",
@@ -130,7 +131,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path, tab: gr.Tab
     reproduction_view.render()  # bench/reproduce.py's results folders: the same table and chart
 
     view = [status, summary, pairwise, accuracy, overlap, agreement, table, example, downloads, command, current]
-    fields = [teacher_spec, students, extra, dataset, limit, method, top_k, batch_size, name, predict]
+    fields = [teacher_spec, students, extra, dataset, limit, method, top_k, batch_size, name, predict, target]
     # No concurrency limit: a second launch must get the busy message now, not wait in the queue for this one.
     start.click(launch, [ws, *fields], view, api_name="compare", concurrency_limit=None).then(
         after_compare, [ws, name], [past, name], api_name="after_compare"

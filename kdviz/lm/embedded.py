@@ -8,11 +8,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kdviz.errors import ModelLoadError
-from kdviz.records import PredictMode
+from kdviz.records import PredictMode, ProgressEvent
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ def part_paths(spec_name: str) -> list[Path]:
     return paths
 
 
-def gguf_path(spec_name: str) -> Path:
-    """Returns a single `.gguf` file for an embedded model, concatenating its parts into the cache once."""
+def gguf_path(spec_name: str, on_progress: Callable[[ProgressEvent], None] | None = None) -> Path:
+    """Returns a single `.gguf` file for an embedded model, concatenating its parts into the cache once; the
+    concatenation reports "assembling" done/total parts to `on_progress`."""
     parts = part_paths(spec_name)
     if len(parts) == 1:
         return parts[0]
@@ -98,9 +101,14 @@ def gguf_path(spec_name: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".gguf.tmp")
+    report, started = on_progress or (lambda event: None), time.monotonic()
+    report(ProgressEvent("assembling", 0, len(parts), model=spec_name, elapsed_s=0.0))
     with tmp.open("wb") as out:
-        for part in parts:
+        for done, part in enumerate(parts, start=1):
             with part.open("rb") as src:
                 shutil.copyfileobj(src, out, length=16 << 20)
+            report(
+                ProgressEvent("assembling", done, len(parts), model=spec_name, elapsed_s=time.monotonic() - started)
+            )
     os.replace(tmp, target)
     return target

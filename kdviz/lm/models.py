@@ -7,11 +7,15 @@ GGUF weights are dequantised once and cached as fp32 safetensors, because dequan
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +24,18 @@ from typing import Any
 from kdviz.config import ModelSpec
 from kdviz.errors import InputError, ModelLoadError
 from kdviz.files import replacing_folder
+from kdviz.records import ProgressEvent
 from kdviz.workspace import check_readable
 
 from . import embedded
 from .tiny import TINY_SPECS, build_tiny
 
 logger = logging.getLogger(__name__)
+
+LoadProgress = Callable[[ProgressEvent], None]
+# The progress callback of the load running in this thread: `load_model` sets it, so the cache's key stays the spec.
+_on_progress: contextvars.ContextVar[LoadProgress | None] = contextvars.ContextVar("kdviz_load", default=None)
+_dequantising = threading.Lock()  # one conversion at a time: each holds the model twice in fp32, and shares a hook
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,13 +142,21 @@ def _placement(spec: ModelSpec, device: str) -> dict[str, Any]:
     return placed
 
 
-def load_model(spec: ModelSpec | str) -> LoadedModel:
+def load_model(spec: ModelSpec | str, on_progress: LoadProgress | None = None) -> LoadedModel:
     """Returns the loaded model for a spec, from an in-process cache of the last three specs.
+
+    `on_progress` receives the stages of a GGUF file's one-time conversion ("assembling" its parts, "dequantising"
+    its tensors, "saving" the safetensors) and of loading the converted weights ("loading"); no events for a model
+    already in the cache or loaded another way.
 
     Raises:
         ModelLoadError: the spec names nothing loadable; the message says what was tried.
     """
-    return _load_cached(ModelSpec(spec) if isinstance(spec, str) else spec)
+    token = _on_progress.set(on_progress)
+    try:
+        return _load_cached(ModelSpec(spec) if isinstance(spec, str) else spec)
+    finally:
+        _on_progress.reset(token)
 
 
 def load_trainable(spec: ModelSpec | str) -> LoadedModel:
@@ -182,7 +200,8 @@ def _load(spec: ModelSpec) -> LoadedModel:
         model, tokenizer = build_tiny(name)
         default_chat = not model.config.is_encoder_decoder
     elif name in embedded.EMBEDDED:
-        model, tokenizer = _load_gguf(functools.partial(embedded.gguf_path, name), cache_key=name, **placement)
+        find = functools.partial(embedded.gguf_path, name, on_progress=_on_progress.get())
+        model, tokenizer = _load_gguf(find, cache_key=name, **placement)
         default_chat = embedded.EMBEDDED[name].chat
     elif name.endswith(".gguf"):
         path = Path(name).expanduser()
@@ -230,13 +249,15 @@ def _load_gguf(find_path: Callable[[], Path], cache_key: str, **placement: Any):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    report = _on_progress.get() or (lambda event: None)
     cached = embedded.cache_root() / "models" / cache_key
     if not (cached / "config.json").exists():
         path = find_path()
         logger.warning("converting %s to safetensors once (takes 0.5-2.5 minutes; cached in %s)", path.name, cached)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            with _dequantising, _counting_tensors(report, cache_key):
+                tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+                model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"could not read GGUF file {str(path)!r}: {exc}") from exc
         # As loaded, the model is marked quantised, which blocks save_pretrained and fine-tuning; the weights
@@ -245,15 +266,52 @@ def _load_gguf(find_path: Callable[[], Path], cache_key: str, **placement: Any):
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        started = time.monotonic()
+        report(ProgressEvent("saving", 0, 1, model=cache_key, elapsed_s=0.0))
         with replacing_folder(cached) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+        report(ProgressEvent("saving", 1, 1, model=cache_key, elapsed_s=time.monotonic() - started))
         del model
         if path.parent == embedded.cache_root() / "gguf":  # an assembled copy of installed parts: not needed now
             path.unlink()
+    started = time.monotonic()
+    report(ProgressEvent("loading", 0, 1, model=cache_key, elapsed_s=0.0))
     tokenizer = AutoTokenizer.from_pretrained(cached)
     model = AutoModelForCausalLM.from_pretrained(cached, **{"dtype": torch.float32, **placement})
+    report(ProgressEvent("loading", 1, 1, model=cache_key, elapsed_s=time.monotonic() - started))
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _counting_tensors(report: LoadProgress, model_name: str):
+    """Reports "dequantising" done/total tensors while transformers converts a GGUF file. Its loop over the tensors
+    runs through the module's `tqdm`, the one place that knows the count; swapped for the conversion only (under
+    `_dequantising`), and without it (another transformers) the stage is reported whole, at its start and end."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    started = time.monotonic()
+    original = getattr(gguf_utils, "tqdm", None)
+
+    def counting(iterable, *args, **kwargs):
+        if not hasattr(iterable, "__len__"):
+            yield from original(iterable, *args, **kwargs)
+            return
+        total, begun = len(iterable), time.monotonic()  # the pace of the tensors alone, for an honest ETA
+        for done, item in enumerate(iterable):
+            report(ProgressEvent("dequantising", done, total, model=model_name, elapsed_s=time.monotonic() - begun))
+            yield item
+        report(ProgressEvent("dequantising", total, total, model=model_name, elapsed_s=time.monotonic() - begun))
+
+    report(ProgressEvent("dequantising", 0, 1, model=model_name, elapsed_s=0.0))
+    if original is not None:
+        gguf_utils.tqdm = counting
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
+    report(ProgressEvent("dequantising", 1, 1, model=model_name, elapsed_s=time.monotonic() - started))
 
 
 def _load_pretrained(spec: ModelSpec, **placement: Any):

@@ -12,7 +12,7 @@ from gradio.utils import get_upload_folder
 
 from kdviz.data import demo_path
 
-from . import compare_tab, rationales_tab, teacher_tab, train_tab
+from . import compare_tab, model_warmup, rationales_tab, teacher_tab, train_tab
 from .downloads import DELETE_CACHE
 from .errors import guard_events
 from .rationale_handlers import workspace_root
@@ -96,9 +96,10 @@ def launch(
 
     `workspace` is where rationale builds are kept (see `build_app`). Served to other machines (`share`, or a
     host other than this machine's loopback), the app's path fields read only the workspace, the demo assets and
-    `data_dirs`. Extra keyword arguments go to `build_app` (examples_path) or to `gr.Blocks.launch`.
+    `data_dirs`. The teacher starts loading in the background (see `model_warmup`). Extra keyword arguments go to `build_app` (examples_path) or to `gr.Blocks.launch`.
     """
     confine = serves_others(host, share)
     demo = build_app(teacher, kw.pop("examples_path", None), workspace, confine, data_dirs)
+    model_warmup.start(teacher)  # the first click need not wait for the teacher's load (or one-time conversion)
     demo.launch(server_name=host, server_port=port, share=share, **kw)
     return demo

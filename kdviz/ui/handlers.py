@@ -13,13 +13,13 @@ import kdviz
 from kdviz.attribution.catalog import check_contrastive, check_method
 from kdviz.attribution.targets import default_target_mode, predict_mode
 from kdviz.errors import InputError, UnknownNameError
-from kdviz.lm.models import is_cached
 from kdviz.lm.prompts import FORMATS, prompt_example, prompt_text
 from kdviz.records import CONTRAST_MODES, PREDICT_MODES
 from kdviz.viz.attribution import prediction_markdown, top_words_table
 
 from .errors import ui_errors  # noqa: F401  (the other panels' tabs import it from here until they switch)
 from .fields import number
+from .model_warmup import model_for_click, model_load_note  # noqa: F401  (the tab shows the note before a click)
 from .teacher_click import Click, StageProgress, attribute_click, picked_example
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
@@ -76,13 +76,6 @@ def example_fields(path: str | Path, example_id: str) -> ExampleFields:
     return ExampleFields(prompt_text(ex), "\n".join(ex.choices), ex.answer or "", ex.task, default_target_mode(ex))
 
 
-def model_load_note(model_spec: str) -> str | None:
-    """Returns a message to show before a slow first load of the model (GGUF conversion), else None."""
-    if model_spec and not is_cached(model_spec.strip()):
-        return f"First load of {model_spec}: converting its weights once (20-70 s); later loads take seconds."
-    return None
-
-
 def run_attribution(
     model_spec: str,
     method: str,
@@ -98,10 +91,12 @@ def run_attribution(
     contrast: str = "none",
     dataset: str = "",
     example_id: str = "",
+    use_fast: bool = True,
 ) -> AttributionView:
     """Returns the view of one prompt's attribution; a contrast other than "none" replaces the target mode's target.
     An attribution computed before (same model, settings and prompt) is reused, as is a rationale build's for the
-    example `example_id` of `dataset` when the fields still show it (see `teacher_click`).
+    example `example_id` of `dataset` when the fields still show it (see `teacher_click`). While `model_spec` loads in
+    the background, its fast stand-in answers when `use_fast`, with a note saying so (see `model_warmup`).
 
     Raises:
         KdvizError: bad input (checked before the model loads), unknown model, method, mode or format.
@@ -127,8 +122,7 @@ def run_attribution(
         target = (custom_target or "").strip()
         if not target:
             raise InputError("type the custom target to attribute, or pick another target mode")
-    report(0.1, f"loading {model_spec}")
-    loaded = kdviz.load_model(model_spec.strip())
+    loaded, stand_in = model_for_click(model_spec, use_fast, report)
     report(0.5, f"predicting, then attributing with {method}")
     mode, picked = predict_mode(loaded, None if predict == "default" else predict), picked_example(dataset, example_id)
     click = Click(
@@ -137,7 +131,7 @@ def run_attribution(
     )  # fmt: skip
     attr, note = attribute_click(loaded, click, picked, report)
     return AttributionView(
-        prediction_markdown(attr, example.answer) + (f"\n\n{note}" if note else ""),
+        "\n\n".join(part for part in (prediction_markdown(attr, example.answer), stand_in, note) if part),
         kdviz.attribution_html(attr),
         kdviz.attribution_heatmap(attr),
         top_words_table(attr, TOP_K),

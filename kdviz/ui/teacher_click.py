@@ -126,7 +126,7 @@ def _from_build(loaded, click: Click, picked: Example | None) -> TokenAttributio
     if picked is None or click.target is not None or click.contrast or click.target_mode not in ("choice", "gold"):
         return None
     shown = dataclasses.replace(click.example, id=picked.id, human_rationale=picked.human_rationale)
-    if click.fmt != picked.task or shown != picked:
+    if click.fmt != picked.task or shown.task_dict() != picked.task_dict():  # the fields a model reads
         return None
     steps = click.steps or 1
     return cached_attribution(loaded, picked, click.method, click.target_mode, steps, click.predict, per_token=True)

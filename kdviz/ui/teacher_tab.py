@@ -9,7 +9,7 @@ import gradio as gr
 import kdviz
 from kdviz.lm.prompts import MAX_PROMPT_CHARS
 
-from . import handlers, teacher_click
+from . import handlers, model_warmup, teacher_click, warmup_status
 from .errors import ui_errors
 from .fields import Slider
 
@@ -29,21 +29,20 @@ def attribute(
     contrast: str = "none",
     example_id: str | None = None,
     dataset: str = "",
+    use_fast: bool = True,
     progress: gr.Progress = gr.Progress(),  # noqa: B008  (gradio injects the tracker by this default)
 ) -> handlers.AttributionView:
-    note = handlers.model_load_note(model)
+    note = model_warmup.model_load_note(model, use_fast)
     if note:
         gr.Info(note)
     return handlers.run_attribution(
         model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps,
         on_progress=lambda fraction, desc: progress(fraction, desc=desc), predict=predict, contrast=contrast,
-        dataset=dataset, example_id=example_id or "",
+        dataset=dataset, example_id=example_id or "", use_fast=use_fast,
     )  # fmt: skip
 
 
-cost_note = ui_errors(
-    teacher_click.cost_note
-)  # the line under the method menu: (method, prompt, choices, steps, model)
+cost_note = ui_errors(teacher_click.cost_note)  # the line under the method menu
 
 
 @ui_errors
@@ -70,6 +69,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 allow_custom_value=True,
                 info="a listed spec, or type a hub id, local folder or .gguf file",
             )
+            use_fast = warmup_status.render(teacher, model)
             method = gr.Dropdown(kdviz.list_attribution_methods(), value="input_x_gradient", label="Method")
             cost = gr.Markdown(teacher_click.cost_note("input_x_gradient", "", "", 20, teacher))
             target_mode = gr.Radio(
@@ -140,7 +140,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
     # The picked example (and its file) go along, so a click can reuse a rationale build's attribution of it.
     fields = [model, method, target_mode, prompt, choices, gold, custom_target, fmt, steps, predict, contrast, example]
     clicked = run.click(
-        attribute, [*fields, dataset], [answer, highlighted, heatmap, top_k, record], api_name="attribute"
+        attribute, [*fields, dataset, use_fast], [answer, highlighted, heatmap, top_k, record], api_name="attribute"
     )
     cost_inputs = [method, prompt, choices, steps, model]
     gr.on([method.change, steps.change, prompt.change, choices.change, model.change], cost_note, cost_inputs, cost,

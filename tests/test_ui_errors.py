@@ -14,7 +14,7 @@ from kdviz.attribution import methods
 from kdviz.attribution.methods import AttributionRequest, attribute_requests
 from kdviz.errors import KEPT, InputError, ModelLoadError, ResourceError, as_resource_error, resource_errors
 from kdviz.lm.models import load_model
-from kdviz.lm.prompts import MAX_TARGET_CHARS, MAX_TARGET_TOKENS
+from kdviz.lm.prompts import MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, MAX_TARGET_CHARS, MAX_TARGET_TOKENS
 from kdviz.rationales.build import build_rationales
 from kdviz.records import Example
 from kdviz.ui import launch
@@ -115,6 +115,16 @@ def test_targets_are_bounded_in_tokens_as_in_characters(tiny):
         attribute_requests(tiny, [AttributionRequest("the cat sat", long)], "saliency")
     with pytest.raises(InputError, match="^the contrast is"):
         attribute_requests(tiny, [AttributionRequest("the cat sat", "mat", contrast=long)], "saliency")
+
+
+def test_prompts_are_bounded_in_tokens_as_in_characters(tiny):
+    long = "q" * 3000  # under the character limit; the tiny byte-level tokenizer makes about a token a character
+    assert len(long) < MAX_PROMPT_CHARS
+    with pytest.raises(
+        InputError, match=f"^the prompt is \\d+ tokens long .*the limit is {MAX_PROMPT_TOKENS} tokens$"
+    ):
+        attribute_requests(tiny, [AttributionRequest(long, "mat")], "saliency")
+    assert attribute_requests(tiny, [AttributionRequest("q" * 100, "mat")], "saliency")  # a short one still runs
 
 
 def test_a_truncated_checkpoint_is_a_clear_load_error(tiny, tmp_path):

@@ -19,7 +19,7 @@ import torch
 
 from kdviz.errors import InputError, resource_errors
 from kdviz.lm.forward import Batch, embed, make_batch, model_lock, target_logits, target_logprobs
-from kdviz.lm.prompts import check_target, check_target_tokens, encode, encode_target
+from kdviz.lm.prompts import check_prompt_tokens, check_target, check_target_tokens, encode, encode_target
 from kdviz.records import TokenAttribution
 
 from .catalog import (  # noqa: F401
@@ -232,6 +232,7 @@ def _prepare(loaded, request: AttributionRequest) -> Prepared:
     if request.contrast is not None:
         check_target(request.contrast, "the contrast")
     encoded = encode(loaded, request.prompt)
+    check_prompt_tokens(encoded)
     spans = word_spans(request.prompt)
     keep = 1 if request.first_token_only else None
     target = encode_target(loaded, encoded, request.target)[:keep]

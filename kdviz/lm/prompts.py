@@ -27,6 +27,9 @@ MAX_TARGET_CHARS = 1000
 # ... and in tokens: 1,000 characters of English are about 250 tokens, but a byte-level tokenizer or an unusual script
 # makes several tokens of a character, and each token is one more attributed row.
 MAX_TARGET_TOKENS = 512
+# A prompt's bound in tokens, beside MAX_PROMPT_CHARS: 4,000 characters are about 1k tokens of English, but a
+# byte-level tokenizer or another script can make several tokens of one character (attention grows with its square).
+MAX_PROMPT_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,18 @@ def check_target_tokens(ids: Sequence[int], what: str = "the target") -> None:
     """
     if len(ids) > MAX_TARGET_TOKENS:
         raise InputError(f"{what} is {len(ids)} tokens long for this model; the limit is {MAX_TARGET_TOKENS} tokens")
+
+
+def check_prompt_tokens(encoded: EncodedPrompt) -> None:
+    """Refuses an encoded prompt longer than MAX_PROMPT_TOKENS (chat template included).
+
+    Raises:
+        InputError: the message gives its length in tokens and the limit.
+    """
+    if len(encoded.ids) > MAX_PROMPT_TOKENS:
+        raise InputError(
+            f"the prompt is {len(encoded.ids)} tokens long for this model; the limit is {MAX_PROMPT_TOKENS} tokens"
+        )
 
 
 def encode_target(loaded, encoded: EncodedPrompt, target: str) -> tuple[int, ...]:

@@ -185,7 +185,19 @@ def checkpoint_meta(path: str | Path) -> dict:
     return {}
 
 
+# One load at a time in a process (a model already resident is returned without waiting, by the cache above it).
+# The app loads in background threads (the teacher's warm-up) while a request or a test loads another model, and
+# transformers' lazy module is not safe to import from two threads at once: the thread that lost saw "cannot import
+# name 'LlamaConfig' from 'transformers'".
+_LOADING = threading.RLock()
+
+
 def _load(spec: ModelSpec) -> LoadedModel:
+    with _LOADING:
+        return _load_now(spec)
+
+
+def _load_now(spec: ModelSpec) -> LoadedModel:
     check_load_options(spec)
     requested, name = spec, spec.model_name_or_path.strip()
     local = Path(name).expanduser()

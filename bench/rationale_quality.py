@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps (default 20)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rationale_quality")
+    p.add_argument("--recompute-cells", action="store_true",
+                   help="measure every method's settings again (from the caches where they hold them)")  # fmt: skip
     args = p.parse_args(argv)
     if args.n < 1 or args.batch_size < 1 or min(args.ks) < 1:
         p.error("--n, --batch-size and every k must be at least 1")
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings = Timings(args.out / "timings.json")
     memo = ScoreMemo(lambda p, c, letters: _score(teacher, p, c, letters))
     cells_path = args.out / "cells.jsonl"
-    cells = {(c.method, c.k, c.span): c for c in (load_jsonl(cells_path, QualityCell) if cells_path.exists() else [])}
+    stored = load_jsonl(cells_path, QualityCell) if cells_path.exists() and not args.recompute_cells else []
+    cells = {(c.method, c.k, c.span): c for c in stored}
     wanted = {(m, r.top_k, r.span) for m in args.methods for r in rules}
     for method in args.methods:
         if all((method, r.top_k, r.span) in cells for r in rules):

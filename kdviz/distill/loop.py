@@ -39,7 +39,16 @@ from .evaluation import accuracy, is_correct, predict_answers
 from .methods import METHODS, Method, get_method
 from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow, TrainResult, final_of
 from .pairs import check_same_vocabulary, encode_pairs, split_train_eval
-from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
+from .runs import (
+    create_run,
+    log_row,
+    log_samples,
+    out_of_memory_message,
+    reopen_run,
+    run_config_yaml,
+    trim_logs,
+    write_status,
+)
 from .tracking import Tracking, check_tracker, start_tracking
 
 __all__ = ["METHODS", "TrainResult", "finetune", "check_same_vocabulary", "split_train_eval"]
@@ -303,12 +312,7 @@ def finetune(
     except BaseException as exc:
         message = str(exc)
         if is_out_of_memory(exc):
-            message = (
-                f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
-                f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
-            )
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            message = out_of_memory_message(config)
         if trained == 0 and not resume:  # the setup failed (or the first step): no run to keep, free the name
             if main:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -340,3 +340,16 @@ def rerun_command(folder: str | Path) -> str:
     """Returns the command that reruns a run's saved config.yaml into `<folder>-rerun`."""
     folder = Path(folder)
     return command_line(["kdviz", "train"], [("--config", folder / CONFIG), ("--out", f"{folder}-rerun")])
+
+
+def out_of_memory_message(config: TrainConfig) -> str:
+    """Returns what a run that ran out of memory says (in its status and its error), having given the accelerator's
+    cached memory back: the next batch size to try, a shorter max length or LoRA."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return (
+        f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
+        f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
+    )

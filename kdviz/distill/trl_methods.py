@@ -46,7 +46,16 @@ from .evaluation import accuracy, is_correct, predict_answers
 from .methods import Method, get_method
 from .metrics import EvalRow, FinalMetrics, MetricsRow, Sample, StepRow, TrainResult, final_of
 from .pairs import split_train_eval
-from .runs import create_run, log_row, log_samples, reopen_run, run_config_yaml, trim_logs, write_status
+from .runs import (
+    create_run,
+    log_row,
+    log_samples,
+    out_of_memory_message,
+    reopen_run,
+    run_config_yaml,
+    trim_logs,
+    write_status,
+)
 from .tracking import Tracking, check_tracker, start_tracking
 from .trl_data import check_gkd_teacher, dpo_rows, gkd_rows, preference_pairs
 
@@ -343,12 +352,7 @@ def finetune_trl(
     except BaseException as exc:
         message = str(exc)
         if is_out_of_memory(exc):
-            message = (
-                f"out of memory at batch size {config.batch_size}, max length {config.max_length}: try batch size "
-                f"{max(1, config.batch_size // 2)}, a shorter max length or LoRA"
-            )
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            message = out_of_memory_message(config)
         if run.trained == 0 and not resume:  # the setup failed (or the first step): no run to keep, free the name
             if main:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -28,3 +28,11 @@ def test_one_normaliser_for_rationale_overlap_and_cross_model_alignment():
     assert normalize("«milk»") == "milk" and words_of("«milk» stays") == {"milk", "stays"}
     pairs = align_words(["keep", "«milk»", "cold"], [False] * 3, ["keep", "milk", "cold?"], [False] * 3)
     assert pairs == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_numbers_are_compared_by_value_in_one_spelling():
+    # SVAMP's gold "( 84.0 / 2.0 )" against a question that says "84 points": the same word for overlap statistics
+    assert [normalize_word(w) for w in ("84.0", "(84.0", "84.", "84", "1,200", "2.50", "3.14159")] == [
+        "84", "84", "84", "84", "1200", "2.5", "3.14159",
+    ]  # fmt: skip
+    assert normalize_word("Apple,") == "apple" and normalize_word("B2B") == "b2b"  # words stay words

@@ -63,6 +63,16 @@ def normalize_word(word: str) -> str:
     """Returns the word lower-cased with punctuation stripped from both ends ("" for pure punctuation).
 
     The one word comparison of kdviz: rationale overlap with gold answers and human rationales, and the alignment of
-    two models' prompts in a comparison, both compare words through it.
+    two models' prompts in a comparison, both compare words through it. A number is written one way: "84.0", "84.",
+    "84" are "84" (SVAMP's gold answers write "( 84.0 / 2.0 )" of a question that says "84 points").
     """
-    return word.strip(_PUNCT).lower()
+    cleaned = word.strip(_PUNCT).lower()
+    if _NUMBER.fullmatch(cleaned):
+        value = float(cleaned.replace(",", ""))
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return cleaned
+
+
+_NUMBER = re.compile(
+    r"\d{1,3}(,\d{3})+(\.\d+)?|\d+(\.\d*)?|\.\d+"
+)  # 84, 84.0, 1,200, .5 (no sign: "-" is punctuation)

@@ -239,28 +239,40 @@ def train_stage(args: argparse.Namespace, out: Path, stages: Stages, rationales:
                     "--max-steps", str(size.steps), "--batch-size", str(size.batch_size), "--lr",
                     str(size.lr), "--alpha", str(args.alpha), "--seed", str(seed), "--eval-every", "0",
                     "--eval-size", str(size.eval_size), "--device", args.device, "--out", str(folder)]  # fmt: skip
-            status = read_status(folder)
-            if status is not None and status.status == "completed":
-                stages.note("kdviz " + shlex.join(argv))
-            else:
-                if folder.exists():  # an interrupted run: start it again (kdviz train refuses an existing folder)
-                    shutil.rmtree(folder)
-                stages.run("train", folder.name, argv)
-            runs.append(folder)
+            runs.append(train_once(stages, folder, argv))
     return runs
+
+
+def train_once(stages: Stages, folder: Path, argv: list[str]) -> Path:
+    """Runs `kdviz train` into `folder` unless a completed run is there (then only records its command); an
+    interrupted run starts again (kdviz train refuses an existing folder)."""
+    status = read_status(folder)
+    if status is not None and status.status == "completed":
+        stages.note("kdviz " + shlex.join(argv))
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)
+        stages.run("train", folder.name, argv)
+    return folder
 
 
 def compare_stage(
     args: argparse.Namespace, out: Path, stages: Stages, test: Path, students: list[str], target_mode: str
 ) -> Comparison:
-    from kdviz.compare.report import load_report
-
     folder = out / "compare"
     # Free-form data names its target mode; choice data keeps the commands it was run with (the default is choice).
     mode = ["--target-mode", target_mode] if target_mode != "choice" else []
     argv = ["compare", "--teacher", args.sizes.teacher, *[a for s in students for a in ("--student", s)], "--data",
             str(test), "--method", RATIONALE_METHOD, "--top-k", str(DEFAULT_TOP_K), *mode, "--batch-size",
             str(args.attr_batch_size), *cache_flags(args), "--out", str(folder)]  # fmt: skip
+    return compare_once(stages, folder, argv, students)
+
+
+def compare_once(stages: Stages, folder: Path, argv: list[str], students: list[str]) -> Comparison:
+    """Runs `kdviz compare` into `folder` unless a finished report of the same students is there (then only records
+    its command); returns the report."""
+    from kdviz.compare.report import load_report
+
     previous = load_report(folder) if (folder / "report.json").exists() else None
     if previous is not None and not previous.cancelled and list(previous.settings.students) == students:
         stages.note("kdviz " + shlex.join(argv))

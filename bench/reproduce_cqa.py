@@ -32,7 +32,6 @@ import argparse
 import json
 import random
 import shlex
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,9 +41,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's kdviz, for the subprocesses too (PYTHONPATH below)
 sys.path.insert(0, str(REPO / "bench"))  # bench/figures.py
 
-from reproduce import Stages, hardware, write_figure  # noqa: E402  (bench/reproduce.py: the same stage runner)
+from reproduce import (  # noqa: E402  (bench/reproduce.py: the same stage runner and stages)
+    Stages,
+    cache_flags,
+    compare_once,
+    hardware,
+    train_once,
+    write_figure,
+)
 
-from kdviz.distill.runs import read_status  # noqa: E402
 from kdviz.files import write_atomic  # noqa: E402
 
 if TYPE_CHECKING:
@@ -107,10 +112,6 @@ def split(args: argparse.Namespace) -> tuple[Path, Path]:
     return folder / "train.jsonl", folder / "test.jsonl"
 
 
-def cache_flags(args: argparse.Namespace) -> list[str]:
-    return ["--cache-dir", args.cache_dir] if args.cache_dir else []
-
-
 def teacher_stage(args: argparse.Namespace, stages: Stages, train: Path) -> Path:
     out = args.out / "rationales.jsonl"
     argv = ["rationales", "--teacher", args.teacher, "--device", args.device, "--data", str(train), "--method",
@@ -132,30 +133,16 @@ def train_stage(args: argparse.Namespace, stages: Stages, rationales: Path) -> l
                     "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                     "--alpha", str(args.alpha), "--seed", str(seed), "--eval-every", "0", "--eval-size",
                     str(args.eval_size), "--device", args.device, "--out", str(folder)]  # fmt: skip
-            status = read_status(folder)
-            if status is not None and status.status == "completed":
-                stages.note("kdviz " + shlex.join(argv))
-            else:
-                if folder.exists():  # an interrupted run: start it again (kdviz train refuses an existing folder)
-                    shutil.rmtree(folder)
-                stages.run("train", folder.name, argv)
-            runs.append(folder)
+            runs.append(train_once(stages, folder, argv))
     return runs
 
 
 def compare_stage(args: argparse.Namespace, stages: Stages, test: Path, students: list[str]) -> Comparison:
-    from kdviz.compare.report import load_report
-
     out = args.out / "compare"
     argv = ["compare", "--teacher", args.teacher, *[a for s in students for a in ("--student", s)], "--data",
             str(test), "--method", args.method, "--top-k", str(args.top_k), "--batch-size",
             str(args.attr_batch_size), *cache_flags(args), "--out", str(out)]  # fmt: skip
-    previous = load_report(out) if (out / "report.json").exists() else None
-    if previous is not None and not previous.cancelled and list(previous.settings.students) == students:
-        stages.note("kdviz " + shlex.join(argv))
-        return previous
-    stages.run("compare", "teacher and students on the test split", argv)
-    return load_report(out)
+    return compare_once(stages, out, argv, students)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

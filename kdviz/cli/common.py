@@ -89,15 +89,10 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def add_predict_arg(p: argparse.ArgumentParser) -> None:
     """Adds `--predict MODE`: how the model predicts a choice (default: the model's own default mode)."""
+    from kdviz.lm.prompts import predict_help
     from kdviz.records import PREDICT_MODES
 
-    p.add_argument(
-        "--predict",
-        choices=PREDICT_MODES,
-        help="how choices are predicted: letter (the next-token letter after the lettered choices), cloze (each "
-        "choice's text after the question alone), choice-text (each choice's text after the listed choices); "
-        "default: letter for chat models, cloze for base models",
-    )
+    p.add_argument("--predict", choices=PREDICT_MODES, help=f"how choices are predicted: {predict_help('; ')}")
 
 
 def model_spec(args: argparse.Namespace, name: str):

@@ -134,6 +134,22 @@ def default_predict_mode(loaded) -> PredictMode:
     return "letter" if loaded.chat else "cloze"
 
 
+# What each prediction mode scores, as the CLI's help and the panels' selectors describe it.
+PREDICT_MODE_HELP: dict[PredictMode, str] = {
+    "letter": "the next-token letter after the lettered choices",
+    "cloze": "each choice's text after the question alone",
+    "choice-text": "each choice's text after the listed choices",
+}
+DEFAULT_PREDICT_HELP = (
+    "the model's best measured mode (letter for chat models; cloze for base models and the embedded student)"
+)
+
+
+def predict_help(separator: str = " · ") -> str:
+    """Returns the modes and the default described in one line, joined by `separator`."""
+    return separator.join([*(f"{m}: {d}" for m, d in PREDICT_MODE_HELP.items()), f"default: {DEFAULT_PREDICT_HELP}"])
+
+
 def check_predict_mode(mode: str) -> PredictMode:
     """Returns `mode` if it is a prediction mode.
 

@@ -23,7 +23,7 @@ from .fields import number
 RULES: dict[str, RuleKind] = {"top-k": "top_k", "mass": "mass", "z": "z"}  # the panel's labels -> rule kinds
 RULE_DEFAULTS = {"top-k": DEFAULT_TOP_K, "mass": 0.5, "z": 1.0}  # the number a rule starts with when picked
 LABELS = {"limit": "Examples (first N)", "batch_size": "Batch size"}  # whole numbers, at least 1 (see `fields`)
-PREDICT_CHOICES = ("default", *PREDICT_MODES)  # default: the teacher's own (letter for chat models, else cloze)
+PREDICT_CHOICES = ("default", *PREDICT_MODES)  # default: the teacher's measured best mode
 EXCLUSIONS = {  # the panel's labels -> SelectionRule switches
     "stopwords": "exclude_stopwords",
     "punctuation": "exclude_punctuation",

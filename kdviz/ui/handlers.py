@@ -24,7 +24,7 @@ from .teacher_click import Click, StageProgress, attribute_click, picked_example
 
 TARGET_MODES = ("choice", "generate", "gold", "custom")  # "custom" attributes the string the user typed
 FORMAT_CHOICES = ("auto",) + FORMATS  # auto: the library's default, mcqa when choices are given, else raw
-PREDICT_CHOICES = ("default",) + PREDICT_MODES  # default: the model's own (letter for chat models, else cloze)
+PREDICT_CHOICES = ("default",) + PREDICT_MODES  # default: the model's measured best mode
 CONTRAST_CHOICES = ("none",) + CONTRAST_MODES  # a contrast sets the target: the prediction, or the gold answer
 MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not read
 TOP_K = 10

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 import kdviz
+from kdviz.lm.prompts import predict_help
 from kdviz.viz.quality import QUALITY_COLUMNS, QUALITY_NOTE
 
 from . import build_events as be
@@ -75,8 +76,7 @@ def render(teacher: str, examples_path: str | Path, workspace: Path) -> None:
             target_mode = gr.Radio(list(bh.BUILD_TARGET_MODES), value="choice", label="Attribute")
             predict = gr.Dropdown(
                 list(bh.PREDICT_CHOICES), value="default", label="Prediction mode",
-                info="letter: next-token letter after the lettered choices · cloze: each choice after the question "
-                "alone · choice-text: each choice after the listed choices · default: letter for chat models",
+                info=predict_help(),
             )  # fmt: skip
             with gr.Row():
                 rule = gr.Radio(list(bh.RULES), value="top-k", label="Rationale rule", scale=2)

@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 import kdviz
-from kdviz.lm.prompts import MAX_PROMPT_CHARS
+from kdviz.lm.prompts import MAX_PROMPT_CHARS, predict_help
 
 from . import handlers, model_warmup, teacher_click, warmup_status
 from .errors import ui_errors
@@ -83,8 +83,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 list(handlers.PREDICT_CHOICES),
                 value="default",
                 label="Prediction mode",
-                info="letter: next-token letter after the lettered choices · cloze: each choice after the question "
-                "alone · choice-text: each choice after the listed choices · default: letter for chat models",
+                info=predict_help(),
             )
             contrast = gr.Radio(
                 list(handlers.CONTRAST_CHOICES),

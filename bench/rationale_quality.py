@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kdviz.files import write_atomic
     from kdviz.lm.models import load_model
     from kdviz.rationales.build import build_rationales
+    from kdviz.rationales.faithfulness import model_scorer
     from kdviz.rationales.quality import QualityCell, ScoreMemo, faithfulness_measure, quality_table, settings
     from kdviz.records import load_jsonl, save_jsonl
     from kdviz.viz.quality import quality_figure, quality_markdown
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"teacher {teacher.name} loaded in {time.perf_counter() - t0:.1f} s; {len(examples)} questions", flush=True)
 
     timings = Timings(args.out / "timings.json")
-    memo = ScoreMemo(lambda p, c, letters: _score(teacher, p, c, letters))
+    memo = ScoreMemo(model_scorer(teacher, batch_size=16))
     cells_path = args.out / "cells.jsonl"
     stored = load_jsonl(cells_path, QualityCell) if cells_path.exists() and not args.recompute_cells else []
     cells = {(c.method, c.k, c.span): c for c in stored}
@@ -148,12 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write_plotly(quality_figure(ordered), args.out / "quality", width=1100, height=400):
         print("wrote", path)
     return 0
-
-
-def _score(teacher, prompts, choices, letters):
-    from kdviz.lm.inference import score_prompts
-
-    return score_prompts(teacher, prompts, choices, letters, batch_size=16)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,16 @@ def _plan(rec: RationaleRecord, seed: int, predict: PredictMode | None, rule: Se
     return _Plan(prompts, tuple(choices), choices.index(rec.predicted), letters, drawn)  # type: ignore[arg-type]
 
 
+def model_scorer(loaded, batch_size: int = 32) -> Scorer:
+    """Returns the `Scorer` that scores prompts on `loaded` (a `LoadedModel`), `batch_size` prompts a pass."""
+    from kdviz.lm.inference import score_prompts
+
+    def score(prompts: list[str], choices: list[tuple[str, ...]], letters: bool) -> list[ChoiceScores]:
+        return score_prompts(loaded, prompts, choices, letters, batch_size=batch_size)
+
+    return score
+
+
 def probability(scores: ChoiceScores, index: int) -> float:
     """Returns the softmax of the choice scores at `index`: the probability renormalised over the choices."""
     top = max(scores.scores)
@@ -226,12 +236,8 @@ def measure_faithfulness(
             shares scored prompts between calls.
     """
     from kdviz.lm.embedded import cache_root
-    from kdviz.lm.inference import score_prompts
 
-    def score_on_model(prompts: list[str], choices: list[tuple[str, ...]], letters: bool) -> list[ChoiceScores]:
-        return score_prompts(loaded, prompts, choices, letters, batch_size=4 * batch_size)
-
-    score = score or score_on_model
+    score = score or model_scorer(loaded, 4 * batch_size)
 
     cache = FaithfulnessCache(cache_dir or cache_root() / "faithfulness", model_id or loaded.name)
     done = cache.load()

@@ -23,7 +23,7 @@ from kdviz.records import ChoiceScores, Faithfulness, RationaleRecord, Record
 from kdviz.resampling import bootstrap_ci
 
 from .build import reselect
-from .faithfulness import Scorer, measure_faithfulness
+from .faithfulness import Scorer, measure_faithfulness, model_scorer
 from .select import SPANS, SelectionRule, Span
 from .stats import current_faithfulness, rationale_stats
 
@@ -177,9 +177,7 @@ def faithfulness_measure(
 ) -> Measure:
     """Returns a `Measure` that scores on `loaded` (a `LoadedModel`) through `memo` (shared across methods when
     given), caching each record's measurement on disk as `kdviz rationales` does."""
-    from kdviz.lm.inference import score_prompts
-
-    memo = memo or ScoreMemo(lambda p, c, letters: score_prompts(loaded, p, c, letters, batch_size=4 * batch_size))
+    memo = memo or ScoreMemo(model_scorer(loaded, 4 * batch_size))
 
     def measure(records: Sequence[RationaleRecord], rule: SelectionRule) -> list[Faithfulness | None]:
         return measure_faithfulness(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU subset of kdviz's benchmarks and tests, in under 8 minutes on one H100/H200:
+# The GPU subset of kdviz's benchmarks and tests, in under 8 minutes on one H100/H200 (the steps' limits add to 470 s):
 #   1. bench/train.py       kdviz's loop vs a plain Trainer on the embedded student's and teacher's architectures
 #   2. bench/attribution.py kdviz's batched attribution vs Captum on the teacher's architecture (needs captum)
+#      bench/click.py       one Teacher click per method on the teacher's architecture vs the floor and Captum
 #   3. pytest -m gpu        the tiny models attribute and train on CUDA as on the CPU (tests/test_gpu.py)
 #   4. bench/reproduce.py   the reproduction's smoke size (tiny models) on CUDA, CommonsenseQA and ANLI
 #
@@ -35,8 +36,8 @@ step() {
 
 if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     torch_line=$("$PY" -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch")
-    say "no CUDA device ($PY: $torch_line): skipped all four GPU steps (bench/train.py and bench/attribution.py"
-    say "on cuda, pytest -m gpu, bench/reproduce.py --size smoke on cuda). Nothing else needs a GPU: run the CPU"
+    say "no CUDA device ($PY: $torch_line): skipped every GPU step (bench/train.py, bench/attribution.py and"
+    say "bench/click.py on cuda, pytest -m gpu, bench/reproduce.py --size smoke on cuda). Nothing else needs a GPU: run the CPU"
     say "benchmarks and tests as bench/README.md says."
     exit 0
 fi
@@ -50,7 +51,7 @@ core_ok=$(has transformers && has accelerate && has scipy && echo yes)
 
 if [ -n "$core_ok" ]; then
     for student in random:embedded-student random:embedded-teacher; do
-        step "train-${student#random:}" 80 "$PY" bench/train.py --student "$student" --device cuda --steps 30 \
+        step "train-${student#random:}" 70 "$PY" bench/train.py --student "$student" --device cuda --steps 30 \
             --warmup 5 --batch-size 16
     done
 else
@@ -58,10 +59,11 @@ else
 fi
 
 if [ -n "$core_ok" ] && has captum; then
-    step attribution 110 "$PY" bench/attribution.py --model random:embedded-teacher --n 64 --ig-n 16 \
+    step attribution 90 "$PY" bench/attribution.py --model random:embedded-teacher --n 64 --ig-n 16 \
         --captum-limit 8 --batch-size 16
+    step click 50 "$PY" bench/click.py --model random:embedded-teacher --n 8 --slow-n 2
 else
-    say "skipped bench/attribution.py: it times kdviz against Captum, and captum is not installed here"
+    say "skipped bench/attribution.py and bench/click.py: they time kdviz against Captum, which is not installed here"
 fi
 
 if has pytest && [ -n "$core_ok" ]; then
@@ -80,7 +82,7 @@ if [ -n "$core_ok" ] && has plotly; then
     fi
     for dataset in cqa anli1; do
         if [ -f "$data_root/$dataset/train.jsonl" ]; then
-            step "reproduce-$dataset" 75 "$PY" bench/reproduce.py --dataset "$dataset" --size smoke --device cuda \
+            step "reproduce-$dataset" 65 "$PY" bench/reproduce.py --dataset "$dataset" --size smoke --device cuda \
                 --data-root "$data_root" --out "$OUT_DIR/reproduce" --cache-dir "$OUT_DIR/cache"
         fi
     done

@@ -266,13 +266,16 @@ def counted(monkeypatch):
 
     monkeypatch.setattr(teacher_click, "CLICKS", teacher_click.ClickCache())
     calls = []
-    real = targets.attribute_requests
 
-    def counting(*args, **kwargs):
-        calls.append(args[2] if len(args) > 2 else kwargs.get("method"))
-        return real(*args, **kwargs)
+    def counting(real):  # both attribute a method, third argument: scoring first, or in one pass (letter mode)
+        def run(*args, **kwargs):
+            calls.append(args[2] if len(args) > 2 else kwargs.get("method"))
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(targets, "attribute_requests", counting)
+        return run
+
+    for name in ("attribute_requests", "attribute_letter_decisions"):
+        monkeypatch.setattr(targets, name, counting(getattr(targets, name)))
     return calls
 
 

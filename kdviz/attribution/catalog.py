@@ -36,6 +36,9 @@ DEFAULT_METHOD: AttributionMethod = "input_x_gradient"  # the Teacher panel's an
 # What rationale datasets are built with unless told otherwise (`kdviz rationales`, the Rationales panel, compare):
 # chosen by the method study, docs/rationale_quality.md.
 RATIONALE_METHOD: AttributionMethod = "input_x_gradient"
+# Integrated gradients' Gauss-Legendre steps unless told otherwise: chosen by completeness error and rationale
+# stability against steps (bench/ig_steps.py, bench/README.md).
+DEFAULT_STEPS = 20
 # The methods that attribute a difference of two log-probabilities (a contrastive target, issue #12; attnlrp: of two
 # logits); attention does not depend on the target at all, so it has no contrastive form.
 CONTRASTIVE_METHODS: tuple[AttributionMethod, ...] = (

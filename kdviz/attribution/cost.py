@@ -9,13 +9,13 @@ What a click shares across methods (loading, scoring the choices) is left out: i
 
 from __future__ import annotations
 
-from .catalog import check_method
+from .catalog import DEFAULT_STEPS, check_method
 
 BACKWARD_IN_FORWARDS = 1.0  # a backward for input gradients only ~ one forward (no weight gradients)
 _UNIT = 1.0 + BACKWARD_IN_FORWARDS  # forwards in one forward + backward
 
 
-def relative_cost(method: str, n_words: int, steps: int = 20) -> float:
+def relative_cost(method: str, n_words: int, steps: int = DEFAULT_STEPS) -> float:
     """Returns the expected compute of attributing one prompt of `n_words` words with `method`, relative to saliency
     (one forward and one backward): integrated_gradients makes `steps` of those, feature_ablation one forward with
     the prompt whole and one per word dropped, attention one forward.
@@ -33,7 +33,7 @@ def relative_cost(method: str, n_words: int, steps: int = 20) -> float:
     return 1.0  # saliency, input_x_gradient, attnlrp
 
 
-def cost_passes(method: str, n_words: int, steps: int = 20) -> str:
+def cost_passes(method: str, n_words: int, steps: int = DEFAULT_STEPS) -> str:
     """Returns the passes `relative_cost` counts, in words ("20 forward+backward passes")."""
     check_method(method)
     if method == "integrated_gradients":

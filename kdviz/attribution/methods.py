@@ -25,6 +25,7 @@ from kdviz.records import TokenAttribution
 from .catalog import (  # noqa: F401
     CONTRASTIVE_METHODS,
     DEFAULT_METHOD,
+    DEFAULT_STEPS,
     METHOD_DESCRIPTIONS,
     AttributionMethod,
     check_contrastive,
@@ -284,7 +285,7 @@ def attribute_requests(
     requests: Sequence[AttributionRequest],
     method: AttributionMethod = DEFAULT_METHOD,
     *,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     per_token: bool = True,
     on_progress: Progress | None = None,
@@ -293,7 +294,7 @@ def attribute_requests(
     """Returns one TokenAttribution per request, computed up to `batch_size` examples at a time.
 
     Args:
-        steps: integration steps for integrated_gradients (20 or more for stable scores).
+        steps: integration steps for integrated_gradients (see bench/ig_steps.py for what each number buys).
         per_token: also compute the output-token × input-token matrix; False keeps only the whole-target
             scores, in one backward pass per batch (the fast path for building datasets).
         on_progress: called with a ProgressEvent at the start (done=0) and after each unit of work: stage

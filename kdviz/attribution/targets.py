@@ -33,7 +33,8 @@ from kdviz.records import (
     TokenAttribution,
 )
 
-from .catalog import DEFAULT_METHOD, AttributionMethod, check_contrastive
+from .catalog import DEFAULT_METHOD, DEFAULT_STEPS, AttributionMethod, check_contrastive
+from .decision import ONE_PASS_METHODS, attribute_letter_decisions
 from .methods import AttributionRequest, attribute_requests, check_method
 
 Progress = Callable[[int, int], None]
@@ -101,6 +102,49 @@ def _check(example: Example, mode: TargetMode, fmt, predict: PredictMode, contra
         )
 
 
+def target_modes(
+    examples: Sequence[Example],
+    target_mode: TargetMode | None,
+    fmt: PromptFormat | None,
+    targets: Sequence[str | None],
+    *,
+    predict: PredictMode,
+    contrast: ContrastMode | None,
+) -> list[TargetMode]:
+    """Returns each example's target mode ("forced" where `targets` gives one), checked against the examples and
+    options before any model work (see `build_requests`).
+
+    Raises:
+        InputError: an example lacks what its target needs, a conflicting target mode for a contrast.
+        UnknownNameError: an unknown target mode or contrast.
+    """
+    if target_mode is not None and target_mode not in SELECTABLE_TARGET_MODES:
+        raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
+    if contrast is not None:
+        if contrast not in CONTRAST_MODES:
+            raise UnknownNameError("contrast", contrast, CONTRAST_MODES)
+        implied = CONTRAST_TARGET_MODES[contrast]
+        if target_mode not in (None, implied):
+            raise InputError(f"the {contrast!r} contrast attributes target mode {implied!r}, not {target_mode!r}")
+        target_mode = implied
+    modes: list[TargetMode] = [
+        "forced" if forced is not None else target_mode or default_target_mode(ex, fmt)
+        for ex, forced in zip(examples, targets, strict=True)
+    ]
+    for ex, m in zip(examples, modes, strict=True):
+        _check(ex, m, fmt, predict, contrast)
+    return modes
+
+
+def decision_targets(
+    example: Example, prediction: Prediction, mode: TargetMode, contrast: ContrastMode | None
+) -> tuple[str, str | None]:
+    """Returns the choice attributed in target mode "choice" (the prediction) or "gold", and the choice it is
+    contrasted with (the best other choice) when `contrast` is set."""
+    answer = prediction.predicted if mode == "choice" else example.answer
+    return answer, prediction.best_other(answer) if contrast is not None else None
+
+
 def build_requests(
     loaded: LoadedModel,
     examples: Sequence[Example],
@@ -135,22 +179,8 @@ def build_requests(
         UnknownNameError: an unknown target mode, prediction mode or contrast.
     """
     mode = predict_mode(loaded, predict)
-    if target_mode is not None and target_mode not in SELECTABLE_TARGET_MODES:
-        raise UnknownNameError("target mode", target_mode, SELECTABLE_TARGET_MODES)
-    if contrast is not None:
-        if contrast not in CONTRAST_MODES:
-            raise UnknownNameError("contrast", contrast, CONTRAST_MODES)
-        implied = CONTRAST_TARGET_MODES[contrast]
-        if target_mode not in (None, implied):
-            raise InputError(f"the {contrast!r} contrast attributes target mode {implied!r}, not {target_mode!r}")
-        target_mode = implied
     targets = list(targets) if targets is not None else [None] * len(examples)
-    modes: list[TargetMode] = [
-        "forced" if forced is not None else target_mode or default_target_mode(ex, fmt)
-        for ex, forced in zip(examples, targets, strict=True)
-    ]
-    for ex, m in zip(examples, modes, strict=True):
-        _check(ex, m, fmt, mode, contrast)
+    modes = target_modes(examples, target_mode, fmt, targets, predict=mode, contrast=contrast)
     rendered = [
         render(ex, fmt) if m == "generate" else render_prediction(ex, mode, fmt)
         for ex, m in zip(examples, modes, strict=True)
@@ -174,14 +204,10 @@ def build_requests(
         prediction = _prediction(ex, scores[i], generated[i], mode)
         target, foil, letters = targets[i], None, False
         if m in ("choice", "gold"):
-            answer = prediction.predicted if m == "choice" else ex.answer
-            if contrast is not None:
-                foil = prediction.best_other(answer)
+            target, foil = decision_targets(ex, prediction, m, contrast)
             letters = mode == "letter" and scores[i] is not None
             if letters:  # what letter mode scored: the letters, read at the same position
-                target, foil = _letter(prediction.choices, answer), foil and _letter(prediction.choices, foil)
-            else:
-                target = answer
+                target, foil = _letter(prediction.choices, target), foil and _letter(prediction.choices, foil)
         requests.append(AttributionRequest(r.text, target, m, r.template_spans, ex.id, prediction, foil, letters))
     return requests
 
@@ -229,7 +255,7 @@ def attribute(
     *,
     target_mode: TargetMode | None = None,
     fmt: PromptFormat | None = None,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     max_new_tokens: int = 24,
     predict: PredictMode | None = None,
     contrast: ContrastMode | None = None,
@@ -253,6 +279,16 @@ def attribute(
     loaded = _as_loaded(model)
     example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
     fmt = fmt or ("raw" if isinstance(prompt, str) else None)
+    mode = predict_mode(loaded, predict)
+    if target is None and mode == "letter" and method in ONE_PASS_METHODS and answer_choices(example, fmt):
+        (m,) = target_modes([example], target_mode, fmt, [None], predict=mode, contrast=contrast)
+        if m in ("choice", "gold"):  # one forward predicts, its backward attributes (kdviz.attribution.decision)
+
+            def decide(ex: Example, scores: ChoiceScores) -> tuple[Prediction, str, str | None]:
+                prediction = _prediction(ex, scores, None, mode)
+                return (prediction, *decision_targets(ex, prediction, m, contrast))
+
+            return attribute_letter_decisions(loaded, [example], method, [m], decide, fmt, on_progress)[0]
     (request,) = build_requests(
         loaded, [example], target_mode, fmt, max_new_tokens, targets=[target], predict=predict, contrast=contrast
     )
@@ -265,7 +301,7 @@ def attribute_examples(
     method: AttributionMethod = DEFAULT_METHOD,
     *,
     target_mode: TargetMode | None = None,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     per_token: bool = True,
     on_progress: Progress | None = None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from kdviz.attribution.catalog import DEFAULT_STEPS
+
 from . import checks
 from .common import add_model_args, add_predict_arg, model_spec, progress_bar
 
@@ -35,7 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--format", dest="fmt", choices=FORMATS, help="prompt format (default: mcqa with --choices, else raw)"
     )
-    p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps (default 20)")
+    p.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"integrated-gradients steps (default {DEFAULT_STEPS})"
+    )
     p.add_argument(
         "--max-new-tokens", type=int, default=24, help="tokens generated for a free answer (target mode generate)"
     )

@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 
+from kdviz.attribution.catalog import DEFAULT_STEPS
 from kdviz.errors import InputError
 
 from . import checks
@@ -42,7 +43,7 @@ def add_parsers(sub) -> None:
         "--no-faithfulness", action="store_true", help="skip comprehensiveness and sufficiency (5 scored prompts a "
         "record on the teacher)",
     )  # fmt: skip
-    p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="integrated-gradients steps")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch")
     p.add_argument("--cache-dir", help="where finished attributions are cached (default: kdviz's cache)")
     p.add_argument("--out", metavar="FILE.jsonl", help="the rationale records (optional with --workspace)")

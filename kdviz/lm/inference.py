@@ -10,7 +10,7 @@ from kdviz.errors import InputError
 from kdviz.records import ChoiceScores, Generation
 
 from .forward import make_batch, model_lock, shared_prefix_logprobs, target_logits, target_logprobs
-from .prompts import LETTERS, encode, encode_target
+from .prompts import LETTERS, EncodedPrompt, encode, encode_target
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -154,6 +154,30 @@ def score_choices_batch(
     return results
 
 
+def letter_token_ids(loaded, encoded: EncodedPrompt, n_choices: int) -> list[int]:
+    """Returns the token ids of the letters A, B, ... of `n_choices` choices as the first answer token after the
+    encoded prompt.
+
+    Raises:
+        InputError: more choices than letters, or a tokenizer that gives two letters one first token.
+    """
+    if n_choices > len(LETTERS):
+        raise InputError(f"at most {len(LETTERS)} choices can be lettered, got {n_choices}")
+    ids = [encode_target(loaded, encoded, letter)[0] for letter in LETTERS[:n_choices]]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{loaded.name}'s tokenizer does not give each choice letter its own first token")
+    return ids
+
+
+def letter_scores(
+    loaded, prompt: str, choices: Sequence[str], next_logprobs: torch.Tensor, letter_ids: Sequence[int]
+) -> ChoiceScores:
+    """Returns the choices' scores read off one next-token log-distribution [V]: each letter's log-probability,
+    renormalised over the letters (so the scores' exps sum to 1)."""
+    over_letters = torch.log_softmax(next_logprobs.detach()[list(letter_ids)], dim=-1)
+    return ChoiceScores(loaded.name, prompt, tuple(choices), tuple(over_letters.tolist()))
+
+
 @torch.no_grad()
 def score_letters_batch(
     loaded,
@@ -170,12 +194,8 @@ def score_letters_batch(
     _check_choice_lists(prompts, choices)
     items, letter_ids = [], []
     for prompt, options in zip(prompts, choices, strict=True):
-        if len(options) > len(LETTERS):
-            raise InputError(f"at most {len(LETTERS)} choices can be lettered, got {len(options)}")
         encoded = encode(loaded, prompt)
-        ids = [encode_target(loaded, encoded, letter)[0] for letter in LETTERS[: len(options)]]
-        if len(set(ids)) != len(ids):
-            raise InputError(f"{loaded.name}'s tokenizer does not give each choice letter its own first token")
+        ids = letter_token_ids(loaded, encoded, len(options))
         items.append((encoded.ids, (ids[0],)))
         letter_ids.append(ids)
     results: list[ChoiceScores] = []
@@ -183,8 +203,7 @@ def score_letters_batch(
         logits, _ = target_logits(loaded, make_batch(loaded, items[start : start + batch_size]))
         logp = torch.log_softmax(logits[:, 0].float(), dim=-1)
         for row, n in zip(logp, range(start, min(start + batch_size, len(items))), strict=True):
-            over_letters = torch.log_softmax(row[letter_ids[n]], dim=-1)
-            results.append(ChoiceScores(loaded.name, prompts[n], tuple(choices[n]), tuple(over_letters.tolist())))
+            results.append(letter_scores(loaded, prompts[n], choices[n], row, letter_ids[n]))
         if on_progress:
             on_progress(len(results), len(prompts))
     return results

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdviz.attribution.catalog import RATIONALE_METHOD
+from kdviz.attribution.catalog import DEFAULT_STEPS, RATIONALE_METHOD
 from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method, default_tokens_per_pass
 from kdviz.attribution.targets import build_requests, predict_mode
 from kdviz.config import ModelSpec
@@ -133,7 +133,7 @@ def attribute_cached(
     cache: AttributionCache,
     method: str,
     *,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -200,7 +200,7 @@ def build_rationales(
     rule: SelectionRule | None = None,
     *,
     target_mode: str | None = "choice",
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     cache_dir: str | Path | None = None,
     on_progress: Progress | None = None,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
-from kdviz.attribution.catalog import RATIONALE_METHOD, check_method
+from kdviz.attribution.catalog import DEFAULT_STEPS, RATIONALE_METHOD, check_method
 from kdviz.config import DTYPE_FLAGS, ModelSpec
 from kdviz.data import format_columns, load_examples
 from kdviz.errors import InputError, UnknownNameError
@@ -47,7 +47,7 @@ def rationales_command(
     target_mode: str = "choice",
     columns: dict[str, str] | None = None,
     limit: int | None = None,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     workspace: Workspace | None = None,
     name: str | None = None,
@@ -103,7 +103,7 @@ def build_into_workspace(
     columns: dict[str, str] | None = None,
     limit: int | None = None,
     target_mode: BuildTargetMode = "choice",
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     cache_dir: str | Path | None = None,
     on_progress: Progress | None = None,

@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 import kdviz
+from kdviz.attribution.catalog import DEFAULT_STEPS
 from kdviz.lm.prompts import MAX_PROMPT_CHARS, predict_help
 
 from . import handlers, model_warmup, teacher_click, warmup_status
@@ -98,7 +99,7 @@ def render(teacher: str, examples_path: str | Path) -> None:
                 label="Format",
                 info="auto: mcqa when choices are given, else the raw prompt",
             )
-            steps = Slider(1, handlers.MAX_STEPS, value=20, step=1, label=handlers.STEPS_LABEL)
+            steps = Slider(1, handlers.MAX_STEPS, value=DEFAULT_STEPS, step=1, label=handlers.STEPS_LABEL)
         with gr.Column(scale=2):
             dataset = gr.State(str(examples_path))
             with gr.Row():

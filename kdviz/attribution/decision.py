@@ -1,0 +1,105 @@
+"""One pass per click: predict and attribute a lettered choice in one forward and one backward.
+
+In "letter" prediction mode the model's choice is read off one next-token distribution, at the end of the prompt
+that the attribution explains. The forward that predicts can therefore be the one whose graph the attribution's
+backward runs on: a click costs one forward and one backward (the floor) instead of a scoring forward followed by
+an attribution forward and backward. The attributed target (the predicted letter, or the gold one, against the best
+other letter for a contrast) is chosen from that forward's own distribution.
+
+Scores and predictions equal those of `build_requests` + `attribute_requests` (tests/test_decision.py). Only the
+methods that attribute from a single forward take this path: saliency, input_x_gradient and attnlrp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import torch
+
+from kdviz.errors import resource_errors
+from kdviz.lm.forward import embed, make_batch, model_lock, target_logits
+from kdviz.lm.inference import letter_scores, letter_token_ids
+from kdviz.lm.prompts import LETTERS, PromptFormat, answer_choices, render_prediction
+from kdviz.records import ChoiceScores, Example, Prediction, ProgressEvent, TargetMode, TokenAttribution
+
+from .layout import AttributionRequest, Prepared, make_layout
+from .lrp import attnlrp_rules
+from .methods import _prepare, _record
+from .passes import Tracker
+
+ONE_PASS_METHODS = ("saliency", "input_x_gradient", "attnlrp")
+# From an example and its choice scores: its Prediction, the choice attributed and the one contrasted (or None).
+Decide = Callable[[Example, ChoiceScores], tuple[Prediction, str, str | None]]
+
+
+@resource_errors("attributing", "use a shorter prompt or a smaller model")
+def attribute_letter_decisions(
+    loaded,
+    examples: Sequence[Example],
+    method: str,
+    modes: Sequence[TargetMode],
+    decide: Decide,
+    fmt: PromptFormat | None = None,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+) -> list[TokenAttribution]:
+    """Returns the attribution of each example's decided letter (see `decide`) to its letter-mode prompt, from one
+    batched forward and one backward per term (one; two with a contrast). Examples need choices, `method` one of
+    ONE_PASS_METHODS; the caller checks both (and the examples' target `modes`) as `build_requests` does."""
+    tracker = Tracker(on_progress, loaded.name, {"examples": len(examples)})
+    rendered = [render_prediction(ex, "letter", fmt) for ex in examples]
+    choices = [answer_choices(ex, fmt) for ex in examples]
+    preps = [  # the first letter stands in for the target: logits at the prompt's end do not depend on it
+        _prepare(loaded, AttributionRequest(r.text, LETTERS[0], m, r.template_spans, ex.id, first_token_only=True))
+        for ex, r, m in zip(examples, rendered, modes, strict=True)
+    ]
+    letter_ids = [letter_token_ids(loaded, p.encoded, len(c)) for p, c in zip(preps, choices, strict=True)]
+    layout = make_layout([(p.encoded.ids, p) for p in preps])
+    batch = make_batch(loaded, layout.items)
+    lrp = method == "attnlrp"
+    rules = attnlrp_rules(loaded.model) if lrp else nullcontext()
+    with model_lock(loaded), rules, torch.enable_grad():
+        x = embed(loaded, batch.input_ids).detach().requires_grad_(True)
+        logits, _ = target_logits(loaded, batch, inputs_embeds=x)
+        next_logits = logits[:, 0].float()  # [B, V]: the distribution the letter is read off
+        next_logprobs = torch.log_softmax(next_logits, dim=-1)
+        decided, terms = [], []  # per example: (prediction, target letter, contrast letter); [J] signed values
+        for b, ex in enumerate(examples):
+            scores = letter_scores(loaded, rendered[b].text, choices[b], next_logprobs[b], letter_ids[b])
+            prediction, answer, foil = decide(ex, scores)
+            letter = {c: LETTERS[i] for i, c in enumerate(choices[b])}
+            decided.append((prediction, letter[answer], foil and letter[foil]))
+            # AttnLRP starts from logits (see kdviz.attribution.lrp); the other methods from log-probabilities.
+            read = next_logits[b] if lrp else next_logprobs[b]
+            ids = letter_ids[b]
+            own = [read[ids[choices[b].index(answer)]]]
+            if foil is not None:
+                own.append(-read[ids[choices[b].index(foil)]])
+            terms.append(own)
+        n_terms = len(terms[0])
+        values = torch.stack([torch.stack(own) for own in terms])  # [B, J]
+        grads = [torch.autograd.grad(values[:, j].sum(), x, retain_graph=j < n_terms - 1)[0] for j in range(n_terms)]
+    base = x.detach()
+
+    def reduce(grad: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L], in each method's own precision order
+        if method == "saliency":
+            return grad.norm(dim=-1).float()
+        return (grad.float() * base.float()).sum(-1) if lrp else (grad * base).sum(-1).float()
+
+    seq = reduce(torch.stack(grads).sum(0))
+    matrix = torch.stack([reduce(g) for g in grads])  # [J, B, L]
+    results = []
+    for b, (prep, (prediction, target, foil)) in enumerate(zip(preps, decided, strict=True)):
+        request = prep.request
+        final = AttributionRequest(
+            request.prompt, target, request.target_mode, request.template_spans, request.example_id, prediction,
+            foil, first_token_only=True,
+        )  # fmt: skip
+        ids = letter_ids[b]
+        target_ids = (ids[LETTERS.index(target)],)
+        contrast_ids = (ids[LETTERS.index(foil)],) if foil else ()
+        done = Prepared(final, prep.encoded, target_ids, contrast_ids, prep.word_spans, prep.owners)
+        content = list(prep.encoded.content_positions)
+        results.append(_record(loaded, method, done, matrix[:, b, content], seq[b, content]))
+    tracker.advance("examples", len(examples))
+    return results

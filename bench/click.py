@@ -117,12 +117,16 @@ def inseq_click(loaded: LoadedModel, attr: TokenAttribution, method: str, steps:
         return None
     import inseq_anchor
 
-    model = inseq_anchor.inseq_model(loaded, method)
-    if model is None or isinstance(model, tuple):
+    model, _ = inseq_anchor.inseq_model(loaded, method)
+    if model is None:
         return None
     encoded = _prepare(loaded, AttributionRequest(attr.prompt, attr.target)).encoded
     text = anchors.model_text(loaded, attr.prompt)
-    return lambda: inseq_anchor.inseq_scores(model, text, attr.target, encoded.content_positions, steps)
+    # Integrated gradients from kdviz's baseline: the same integral, so the same work (inseq_anchor.py)
+    baseline = "kdviz" if method == "integrated_gradients" else "inseq"
+    return lambda: inseq_anchor.inseq_scores(
+        model, text, attr.target, encoded.content_positions, steps, baseline=baseline
+    )
 
 
 def measure(loaded: LoadedModel, examples: Sequence[Example], method: str, steps: int, captum: bool) -> Row:

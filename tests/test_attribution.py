@@ -1,3 +1,4 @@
+import functools
 import math
 import threading
 
@@ -354,9 +355,11 @@ def test_a_build_out_of_memory_retries_smaller_batches_and_gives_the_same_record
     from kdviz.rationales.build import build_rationales
 
     examples = load_examples(demo_path(), limit=5)
-    plain = build_rationales(tiny, examples, batch_size=4, cache_dir=tmp_path / "plain", faithfulness=False)
+    # cloze: scored, then attributed by METHODS (letter mode's one pass has its own test, tests/test_decision.py)
+    build = functools.partial(build_rationales, tiny, examples, batch_size=4, faithfulness=False, predict="cloze")
+    plain = build(cache_dir=tmp_path / "plain")
     sizes = _out_of_memory_above_one(monkeypatch, error)
-    forced = build_rationales(tiny, examples, batch_size=4, cache_dir=tmp_path / "forced", faithfulness=False)
+    forced = build(cache_dir=tmp_path / "forced")
     assert sizes == [4, 2, 1, 1, 2, 1, 1, 1]  # 4 fails, halves of 2 fail, then one by one; the 5th alone
     assert len(forced.records) == len(plain.records) == 5
     for a, b in zip(forced.records, plain.records, strict=True):
@@ -377,9 +380,10 @@ def test_a_build_gives_up_on_one_example_out_of_memory_and_on_other_errors(tiny,
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setitem(methods.METHODS, "input_x_gradient", always)
+    build = functools.partial(build_rationales, tiny, examples, batch_size=2, faithfulness=False, predict="cloze")
     with pytest.raises(ResourceError, match="out of memory while attributing"):  # with advice, and the cause kept
-        build_rationales(tiny, examples, batch_size=2, cache_dir=tmp_path / "a", faithfulness=False)
+        build(cache_dir=tmp_path / "a")
     assert tries == [2, 1, 1]  # the batch, then the first example alone, then once more one pass at a time
     _out_of_memory_above_one(monkeypatch, ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):  # not memory: no retry
-        build_rationales(tiny, examples, batch_size=2, cache_dir=tmp_path / "b", faithfulness=False)
+        build(cache_dir=tmp_path / "b")

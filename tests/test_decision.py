@@ -76,3 +76,40 @@ def test_one_pass_reports_progress_like_the_two_pass_path(tiny):
     events = []
     attribute(tiny, MCQ, method="saliency", predict="letter", on_progress=events.append)
     assert [(e.stage, e.done, e.total) for e in events] == [("examples", 0, 1), ("examples", 1, 1)]
+
+
+def test_a_letter_mode_build_attributes_in_one_pass_the_records_of_scoring_then_attributing(tiny, tmp_path):
+    from kdviz.data import demo_path, load_examples
+    from kdviz.rationales.build import build_rationales
+
+    examples = load_examples(demo_path(), limit=6)
+    calls = []
+    hook = tiny.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        built = build_rationales(tiny, examples, "saliency", batch_size=4, cache_dir=tmp_path, faithfulness=False,
+                                 predict="letter")  # fmt: skip
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # two batches (4 + 2), one forward each: no scoring pass
+    slow = attribute_requests(tiny, build_requests(tiny, examples, predict="letter"), "saliency", per_token=False)
+    for record, attr in zip(built.records, slow, strict=True):
+        assert (record.target, record.predicted, record.words) == (attr.target, attr.predicted, attr.words)
+        assert record.word_scores == pytest.approx(attr.word_scores, rel=1e-4, abs=1e-6)
+
+
+def test_a_one_pass_build_out_of_memory_retries_smaller_batches(tiny, tmp_path, monkeypatch):
+    from kdviz.data import demo_path, load_examples
+    from kdviz.rationales import build
+
+    examples, sizes = load_examples(demo_path(), limit=4), []
+    real = build.attribute_one_pass
+
+    def small_only(loaded, chunk, *args, **kwargs):
+        sizes.append(len(chunk))
+        if len(chunk) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(loaded, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(build, "attribute_one_pass", small_only)
+    built = build.build_rationales(tiny, examples, "saliency", batch_size=4, cache_dir=tmp_path, faithfulness=False)
+    assert sizes == [4, 2, 1, 1, 2, 1, 1] and len(built.records) == 4

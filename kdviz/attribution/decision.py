@@ -29,8 +29,9 @@ from .methods import _prepare, _record
 from .passes import Tracker
 
 ONE_PASS_METHODS = ("saliency", "input_x_gradient", "attnlrp")
-# From an example and its choice scores: its Prediction, the choice attributed and the one contrasted (or None).
-Decide = Callable[[Example, ChoiceScores], tuple[Prediction, str, str | None]]
+# From an example, its target mode and its choice scores: its Prediction, the choice attributed and the one
+# contrasted (or None).
+Decide = Callable[[Example, TargetMode, ChoiceScores], tuple[Prediction, str, str | None]]
 
 
 @resource_errors("attributing", "use a shorter prompt or a smaller model")
@@ -66,7 +67,7 @@ def attribute_letter_decisions(
         decided, terms = [], []  # per example: (prediction, target letter, contrast letter); [J] signed values
         for b, ex in enumerate(examples):
             scores = letter_scores(loaded, rendered[b].text, choices[b], next_logprobs[b], letter_ids[b])
-            prediction, answer, foil = decide(ex, scores)
+            prediction, answer, foil = decide(ex, modes[b], scores)
             letter = {c: LETTERS[i] for i, c in enumerate(choices[b])}
             decided.append((prediction, letter[answer], foil and letter[foil]))
             # AttnLRP starts from logits (see kdviz.attribution.lrp); the other methods from log-probabilities.

@@ -212,6 +212,48 @@ def build_requests(
     return requests
 
 
+def one_pass_modes(
+    examples: Sequence[Example],
+    method: str,
+    target_mode: TargetMode | None,
+    fmt: PromptFormat | None = None,
+    *,
+    predict: PredictMode,
+    contrast: ContrastMode | None = None,
+) -> list[TargetMode] | None:
+    """Returns the examples' target modes when one forward can predict every one of them and its backward attribute
+    it (`attribute_one_pass`): letter mode, a one-pass method, choices, a choice or gold target. Else None: the
+    choices are scored first and attributed after (`build_requests`, `attribute_requests`).
+
+    Raises:
+        InputError, UnknownNameError: as `target_modes`.
+    """
+    if predict != "letter" or method not in ONE_PASS_METHODS or not all(answer_choices(ex, fmt) for ex in examples):
+        return None
+    modes = target_modes(examples, target_mode, fmt, [None] * len(examples), predict=predict, contrast=contrast)
+    return modes if all(m in ("choice", "gold") for m in modes) else None
+
+
+def attribute_one_pass(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    method: str,
+    modes: Sequence[TargetMode],
+    fmt: PromptFormat | None = None,
+    *,
+    contrast: ContrastMode | None = None,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+) -> list[TokenAttribution]:
+    """Returns the examples' attributions, each predicted in letter mode and attributed in one forward and one
+    backward (kdviz.attribution.decision), in one batch; `modes` from `one_pass_modes`."""
+
+    def decide(ex: Example, mode: TargetMode, scores: ChoiceScores) -> tuple[Prediction, str, str | None]:
+        prediction = _prediction(ex, scores, None, "letter")
+        return (prediction, *decision_targets(ex, prediction, mode, contrast))
+
+    return attribute_letter_decisions(loaded, examples, method, modes, decide, fmt, on_progress)
+
+
 def _letter(choices: Sequence[str], choice: str) -> str:
     return LETTERS[list(choices).index(choice)]
 
@@ -280,15 +322,11 @@ def attribute(
     example = prompt if isinstance(prompt, Example) else Example(id="prompt", task="qa", question=prompt)
     fmt = fmt or ("raw" if isinstance(prompt, str) else None)
     mode = predict_mode(loaded, predict)
-    if target is None and mode == "letter" and method in ONE_PASS_METHODS and answer_choices(example, fmt):
-        (m,) = target_modes([example], target_mode, fmt, [None], predict=mode, contrast=contrast)
-        if m in ("choice", "gold"):  # one forward predicts, its backward attributes (kdviz.attribution.decision)
-
-            def decide(ex: Example, scores: ChoiceScores) -> tuple[Prediction, str, str | None]:
-                prediction = _prediction(ex, scores, None, mode)
-                return (prediction, *decision_targets(ex, prediction, m, contrast))
-
-            return attribute_letter_decisions(loaded, [example], method, [m], decide, fmt, on_progress)[0]
+    one_pass = target is None and one_pass_modes([example], method, target_mode, fmt, predict=mode, contrast=contrast)
+    if one_pass:
+        return attribute_one_pass(
+            loaded, [example], method, one_pass, fmt, contrast=contrast, on_progress=on_progress
+        )[0]
     (request,) = build_requests(
         loaded, [example], target_mode, fmt, max_new_tokens, targets=[target], predict=predict, contrast=contrast
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kdviz.answers import is_correct  # free-form answers by value where the gold is arithmetic (SVAMP)
+from kdviz.attribution.catalog import RATIONALE_METHOD
 from kdviz.attribution.methods import AttributionRequest, check_method
 from kdviz.distill.evaluation import predict_answers
 from kdviz.distill.methods import BASELINE, get_method
@@ -28,9 +29,16 @@ from kdviz.lm.embedded import cache_root
 from kdviz.lm.inference import generate_batch
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
 from kdviz.lm.prompts import answer_choices, render
-from kdviz.rationales.build import AttributionCache, attribute_cached, build_rationales, example_key, to_record
+from kdviz.rationales.build import (
+    AttributionCache,
+    attribute_cached,
+    build_rationales,
+    example_key,
+    scored_then_attributed,
+    to_record,
+)
 from kdviz.rationales.faithfulness import measure_faithfulness
-from kdviz.rationales.select import SelectionRule
+from kdviz.rationales.select import DEFAULT_TOP_K, SelectionRule
 from kdviz.rationales.stats import current_faithfulness, summarize
 from kdviz.records import (
     SELECTABLE_TARGET_MODES,
@@ -150,8 +158,8 @@ def _student(
     }
     cache = AttributionCache(cache_dir, _identity(loaded), method, settings)
     done, cancelled, _ = attribute_cached(
-        loaded, examples, requests, cache, method, batch_size=batch_size, on_progress=on_progress,
-        should_stop=should_stop,
+        loaded, examples, scored_then_attributed(loaded, requests, method), cache, batch_size=batch_size,
+        on_progress=on_progress, should_stop=should_stop,
     )  # fmt: skip
     if cancelled:
         return None
@@ -175,8 +183,8 @@ def compare(
     students: Sequence[str],
     examples: Sequence[Example],
     *,
-    method: str = "input_x_gradient",
-    top_k: int = 5,
+    method: str = RATIONALE_METHOD,
+    top_k: int = DEFAULT_TOP_K,
     batch_size: int = 4,
     cache_dir: str | Path | None = None,
     on_progress: Progress | None = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kdviz.attribution.catalog import DEFAULT_STEPS, RATIONALE_METHOD
 from kdviz.attribution.methods import AttributionRequest, attribute_requests, check_method, default_tokens_per_pass
-from kdviz.attribution.targets import build_requests, predict_mode
+from kdviz.attribution.targets import attribute_one_pass, build_requests, one_pass_modes, predict_mode
 from kdviz.config import ModelSpec
 from kdviz.errors import is_out_of_memory, resource_errors
 from kdviz.lm.embedded import cache_root
@@ -126,20 +126,41 @@ def to_record(attr: TokenAttribution, example: Example, rule: SelectionRule, pro
     )
 
 
+# Attributes one batch of examples within a memory budget of tokens per pass (whole-target scores only).
+AttributeChunk = Callable[[list[Example], int], list[TokenAttribution]]
+
+
+def scored_then_attributed(
+    loaded: LoadedModel,
+    make_requests: Callable[[list[Example]], list[AttributionRequest]],
+    method: str,
+    steps: int = DEFAULT_STEPS,
+) -> AttributeChunk:
+    """Returns the AttributeChunk that makes each example's request (scoring its choices, or generating its answer)
+    and then attributes the requests."""
+
+    def run(chunk: list[Example], tokens: int) -> list[TokenAttribution]:
+        requests = make_requests(chunk)
+        return attribute_requests(
+            loaded, requests, method, steps=steps, batch_size=len(requests), per_token=False, tokens_per_pass=tokens
+        )
+
+    return run
+
+
 def attribute_cached(
     loaded: LoadedModel,
     examples: Sequence[Example],
-    make_requests: Callable[[list[Example]], list[AttributionRequest]],
+    attribute_chunk: AttributeChunk,
     cache: AttributionCache,
-    method: str,
     *,
-    steps: int = DEFAULT_STEPS,
     batch_size: int = 4,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     shard: Shard | None = None,
 ) -> tuple[dict[str, TokenAttribution], bool, int]:
-    """Attributes the examples not yet in `cache`, a batch at a time, adding each finished batch to it.
+    """Attributes the examples not yet in `cache`, a batch at a time (`attribute_chunk`), adding each finished batch
+    to it.
 
     With a `shard` (one process of a data-parallel launch, `kdviz.rationales.parallel`), only the examples of its
     batches are attributed, counted and reported to `on_progress`.
@@ -158,8 +179,7 @@ def attribute_cached(
             cancelled = True
             break
         chunk = todo[start : start + batch_size]
-        requests = make_requests([examples[i] for i in chunk])
-        attrs = _attribute_shrinking(loaded, requests, method, steps, default_tokens_per_pass(loaded))
+        attrs = _attribute_shrinking(attribute_chunk, [examples[i] for i in chunk], default_tokens_per_pass(loaded))
         cache.add(zip((keys[i] for i in chunk), attrs, strict=True))
         done.update(zip((keys[i] for i in chunk), attrs, strict=True))
         if on_progress:
@@ -167,24 +187,20 @@ def attribute_cached(
     return done, cancelled, from_cache
 
 
-def _attribute_shrinking(
-    loaded: LoadedModel, requests: list[AttributionRequest], method: str, steps: int, tokens: int
-) -> list[TokenAttribution]:
+def _attribute_shrinking(attribute_chunk: AttributeChunk, chunk: list[Example], tokens: int) -> list[TokenAttribution]:
     """Attributes one batch; out of memory, it retries the batch as two halves with half the token budget each, and a
-    single request with one pass at a time (tokens_per_pass=1), before it gives up: a long prompt or a big teacher
+    single example with one pass at a time (tokens_per_pass=1), before it gives up: a long prompt or a big teacher
     slows a build down instead of failing it. Scores are those of the whole batch, up to rounding."""
     try:
-        return attribute_requests(
-            loaded, requests, method, steps=steps, batch_size=len(requests), per_token=False, tokens_per_pass=tokens
-        )
+        return attribute_chunk(chunk, tokens)
     except Exception as exc:
-        if not is_out_of_memory(exc) or (len(requests) == 1 and tokens == 1):
+        if not is_out_of_memory(exc) or (len(chunk) == 1 and tokens == 1):
             raise
-    if len(requests) == 1:
-        return _attribute_shrinking(loaded, requests, method, steps, 1)
-    half, tokens = len(requests) // 2, max(1, tokens // 2)
-    return _attribute_shrinking(loaded, requests[:half], method, steps, tokens) + _attribute_shrinking(
-        loaded, requests[half:], method, steps, tokens
+    if len(chunk) == 1:
+        return _attribute_shrinking(attribute_chunk, chunk, 1)
+    half, tokens = len(chunk) // 2, max(1, tokens // 2)
+    return _attribute_shrinking(attribute_chunk, chunk[:half], tokens) + _attribute_shrinking(
+        attribute_chunk, chunk[half:], tokens
     )
 
 
@@ -242,13 +258,24 @@ def build_rationales(
     mode = predict_mode(loaded, predict)
     settings = cache_settings(method, target_mode, steps, mode)
     cache = AttributionCache(cache_dir or cache_root() / "attributions", loaded.name, method, settings)
+    # In letter mode the one-pass methods predict and attribute each batch in one forward and one backward.
+    one_pass = one_pass_modes(examples, method, target_mode, predict=mode)
+    if one_pass:
+        one_mode = one_pass[0]  # one target mode for all: the build's, or "choice" for examples that all have choices
+
+        def attribute_chunk(chunk: list[Example], tokens: int) -> list[TokenAttribution]:
+            return attribute_one_pass(loaded, chunk, method, [one_mode] * len(chunk))
+
+    else:
+        attribute_chunk = scored_then_attributed(
+            loaded, lambda chunk: build_requests(loaded, chunk, target_mode, batch_size=batch_size, predict=mode),
+            method, steps,
+        )  # fmt: skip
     done, cancelled, from_cache = attribute_cached(
         loaded,
         examples,
-        lambda chunk: build_requests(loaded, chunk, target_mode, batch_size=batch_size, predict=mode),
+        attribute_chunk,
         cache,
-        method,
-        steps=steps,
         batch_size=batch_size,
         on_progress=on_progress,
         should_stop=should_stop,

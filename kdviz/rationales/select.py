@@ -85,7 +85,7 @@ class SelectionRule:
             raise InputError("mass must be in (0, 1]")
 
     @classmethod
-    def of(cls, kind: RuleKind, value: float | None, span: Span = "all", **exclusions: bool) -> SelectionRule:
+    def of(cls, kind: RuleKind, value: float | None, span: Span = DEFAULT_SPAN, **exclusions: bool) -> SelectionRule:
         """Returns the rule of one kind and its number, as a form gives them: "top_k" (value = k words), "mass"
         (value = share of the positive attribution) or "z" (value = std devs above the mean), over the words of
         `span`; `exclusions` are the `exclude_*` switches (the others keep their defaults).

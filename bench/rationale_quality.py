@@ -70,7 +70,8 @@ class Timings:
     def add(self, method: str, seconds: float, examples: int) -> None:
         from kdviz.files import write_atomic
 
-        if examples:
+        if examples:  # read again first: another run (another method) may have written since
+            self.data = {**self.data, **(json.loads(self.path.read_text()) if self.path.exists() else {})}
             total = self.data.get(method, [0.0, 0])
             self.data[method] = [total[0] + seconds, total[1] + examples]
             write_atomic(self.path, json.dumps(self.data, indent=1))
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{memo.scored - scored_before} prompts scored in {time.perf_counter() - t_measure:.0f} s",
             flush=True,
         )
+        # Another run measuring other methods at the same time may have saved cells since: keep them.
+        others = load_jsonl(cells_path, QualityCell) if cells_path.exists() else []
+        cells = {**cells, **{(c.method, c.k, c.span): c for c in others if c.method != method}}
         cells.update({(c.method, c.k, c.span): c for c in table})
         save_jsonl(list(cells.values()), cells_path)
     ordered = [

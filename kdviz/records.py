@@ -195,6 +195,10 @@ class TokenAttribution(Record):
 
     `prediction` is what the model answered (its choice scores, correctness, prediction mode), where that is known.
 
+    `integral` (integrated gradients only) is f(input) - f(baseline) of the attributed objective: what the prompt
+    tokens' scores sum to when the path integral is exact; `completeness_error` says how far the scores' sum is from
+    it with the steps used (Sundararajan et al.'s completeness; Captum's convergence delta, relative).
+
     A contrastive attribution (`contrast` set: the choice, or its letter, attributed against) scores
     log p(target) - log p(contrast) given the same prompt: `seq_scores` and `word_scores` attribute that difference,
     and the last `n_contrast_tokens` of `output_tokens` are the contrast's tokens, whose rows in `token_scores`
@@ -220,6 +224,15 @@ class TokenAttribution(Record):
     prediction: Prediction | None = None
     contrast: str | None = None
     n_contrast_tokens: int = 0
+    integral: float | None = None
+
+    @property
+    def completeness_error(self) -> float | None:
+        """Returns |sum of the prompt tokens' scores - integral| / |integral| (None without an integral)."""
+        if self.integral is None:
+            return None
+        gap = abs(sum(self.seq_scores) - self.integral)
+        return gap / abs(self.integral) if self.integral else (0.0 if gap == 0 else float("inf"))
 
     def __post_init__(self) -> None:
         for name in (

@@ -91,3 +91,36 @@ def test_only_kdvizs_baseline_gives_captum_kdvizs_scores(qwen_like, content_only
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     else:  # measured 0.48, 0.68 and 0.54: far from agreement, so the baseline is the whole difference
         assert cosine(ours, theirs) < 0.9
+
+
+def test_each_ig_record_says_how_far_its_scores_are_from_the_path_integral(tiny):
+    from kdviz import Example, attribute
+    from kdviz.attribution.layout import make_layout
+    from kdviz.attribution.methods import _prepare, _term_values
+    from kdviz.lm.forward import embed, make_batch
+
+    question = Example(id="q", task="mcqa", question="Where would you keep milk so that it stays cold?",
+                       choices=("oven", "refrigerator", "cupboard"), answer="refrigerator")  # fmt: skip
+    by_steps = {s: attribute(tiny, question, method="integrated_gradients", steps=s, predict="cloze") for s in (4, 64)}
+    attr = by_steps[64]
+    # The integral, computed here apart: the objective at the input minus at the zero-embedding baseline
+    prep = _prepare(tiny, AttributionRequest(attr.prompt, attr.target))
+    layout = make_layout([(prep.encoded.ids, prep)])
+    batch = make_batch(tiny, layout.items)
+    with torch.no_grad():
+        x = embed(tiny, batch.input_ids)
+        zeroed = x.clone()
+        zeroed[0, list(prep.encoded.content_positions)] = 0
+        ends = [_term_values(tiny, batch, layout, inputs_embeds=e)[0].sum().item() for e in (x, zeroed)]
+    assert attr.integral == pytest.approx(ends[0] - ends[1], rel=1e-5)
+    assert by_steps[4].integral == pytest.approx(attr.integral, rel=1e-6)  # the integral does not depend on steps
+    assert by_steps[4].completeness_error > 0.3 and attr.completeness_error < 1e-4  # 4 steps miss, 64 converge
+    assert sum(attr.seq_scores) == pytest.approx(attr.integral, rel=1e-4)
+    other = attribute(tiny, question, method="saliency", predict="cloze")
+    assert (other.integral, other.completeness_error) == (None, None)  # only IG has a path integral
+    from kdviz.viz.attribution import prediction_markdown
+
+    shown = prediction_markdown(by_steps[4])  # the Teacher panel's answer box
+    assert f"(error {by_steps[4].completeness_error:.0%})" in shown and "**Completeness**" not in prediction_markdown(
+        other
+    )

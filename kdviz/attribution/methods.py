@@ -247,7 +247,22 @@ def _size(prep: Prepared) -> tuple[int, int]:
     return rows_and_length(len(prep.encoded.ids), len(prep.target_ids), len(prep.contrast_ids))
 
 
-def _record(loaded, method: str, prep: Prepared, matrix: torch.Tensor, seq: torch.Tensor) -> TokenAttribution:
+@torch.no_grad()
+def _integrals(loaded, batch: Batch, preps: list[Prepared], layout: Layout) -> list[float]:
+    """Returns, per prompt, f(input) - f(baseline) of its attributed objective (the sum of its terms), the value
+    integrated gradients' scores sum to when the integral is exact: one forward of the batch at both ends of the
+    path (the baseline: zero embeddings at the prompt text's tokens, as `_gradient_method` integrates from)."""
+    base = embed(loaded, batch.input_ids)
+    zeroed = base.clone()
+    for r, b in enumerate(layout.row_owner):
+        zeroed[r, list(preps[b].encoded.content_positions)] = 0
+    values = _term_values(loaded, batch, layout, inputs_embeds=torch.cat([base, zeroed])).sum(-1)  # [2, n]
+    return (values[0] - values[1]).tolist()
+
+
+def _record(
+    loaded, method: str, prep: Prepared, matrix: torch.Tensor, seq: torch.Tensor, integral: float | None = None
+) -> TokenAttribution:
     tok = loaded.tokenizer
     req, n_words = prep.request, len(prep.word_spans)
     rows = matrix.cpu().tolist()
@@ -272,6 +287,7 @@ def _record(loaded, method: str, prep: Prepared, matrix: torch.Tensor, seq: torc
         prediction=req.prediction,
         contrast=req.contrast,
         n_contrast_tokens=len(prep.contrast_ids) if rows else 0,
+        integral=integral,
     )
 
 
@@ -328,6 +344,12 @@ def attribute_requests(
         layout = make_layout([(p.encoded.ids, p) for p in preps])
         batch = make_batch(loaded, layout.items)
         scored = METHODS[method](loaded, batch, preps, layout, steps=steps, per_token=per_token, **options)
-        results += [_record(loaded, method, p, m, s) for p, (m, s) in zip(preps, scored, strict=False)]
+        # IG's scores should sum to f(input) - f(baseline): kept to tell how close `steps` came (one more forward)
+        integrals = (
+            _integrals(loaded, batch, preps, layout) if method == "integrated_gradients" else [None] * len(preps)
+        )
+        results += [
+            _record(loaded, method, p, m, s, i) for p, (m, s), i in zip(preps, scored, integrals, strict=False)
+        ]
         tracker.advance("examples", len(preps))
     return results

@@ -152,6 +152,12 @@ def prediction_markdown(attr: TokenAttribution, gold: str | None = None) -> str:
             f"**Contrast**: why `{attr.target}` and not `{attr.contrast}`: red words raise the difference, blue "
             "words lower it; what both answers share cancels out."
         )
+    if attr.completeness_error is not None:
+        paragraphs.append(
+            f"**Completeness**: the words' scores sum to {sum(attr.seq_scores):.3f}, the path integral is "
+            f"{attr.integral:.3f} (error {attr.completeness_error:.0%}); more steps bring them closer "
+            "(bench/ig_steps.py)."
+        )
     if pred is not None and pred.predicted is not None:
         verdict = ""
         if pred.correct is not None:

@@ -28,7 +28,7 @@ PREDICT_CHOICES = ("default",) + PREDICT_MODES  # default: the model's measured 
 CONTRAST_CHOICES = ("none",) + CONTRAST_MODES  # a contrast sets the target: the prediction, or the gold answer
 MAX_EXAMPLES = 1000  # a dropdown of more is unusable; the rest of a file is not read
 TOP_K = 10
-STEPS_LABEL, MAX_STEPS = "Steps (integrated gradients)", 100  # the steps slider, from 1; more is slow on a CPU
+STEPS_LABEL, MAX_STEPS = "Steps (integrated gradients)", 256  # the steps slider, from 1; slow on a CPU
 TOP_K_HEADERS = ["rank", "word", "score"]
 
 

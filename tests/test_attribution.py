@@ -356,7 +356,9 @@ def test_a_build_out_of_memory_retries_smaller_batches_and_gives_the_same_record
 
     examples = load_examples(demo_path(), limit=5)
     # cloze: scored, then attributed by METHODS (letter mode's one pass has its own test, tests/test_decision.py)
-    build = functools.partial(build_rationales, tiny, examples, batch_size=4, faithfulness=False, predict="cloze")
+    build = functools.partial(
+        build_rationales, tiny, examples, "input_x_gradient", batch_size=4, faithfulness=False, predict="cloze"
+    )
     plain = build(cache_dir=tmp_path / "plain")
     sizes = _out_of_memory_above_one(monkeypatch, error)
     forced = build(cache_dir=tmp_path / "forced")
@@ -380,7 +382,9 @@ def test_a_build_gives_up_on_one_example_out_of_memory_and_on_other_errors(tiny,
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setitem(methods.METHODS, "input_x_gradient", always)
-    build = functools.partial(build_rationales, tiny, examples, batch_size=2, faithfulness=False, predict="cloze")
+    build = functools.partial(
+        build_rationales, tiny, examples, "input_x_gradient", batch_size=2, faithfulness=False, predict="cloze"
+    )
     with pytest.raises(ResourceError, match="out of memory while attributing"):  # with advice, and the cause kept
         build(cache_dir=tmp_path / "a")
     assert tries == [2, 1, 1]  # the batch, then the first example alone, then once more one pass at a time

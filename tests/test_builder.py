@@ -116,7 +116,7 @@ def test_build_into_a_workspace_writes_a_build_the_app_opens(tiny, tmp_path):
     assert (info.name, info.source, info.teacher, info.examples, info.cancelled) == (
         "first", "cqa_demo.jsonl", "tiny", 4, False
     )  # fmt: skip
-    assert info.rule == "top-3, excluding stopwords, punctuation, choice letters, template"
+    assert info.rule == "top-3, question words only, excluding stopwords, punctuation, choice letters, template"
     assert info.command == rationales_command(
         "tiny", demo_path(), "saliency", SelectionRule(top_k=3), limit=4, batch_size=2, workspace=ws, name="first"
     )
@@ -162,15 +162,16 @@ def test_the_equivalent_command_names_every_setting_that_matters(tmp_path):
     )  # fmt: skip
     assert command == (
         "kdviz rationales --teacher org/teacher --device cpu --no-chat --data 'data dir/q.jsonl' --columns question=q "
-        "--method integrated_gradients --target-mode gold --mass 0.5 --keep-stopwords --steps 8 --batch-size 2 "
+        "--method integrated_gradients --target-mode gold --mass 0.5 --span question --keep-stopwords --steps 8 "
+        "--batch-size 2 "
         f"--workspace {tmp_path.resolve()} --name b1"
     )
     question = rationales_command("tiny", "d.jsonl", "saliency", SelectionRule(span="question"), faithfulness=False)
-    assert "--top-k 5 --span question --batch-size 4 --no-faithfulness" in question
+    assert "--top-k 3 --span question --batch-size 4 --no-faithfulness" in question  # the defaults, named
     plain = rationales_command("tiny", "d.jsonl", "saliency", SelectionRule(), limit=3, steps=8, out="r.jsonl")
     assert plain == (
-        "kdviz rationales --teacher tiny --data d.jsonl --limit 3 --method saliency --target-mode choice --top-k 5 "
-        "--batch-size 4 --out r.jsonl"
+        "kdviz rationales --teacher tiny --data d.jsonl --limit 3 --method saliency --target-mode choice --top-k 3 "
+        "--span question --batch-size 4 --out r.jsonl"
     )
 
 

@@ -68,8 +68,9 @@ def test_a_letter_mode_click_runs_the_model_once_and_other_modes_score_first(tin
     assert _forwards(tiny, lambda: attribute(tiny, MCQ, method="saliency", predict="letter")) == 1
     # cloze scores the choices (one batched forward over a shared prefix), then attributes: two forwards or more
     assert _forwards(tiny, lambda: attribute(tiny, MCQ, method="saliency", predict="cloze")) >= 2
-    # a method that needs more than one forward (integrated gradients) keeps the scoring forward: 1 + its steps
-    assert _forwards(tiny, lambda: attribute(tiny, MCQ, method="integrated_gradients", predict="letter", steps=4)) == 2
+    # a method that needs more than one forward (integrated gradients) keeps the scoring forward: the scoring, the
+    # steps (one batched pass here) and the path's two ends (its completeness error)
+    assert _forwards(tiny, lambda: attribute(tiny, MCQ, method="integrated_gradients", predict="letter", steps=4)) == 3
 
 
 def test_one_pass_reports_progress_like_the_two_pass_path(tiny):

@@ -159,7 +159,13 @@ def tiny_records(tiny, tmp_path_factory, request):
     examples = load_examples(demo_path(), limit=3)
     cache = tmp_path_factory.mktemp("attr")
     return build_rationales(
-        tiny, examples, "saliency", SelectionRule(top_k=2), cache_dir=cache, faithfulness=False, predict=request.param
+        tiny,
+        examples,
+        "saliency",
+        SelectionRule(top_k=2, span="all"),
+        cache_dir=cache,
+        faithfulness=False,
+        predict=request.param,
     )
 
 

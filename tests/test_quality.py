@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 import kdviz.lm.models
+from kdviz.attribution.catalog import RATIONALE_METHOD
 from kdviz.cli.main import main
 from kdviz.data import demo_path
 from kdviz.errors import InputError
@@ -144,7 +145,7 @@ def test_the_command_prints_one_row_per_setting_and_json_cells(workspace, capsys
     out, err = capsys.readouterr()
     header, _, *table = rows(out)
     assert header == QUALITY_COLUMNS and "build b: 3 records, 6 settings, faithfulness on tiny" in err
-    assert [(r[0], r[1], r[2]) for r in table] == [("input_x_gradient", k, s) for s in ("question", "all")
+    assert [(r[0], r[1], r[2]) for r in table] == [(RATIONALE_METHOD, k, s) for s in ("question", "all")
                                                    for k in ("3", "5", "10")]  # fmt: skip
     assert all(r[8] != "— (—)" for r in table)  # measured on the teacher
     assert main(["quality", "--workspace", str(workspace), "--name", "b", "--json"]) == 0

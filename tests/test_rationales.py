@@ -51,25 +51,31 @@ def chosen(rule: SelectionRule) -> list[str]:
 def test_top_k_skips_template_stopwords_and_letters_and_keeps_input_order():
     # by score: Question:(9,template) Choices:(8,template) A)(7,template) B)(6,template) cold?(5) milk(4)
     # would(3,stop) you(2,stop) cupboard(1) refrigerator(0.9)
-    assert chosen(SelectionRule(top_k=3)) == ["milk", "cold?", "cupboard"]
+    assert chosen(SelectionRule(top_k=3, span="all")) == ["milk", "cold?", "cupboard"]
 
 
 def test_exclusions_can_be_switched_off():
-    rule = SelectionRule(top_k=3, exclude_template=False, exclude_choice_letters=False)
+    rule = SelectionRule(top_k=3, exclude_template=False, exclude_choice_letters=False, span="all")
     assert chosen(rule) == ["Question:", "Choices:", "B)"]  # "A)" is also the stopword "a"
-    assert chosen(SelectionRule(top_k=3, exclude_stopwords=False)) == ["would", "milk", "cold?"]
+    assert chosen(SelectionRule(top_k=3, exclude_stopwords=False, span="all")) == ["would", "milk", "cold?"]
 
 
 def test_mass_threshold_keeps_the_best_words_until_the_share_is_reached():
     # candidates ("where" is a stopword): keep .1, milk 4, cold? 5, cupboard 1, refrigerator .9 (total 11)
-    assert chosen(SelectionRule(top_k=None, mass=0.5)) == ["milk", "cold?"]  # 5 < 5.5 <= 9
-    assert chosen(SelectionRule(top_k=None, mass=1.0)) == ["keep", "milk", "cold?", "cupboard", "refrigerator"]
+    assert chosen(SelectionRule(top_k=None, mass=0.5, span="all")) == ["milk", "cold?"]  # 5 < 5.5 <= 9
+    assert chosen(SelectionRule(top_k=None, mass=1.0, span="all")) == [
+        "keep",
+        "milk",
+        "cold?",
+        "cupboard",
+        "refrigerator",
+    ]
 
 
 def test_z_threshold_keeps_outliers():
     # mean 2.2, std 1.93: only cold? (5) is above mean + 1 std; with z=0.5, milk (4 > 3.17) too
-    assert chosen(SelectionRule(top_k=None, z=1.0)) == ["cold?"]
-    assert chosen(SelectionRule(top_k=None, z=0.5)) == ["milk", "cold?"]
+    assert chosen(SelectionRule(top_k=None, z=1.0, span="all")) == ["cold?"]
+    assert chosen(SelectionRule(top_k=None, z=0.5, span="all")) == ["milk", "cold?"]
 
 
 def test_a_rule_needs_exactly_one_criterion():
@@ -132,6 +138,7 @@ def test_a_question_span_leaves_the_listed_choices_out():
     assert everything == ["Where", "would", "you", "keep", "milk", "cold?"]  # never the format's words either
     rule = SelectionRule.of("top_k", 3, "question")
     assert rule.span == "question" and rule.describe().startswith("top-3, question words only, excluding")
-    assert SelectionRule(top_k=3).span == "all" and "question" not in SelectionRule(top_k=3).describe()
+    assert SelectionRule(top_k=3).span == "question"  # the default (docs/rationale_quality.md)
+    assert "question" not in SelectionRule(top_k=3, span="all").describe()
     with pytest.raises(UnknownNameError, match="unknown rationale span 'choices'"):
         SelectionRule(top_k=3, span="choices")

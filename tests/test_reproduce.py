@@ -55,7 +55,8 @@ def _run(tmp_path: Path, dataset: str, methods: list[str], capsys) -> tuple[list
 def test_cqa_smoke_runs_every_stage_records_it_and_resumes(tmp_path, capsys):
     commands, _ = _run(tmp_path, "cqa", ["standard", "rationale_input", "teacher_label-540b"], capsys)
     teacher = commands[0]  # the rationale study's defaults, passed explicitly so commands.sh records them
-    assert "--method input_x_gradient" in teacher and "--top-k 5" in teacher and "--target-mode choice" in teacher
+    assert "--method saliency" in teacher and "--top-k 3" in teacher and "--span question" in teacher
+    assert "--target-mode choice" in teacher
     assert "--method teacher_label --label-source data" in commands[3]
     split = tmp_path / "out" / "cqa" / "data"
     assert [len(split.joinpath(f).read_text().splitlines()) for f in ("train.jsonl", "test.jsonl")] == [12, 6]

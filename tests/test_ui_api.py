@@ -126,7 +126,7 @@ def test_every_endpoint_names_its_parameters(client):
     steps = [
         c for c in client.config["components"] if c.get("props", {}).get("label") == "Steps (integrated gradients)"
     ]
-    assert [(c["type"], c["props"]["minimum"], c["props"]["maximum"]) for c in steps] == [("slider", 1, 100)]
+    assert [(c["type"], c["props"]["minimum"], c["props"]["maximum"]) for c in steps] == [("slider", 1, 256)]
 
 
 def test_build_then_curate_by_keyword(session):
@@ -161,8 +161,8 @@ COMPARE = dict(teacher="tiny", students=["tiny-student"], name="never-compared")
 @pytest.mark.parametrize(
     "endpoint, fields, message",
     [
-        ("/attribute", {**FIELDS, "steps": 0}, "Steps (integrated gradients) must be between 1 and 100, not 0"),
-        ("/attribute", {**FIELDS, "steps": 101}, "Steps (integrated gradients) must be between 1 and 100, not 101"),
+        ("/attribute", {**FIELDS, "steps": 0}, "Steps (integrated gradients) must be between 1 and 256, not 0"),
+        ("/attribute", {**FIELDS, "steps": 257}, "Steps (integrated gradients) must be between 1 and 256, not 257"),
         ("/build", dict(model="tiny", limit=0), "Examples (first N) must be at least 1, not 0"),
         ("/build", dict(model="tiny", batch_size=-2), "Batch size must be at least 1, not -2"),
         ("/build", dict(model="tiny", rule="top-k", rule_value=0), "top_k must be at least 1"),

@@ -77,11 +77,11 @@ def test_build_writes_a_build_folder_with_statistics(workspace):
     info = json.loads((folder(workspace, "first") / "build.json").read_text())
     assert info["source"] == "cqa_demo.jsonl" and info["teacher"] == "tiny" and info["examples"] == 6
     assert info["cancelled"] is False and info["method"] == "input_x_gradient"
-    assert info["rule"].startswith("top-5, excluding stopwords")
+    assert info["rule"].startswith("top-5, question words only, excluding stopwords")  # the default span
     assert info["command"] in command and info["command"].startswith("kdviz rationales --teacher tiny --data ")
     assert (
-        f"--limit 6 --method input_x_gradient --target-mode choice --top-k 5 --batch-size 4 --workspace {workspace}"
-        in (info["command"])
+        f"--limit 6 --method input_x_gradient --target-mode choice --top-k 5 --span question --batch-size 4 "
+        f"--workspace {workspace}" in (info["command"])
     )
     assert rh.open_existing(workspace, "first") == ("first", "Opened build **first**.", command)
     counts, stats, figure, rows, ids = cv.curation_view(workspace, "first")

@@ -35,7 +35,7 @@ METHOD_LABELS: dict[str, str] = {
 DEFAULT_METHOD: AttributionMethod = "input_x_gradient"  # the Teacher panel's and `kdviz attribute`'s
 # What rationale datasets are built with unless told otherwise (`kdviz rationales`, the Rationales panel, compare):
 # chosen by the method study, docs/rationale_quality.md.
-RATIONALE_METHOD: AttributionMethod = "input_x_gradient"
+RATIONALE_METHOD: AttributionMethod = "saliency"
 # Integrated gradients' Gauss-Legendre steps unless told otherwise, chosen by completeness error against steps
 # (bench/ig_steps.py, bench/README.md): on the embedded student's letter decisions the scores' sum missed the path
 # integral by a median 46% at 16 steps, 23% at 32 and 8.6% at 64 (top-3 question words: 0.73, 0.77, 0.87 of a

@@ -34,8 +34,8 @@ Span = Literal["question", "all"]  # where rationale words may come from (issue 
 SPANS: tuple[Span, ...] = get_args(Span)
 # The default selection (`kdviz rationales`, the Rationales panel, compare): chosen by the method study,
 # docs/rationale_quality.md.
-DEFAULT_TOP_K = 5
-DEFAULT_SPAN: Span = "all"
+DEFAULT_TOP_K = 3
+DEFAULT_SPAN: Span = "question"
 WordRole = Literal["template", "question", "choice"]  # "question" covers the context (an NLI premise) too
 
 # A small English stopword list: function words carry no rationale (kept short so content words are never lost).

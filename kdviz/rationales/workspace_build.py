@@ -77,7 +77,7 @@ def rationales_command(
             ("--target-mode", target_mode),
             ("--predict", predict),
             (threshold, getattr(rule, rule.kind)),
-            ("--span", None if rule.span == "all" else rule.span),
+            ("--span", rule.span),  # always: the command must outlive a change of default
             ("--keep-stopwords", not rule.exclude_stopwords),
             ("--keep-punctuation", not rule.exclude_punctuation),
             ("--keep-letters", not rule.exclude_choice_letters),

@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="integrated-gradients steps (default 20)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "rationale_quality")
+    p.add_argument("--table-only", action="store_true",
+                   help="write table.md and the plot from the stored cells of --methods, loading no model")  # fmt: skip
     p.add_argument("--recompute-cells", action="store_true",
                    help="measure every method's settings again (from the caches where they hold them)")  # fmt: skip
     args = p.parse_args(argv)
@@ -85,13 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from kdviz.attribution.catalog import check_method
     from kdviz.data import load_examples
-    from kdviz.files import write_atomic
     from kdviz.lm.models import load_model
     from kdviz.rationales.build import build_rationales
     from kdviz.rationales.faithfulness import model_scorer
     from kdviz.rationales.quality import QualityCell, ScoreMemo, faithfulness_measure, quality_table, settings
     from kdviz.records import load_jsonl, save_jsonl
-    from kdviz.viz.quality import quality_figure, quality_markdown
 
     for method in args.methods:
         check_method(method)
@@ -99,6 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("attnlrp skipped: lxt is not installed (pip install --no-deps lxt==2.1)", flush=True)
         args.methods.remove("attnlrp")
     args.out.mkdir(parents=True, exist_ok=True)
+    cells_path = args.out / "cells.jsonl"
+    if args.table_only:
+        stored = (
+            {(c.method, c.k, c.span): c for c in load_jsonl(cells_path, QualityCell)} if cells_path.exists() else {}
+        )
+        wanted = [(m, r.top_k, r.span) for m in args.methods for r in settings(ks=args.ks, spans=args.spans)]
+        missing = [key for key in wanted if key not in stored]
+        if missing:
+            raise SystemExit(f"no stored cell for {', '.join(map(str, missing[:3]))}: run the study for those methods")
+        return report(sorted(wanted, key=lambda k: (args.methods.index(k[0]), k[2] != "question", k[1])), stored, args)
     examples = load_examples(args.data, limit=args.n)
     rules = settings(ks=args.ks, spans=args.spans)
     t0 = time.perf_counter()
@@ -107,7 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     timings = Timings(args.out / "timings.json")
     memo = ScoreMemo(model_scorer(teacher, batch_size=16))
-    cells_path = args.out / "cells.jsonl"
     stored = load_jsonl(cells_path, QualityCell) if cells_path.exists() and not args.recompute_cells else []
     cells = {(c.method, c.k, c.span): c for c in stored}
     wanted = {(m, r.top_k, r.span) for m in args.methods for r in rules}
@@ -142,14 +151,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = {**cells, **{(c.method, c.k, c.span): c for c in others if c.method != method}}
         cells.update({(c.method, c.k, c.span): c for c in table})
         save_jsonl(list(cells.values()), cells_path)
-    ordered = [
-        cells[key] for key in sorted(wanted, key=lambda k: (args.methods.index(k[0]), k[2] != "question", k[1]))
-    ]
+    return report(sorted(wanted, key=lambda k: (args.methods.index(k[0]), k[2] != "question", k[1])), cells, args)
+
+
+def report(keys: Sequence[tuple], cells: dict, args: argparse.Namespace) -> int:
+    """Writes table.md and the plot (quality.html, and .png where chromium is installed) of the cells at `keys`."""
+    from figures import write_plotly
+
+    from kdviz.files import write_atomic
+    from kdviz.viz.quality import quality_figure, quality_markdown
+
+    ordered = [cells[key] for key in keys]
     markdown = quality_markdown(ordered)
     write_atomic(args.out / "table.md", markdown + "\n")
     print(markdown)
-    from figures import write_plotly
-
     for path in write_plotly(quality_figure(ordered), args.out / "quality", width=1100, height=400):
         print("wrote", path)
     return 0

@@ -63,7 +63,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attribution as bench  # noqa: E402  (model_text(), prepare(), spearman(); puts this checkout's kdviz first)
 
 from kdviz.attribution.methods import AttributionRequest, attribute_requests, default_tokens_per_pass  # noqa: E402
-from kdviz.lm.forward import model_lock  # noqa: E402
+from kdviz.lm.forward import eager_attention  # noqa: E402
 from kdviz.lm.models import LoadedModel  # noqa: E402
 
 INSEQ_VERSION = "0.7.1"
@@ -132,22 +132,6 @@ def inseq_model(loaded: LoadedModel, method: str) -> tuple[InseqAnchor | None, s
         ", a different method: see the module docstring" if method == "feature_ablation" else ""
     )
     return InseqAnchor(model, method, loaded), note
-
-
-@contextlib.contextmanager
-def eager_attention(loaded: LoadedModel) -> Iterator[None]:
-    """Switches the model to eager attention for the duration, holding kdviz's model lock as kdviz's own attention
-    method does: SDPA returns no attention weights, which inseq's attention method stacks."""
-    model = loaded.model
-    with model_lock(loaded):
-        previous = model.config._attn_implementation
-        if previous != "eager":
-            model.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            if previous != "eager":
-                model.set_attn_implementation(previous)
 
 
 def _attribution_args(anchor: InseqAnchor, n_tokens: int, steps: int) -> dict[str, Any]:

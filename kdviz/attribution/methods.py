@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from kdviz.errors import InputError, resource_errors
-from kdviz.lm.forward import Batch, embed, make_batch, model_lock, target_logits, target_logprobs
+from kdviz.lm.forward import Batch, eager_attention, embed, make_batch, target_logits, target_logprobs
 from kdviz.lm.prompts import check_prompt_tokens, check_target, check_target_tokens, encode, encode_target
 from kdviz.records import TokenAttribution
 
@@ -196,16 +196,8 @@ def _attention(loaded, batch: Batch, preps: list[Prepared], layout: Layout, step
     # for encoder-decoder models) to each prompt token. Needs eager attention, switched on only for this call; the
     # model is shared, so its lock keeps every other thread's forward out until it is switched back. It has no
     # contrastive form (attribute_requests refuses one): attention is not a function of the target.
-    model = loaded.model
-    with model_lock(loaded):
-        previous = model.config._attn_implementation
-        if previous != "eager":
-            model.set_attn_implementation("eager")
-        try:
-            _, out = target_logprobs(loaded, batch, output_attentions=True)
-        finally:
-            if previous != "eager":
-                model.set_attn_implementation(previous)
+    with eager_attention(loaded):
+        _, out = target_logprobs(loaded, batch, output_attentions=True)
     maps = out.cross_attentions if loaded.is_encoder_decoder else out.attentions
     mean = torch.stack([a.float() for a in maps]).mean(dim=(0, 2))  # [B, queries, keys]
     results = []

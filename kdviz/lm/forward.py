@@ -88,6 +88,22 @@ def model_lock(loaded) -> threading.RLock:
         return lock
 
 
+@contextmanager
+def eager_attention(loaded):
+    """Runs the block with the model on eager attention (SDPA returns no attention weights) and the model's lock
+    held, so no other thread runs the model while it is switched; switches back on exit."""
+    model = loaded.model
+    with model_lock(loaded):
+        previous = model.config._attn_implementation
+        if previous != "eager":
+            model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if previous != "eager":
+                model.set_attn_implementation(previous)
+
+
 def embed(loaded, input_ids: torch.Tensor) -> torch.Tensor:
     """Returns the input embeddings [B, L, D] exactly as the model computes them (scaling included)."""
     return loaded.model.get_input_embeddings()(input_ids)

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells = {(c.method, c.k, c.span): c for c in stored}
     wanted = {(m, r.top_k, r.span) for m in args.methods for r in rules}
     for method in args.methods:
-        if all((method, r.top_k, r.span) in cells for r in rules):
+        if not args.recompute_cells and all((method, r.top_k, r.span) in cells for r in rules):
             print(f"{method}: done in an earlier run", flush=True)
             continue
         start, fresh = time.perf_counter(), [0]

@@ -165,7 +165,8 @@ def report(keys: Sequence[tuple], cells: dict, args: argparse.Namespace) -> int:
     markdown = quality_markdown(ordered)
     write_atomic(args.out / "table.md", markdown + "\n")
     print(markdown)
-    for path in write_plotly(quality_figure(ordered), args.out / "quality", width=1100, height=400):
+    figure = quality_figure(ordered)
+    for path in write_plotly(figure, args.out / "quality", width=1100, height=figure.layout.height):
         print("wrote", path)
     return 0
 

@@ -111,5 +111,8 @@ def quality_figure(cells: Sequence[QualityCell]):
                 )
     fig.update_xaxes(title_text="k (rationale words)", tickvals=sorted({c.k for c in cells}))
     fig.add_hline(y=0, line={"color": "#9ca3af", "width": 1})
-    fig.update_layout(height=380, margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"font": {"size": 10}})
+    lines = len({(c.method, c.span) for c in cells})  # one legend entry each: the plot grows to show them all
+    fig.update_layout(
+        height=max(380, 90 + 30 * lines), margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"font": {"size": 10}}
+    )
     return fig

@@ -42,8 +42,10 @@ SIZES (per dataset; the test split is also capped at a fifth of the file):
 | cpu   | embedded-teacher / embedded-student | 150   | 80   | 30 x 8        | 0 1 2 | 18                   |
 | paper | embedded-teacher / Qwen/Qwen2.5-0.5B| all   | 1000 | 1000 x 16     | 0 1 2 | 18                   |
 
-The cpu size is an estimate from the CommonsenseQA run of docs/results.md (2 cores: teacher 4.5 s a question,
-about 6 s a training step at batch 8, compare about 1 s per student and question): teacher 150 x 4.5 s = 11 min,
+The cpu size is an estimate from the CommonsenseQA run of docs/results.md (2 cores: about 6 s a training step at
+batch 8, compare about 1 s per student and question) and, for the teacher, from the start of the first cpu-size run
+(2026-11-30, quiet CPU: letter-mode saliency in one pass 1.45 s a question, its faithfulness 3.4 s): teacher 150 x
+4.9 s = 12 min,
 18 runs x 30 steps x 6 s = 54 min, compare (teacher + 19 students on 80) = 25-30 min: about 90-95 min. NLI
 prompts are longer and SVAMP's teacher generates, so those take somewhat more. The paper size trains on every
 example outside the test split; on a GPU the teacher loads in bf16 (`--dtype bf16`) and training runs in bf16

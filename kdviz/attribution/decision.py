@@ -23,7 +23,7 @@ from kdviz.lm.inference import letter_scores, letter_token_ids
 from kdviz.lm.prompts import LETTERS, PromptFormat, answer_choices, render_prediction
 from kdviz.records import ChoiceScores, Example, Prediction, ProgressEvent, TargetMode, TokenAttribution
 
-from .layout import AttributionRequest, Prepared, make_layout
+from .layout import AttributionRequest, Prepared, make_layout, token_scores
 from .lrp import attnlrp_rules
 from .methods import _prepare, _record
 from .passes import Tracker
@@ -80,15 +80,8 @@ def attribute_letter_decisions(
         n_terms = len(terms[0])
         values = torch.stack([torch.stack(own) for own in terms])  # [B, J]
         grads = [torch.autograd.grad(values[:, j].sum(), x, retain_graph=j < n_terms - 1)[0] for j in range(n_terms)]
-    base = x.detach()
-
-    def reduce(grad: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L], in each method's own precision order
-        if method == "saliency":
-            return grad.norm(dim=-1).float()
-        return (grad.float() * base.float()).sum(-1) if lrp else (grad * base).sum(-1).float()
-
-    seq = reduce(torch.stack(grads).sum(0))
-    matrix = torch.stack([reduce(g) for g in grads])  # [J, B, L]
+    seq = token_scores(method, torch.stack(grads).sum(0), x.detach(), layout)
+    matrix = torch.stack([token_scores(method, g, x.detach(), layout) for g in grads])  # [J, B, L]
     results = []
     for b, (prep, (prediction, target, foil)) in enumerate(zip(preps, decided, strict=True)):
         request = prep.request

@@ -82,3 +82,16 @@ def term_index(layout: Layout, device) -> tuple[torch.Tensor, torch.Tensor, torc
             sign[b, j] = s
     row, pos, tok = index.to(device)
     return row, pos, tok, sign.to(device)
+
+
+def token_scores(method: str, grad: torch.Tensor, embeddings: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Returns the per-token scores [n, L] of a layout's n prompts from a gradient at the input embeddings
+    [R, L, D]: a contrast row's gradient is added to its owner's (its prompt is one input, read twice); saliency
+    takes the gradient's norm, every other gradient method gradient · input (attnlrp's relevance is that too)."""
+    n = len(layout.terms)
+    own = grad[:n].clone()
+    for r in range(n, grad.shape[0]):
+        own[layout.row_owner[r]] += grad[r]
+    if method == "saliency":
+        return own.norm(dim=-1).float()
+    return (own.float() * embeddings[:n].float()).sum(-1)

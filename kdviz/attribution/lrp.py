@@ -39,7 +39,7 @@ import torch
 from kdviz.errors import InputError
 from kdviz.lm.forward import Batch, embed, model_lock, target_logits
 
-from .layout import Layout, Prepared, term_index
+from .layout import Layout, Prepared, term_index, token_scores
 
 MISSING_LXT = (
     "attnlrp needs the optional lxt package: pip install --no-deps lxt==2.1 "
@@ -116,12 +116,8 @@ def attnlrp(loaded, batch: Batch, preps: list[Prepared], layout: Layout, steps: 
         ]
         total = torch.stack(term_grads).sum(0) if n_terms else torch.autograd.grad(values.sum(), x)[0]
 
-    def relevance(grad: torch.Tensor) -> torch.Tensor:  # [R, L, D] -> [n, L]
-        own = (grad.float() * x.detach().float()).sum(-1)
-        per_prompt = own[: len(preps)].clone()
-        for r in range(len(preps), own.shape[0]):  # a contrast row's prompt is its owner's: one input, two reads
-            per_prompt[layout.row_owner[r]] += own[r]
-        return per_prompt
+    def relevance(grad: torch.Tensor) -> torch.Tensor:  # [R, L, D] -> [n, L]: LRP's relevance is gradient · input
+        return token_scores("attnlrp", grad, x.detach(), layout)
 
     seq = relevance(total)
     matrix = torch.stack([relevance(g) for g in term_grads]) if term_grads else seq.new_zeros((0,) + seq.shape)

@@ -33,7 +33,7 @@ from .catalog import (  # noqa: F401
     list_attribution_methods,
 )
 from .layout import AttributionRequest as AttributionRequest  # the public request type
-from .layout import Layout, Prepared, make_layout, term_index
+from .layout import Layout, Prepared, make_layout, term_index, token_scores
 from .lrp import attnlrp
 from .passes import (  # noqa: F401  (re-exported: bench/attribution.py and the tests read the budget here)
     CHUNK_UNITS,
@@ -134,16 +134,10 @@ def _gradient_method(kind: str) -> MethodFn:
             if n_terms:
                 grad_sum = torch.stack(term_grads).sum(0)
 
-            def reduce(grad: torch.Tensor) -> torch.Tensor:  # [R, L, D] -> [n, L]
-                own = grad[: len(preps)].clone()
-                for r in range(len(preps), rows):  # a contrast row's prompt is its owner's: one input, two reads
-                    own[layout.row_owner[r]] += grad[r]
-                return own.norm(dim=-1) if kind == "saliency" else (own * base[: len(preps)]).sum(-1).float()
-
             # The whole objective's score: for linear methods the sum of the rows; for saliency the norm of the
             # summed gradient, which is the gradient of the objective itself.
-            seq = reduce(grad_sum).detach().float()
-            matrix_rows = [reduce(g).detach() for g in term_grads]
+            seq = token_scores(kind, grad_sum, base, layout).detach()
+            matrix_rows = [token_scores(kind, g, base, layout).detach() for g in term_grads]
             matrix = torch.stack(matrix_rows) if matrix_rows else torch.zeros((0,) + seq.shape, device=seq.device)
         return [(_content(matrix, b, p)[: len(layout.terms[b])], _content(seq, b, p)) for b, p in enumerate(preps)]
 

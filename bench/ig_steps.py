@@ -9,11 +9,11 @@ default prediction mode, as a rationale build attributes it), this measures, per
   top-3 agreement      share of the top-3 question words (the rationale rule `span question, k 3`) that the
                        reference's top-3 also holds
 
-and the seconds per example. The smallest S whose median completeness error is under 5% and whose top-3
-agreement is at least 0.9 is the one worth paying for. Default steps live in kdviz.attribution.catalog.
+and the seconds per example. kdviz's default (kdviz.attribution.catalog.DEFAULT_STEPS) is the fewest steps whose
+median completeness error in letter mode is under 10% (bench/README.md).
 
-    python bench/ig_steps.py --model embedded-student --n 20
-    python bench/ig_steps.py --model embedded-teacher --n 6 --steps 4 8 16 32
+    python bench/ig_steps.py --model embedded-student --predict letter --n 10 --steps 8 16 32 64 128
+    python bench/ig_steps.py --model embedded-teacher --predict letter --n 3 --steps 16 32 64
     python bench/ig_steps.py --model tiny --n 3          # smoke run, seconds
 """
 
@@ -50,27 +50,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def endpoints(loaded, request) -> tuple[float, float]:
-    """Returns (f(input), f(baseline)) for the request: the attributed objective at the real prompt and at the
-    baseline integrated gradients starts from (zero embeddings at the prompt text's tokens)."""
-    import torch
-
-    from kdviz.attribution.layout import make_layout
-    from kdviz.attribution.methods import _prepare, _term_values
-    from kdviz.lm.forward import embed, make_batch
-
-    prep = _prepare(loaded, request)
-    layout = make_layout([(prep.encoded.ids, prep)])
-    batch = make_batch(loaded, layout.items)
-    with torch.no_grad():
-        base = embed(loaded, batch.input_ids)
-        zeroed = base.clone()
-        zeroed[:, list(prep.encoded.content_positions)] = 0
-        f_x = _term_values(loaded, batch, layout)[0].sum().item()
-        f_0 = _term_values(loaded, batch, layout, inputs_embeds=zeroed)[0].sum().item()
-    return f_x, f_0
-
-
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
@@ -94,7 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     requests = build_requests(loaded, examples, predict=args.predict)
     rule = SelectionRule(top_k=3, span="question")
     print(f"{loaded.name}: {len(requests)} questions, prediction mode {requests[0].prediction.mode}", flush=True)
-    gaps = [endpoints(loaded, r) for r in requests]
     results: dict[int, list] = {}
     seconds: dict[int, float] = {}
     for steps in args.steps:
@@ -105,16 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {steps} steps: {seconds[steps]:.2f} s per example", flush=True)
     reference = results[args.steps[-1]]
     print(f"\nreference: {args.steps[-1]} steps; f(x) - f(baseline) median "
-          f"{statistics.median(fx - f0 for fx, f0 in gaps):+.3f}\n")  # fmt: skip
+          f"{statistics.median(attr.integral for attr in reference):+.3f}\n")  # fmt: skip
     print(
         "| steps | completeness error, median [max] | cosine with reference, median [min] | top-3 agreement | s/example |"
     )
     print("|---:|---|---|---:|---:|")
     for steps in args.steps:
         errors, cosines, agree = [], [], []
-        for attr, ref, (fx, f0) in zip(results[steps], reference, gaps, strict=True):
-            gap = fx - f0
-            errors.append(abs(sum(attr.seq_scores) - gap) / abs(gap) if gap else 0.0)
+        for attr, ref in zip(results[steps], reference, strict=True):
+            errors.append(attr.completeness_error)  # against the record's own f(input) - f(baseline)
             cosines.append(cosine(attr.word_scores, ref.word_scores))
             mine, theirs = set(select_rationale(attr, rule)), set(select_rationale(ref, rule))
             agree.append(len(mine & theirs) / len(theirs) if theirs else 1.0)

@@ -58,11 +58,11 @@ tokenizer's pad and unk ids when missing (unk to pad); it also sets left padding
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,14 +264,6 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0).item()
 
 
-def _timed(fn, *args, **kwargs):
-    bench.sync()
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    bench.sync()
-    return time.perf_counter() - start, result
-
-
 def kdviz_whole_target(loaded: LoadedModel, request: AttributionRequest, method: str, steps: int) -> torch.Tensor:
     """kdviz's whole-target scores for one request (per_token=False: one backward pass per batch)."""
     result = attribute_requests(loaded, [request], method, steps=steps, per_token=False)[0]
@@ -317,14 +309,12 @@ def _agreement_row(
     for p in items:
         positions, expected = p.encoded.content_positions, p.encoded.ids + p.target_ids
         try:
-            seconds, ours = _timed(
-                inseq_scores, anchor, p.model_text, p.target_text, positions, steps,
-                baseline=baseline, expected_ids=expected,
-            )  # fmt: skip
+            run = functools.partial(inseq_scores, baseline=baseline, expected_ids=expected)
+            seconds, ours = bench.timed(run, anchor, p.model_text, p.target_text, positions, steps)
         except Exception as err:  # report inseq's failure and go on with the other methods
             row.failure = f"{type(err).__name__}: {err}"
             return row
-        kd_seconds, theirs = _timed(kdviz_whole_target, loaded, p.request, anchor.method, steps)
+        kd_seconds, theirs = bench.timed(kdviz_whole_target, loaded, p.request, anchor.method, steps)
         if not (math.isfinite(ours.sum().item()) and ours.shape == theirs.shape):
             row.failure = f"inseq gave {ours.shape} scores with non-finite values or kdviz gave {theirs.shape}"
             return row

@@ -1,6 +1,7 @@
 """One pass per click (issue #16): in letter mode `attribute` predicts and attributes in one forward and one backward,
 with the same prediction and scores as scoring first and attributing after (build_requests + attribute_requests)."""
 
+import contextlib
 import importlib.util
 
 import pytest
@@ -54,13 +55,20 @@ def test_one_pass_also_holds_for_an_encoder_decoder(tiny_t5):
     torch.testing.assert_close(torch.tensor(fused.word_scores), torch.tensor(slow.word_scores), rtol=1e-4, atol=1e-6)
 
 
-def _forwards(loaded, fn) -> int:
+@contextlib.contextmanager
+def counted_forwards(loaded):
+    """Yields a list that gets one entry per forward pass of the model within the block."""
     calls = []
     hook = loaded.model.register_forward_hook(lambda *_: calls.append(1))
     try:
-        fn()
+        yield calls
     finally:
         hook.remove()
+
+
+def _forwards(loaded, fn) -> int:
+    with counted_forwards(loaded) as calls:
+        fn()
     return len(calls)
 
 
@@ -84,13 +92,9 @@ def test_a_letter_mode_build_attributes_in_one_pass_the_records_of_scoring_then_
     from kdviz.rationales.build import build_rationales
 
     examples = load_examples(demo_path(), limit=6)
-    calls = []
-    hook = tiny.model.register_forward_hook(lambda *_: calls.append(1))
-    try:
+    with counted_forwards(tiny) as calls:
         built = build_rationales(tiny, examples, "saliency", batch_size=4, cache_dir=tmp_path, faithfulness=False,
                                  predict="letter")  # fmt: skip
-    finally:
-        hook.remove()
     assert len(calls) == 2  # two batches (4 + 2), one forward each: no scoring pass
     slow = attribute_requests(tiny, build_requests(tiny, examples, predict="letter"), "saliency", per_token=False)
     for record, attr in zip(built.records, slow, strict=True):

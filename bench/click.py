@@ -44,7 +44,6 @@ from kdviz.attribution.catalog import METHOD_DESCRIPTIONS  # noqa: E402
 from kdviz.attribution.cost import relative_cost  # noqa: E402
 from kdviz.attribution.methods import AttributionRequest, _prepare  # noqa: E402
 from kdviz.attribution.targets import score_examples  # noqa: E402
-from kdviz.lm.forward import embed, make_batch, target_logprobs  # noqa: E402
 from kdviz.lm.models import LoadedModel  # noqa: E402
 from kdviz.records import Example, TokenAttribution  # noqa: E402
 
@@ -86,12 +85,7 @@ class Row:
 def floor_pass(loaded: LoadedModel, attr: TokenAttribution) -> None:
     """One forward and one backward of the click's prompt and target (a letter: its first token, as predicted)."""
     request = AttributionRequest(attr.prompt, attr.target, first_token_only=attr.prediction.mode == "letter")
-    prep = _prepare(loaded, request)
-    with torch.enable_grad():
-        batch = make_batch(loaded, [(prep.encoded.ids, prep.target_ids)])
-        x = embed(loaded, batch.input_ids).detach().requires_grad_(True)
-        logp, _ = target_logprobs(loaded, batch, inputs_embeds=x)
-        torch.autograd.grad(logp.sum(), x)
+    anchors.floor_pass(loaded, [_prepare(loaded, request)])  # kdviz's Prepared has the ids it reads
 
 
 def captum_click(loaded: LoadedModel, attr: TokenAttribution, method: str, steps: int) -> Callable[[], object] | None:

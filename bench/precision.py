@@ -19,41 +19,37 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported, as kdviz's CLI does
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout's kdviz
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import attribution as anchors  # noqa: E402  (this checkout's kdviz on sys.path; timed(), the shared CQA path)
 import torch  # noqa: E402
 
 from kdviz import attribute, load_examples, load_model  # noqa: E402
 from kdviz.attribution.targets import score_examples  # noqa: E402
 from kdviz.rationales.select import SelectionRule, select_rationale  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cqa" / "train.jsonl"
+saliency_click = functools.partial(attribute, method="saliency")  # what a Teacher-panel click runs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="embedded-teacher", help="kdviz model spec (default embedded-teacher)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CQA-style JSONL (default the shared CQA file)")
+    p.add_argument(
+        "--data", type=Path, default=anchors.DEFAULT_DATA, help="CQA-style JSONL (default the shared CQA file)"
+    )
     p.add_argument("--n", type=int, default=100, help="questions scored (default 100)")
     p.add_argument("--clicks", type=int, default=10, help="questions clicked with saliency (default 10)")
     args = p.parse_args(argv)
     if min(args.n, args.clicks) < 1:
         p.error("--n and --clicks must be at least 1")
     return args
-
-
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = {k: [] for k in models}
     for ex in examples[: args.n]:
         for name, loaded in models.items():
-            s, (cs,) = timed(lambda loaded=loaded, ex=ex: score_examples(loaded, [ex]))
+            s, (cs,) = anchors.timed(score_examples, loaded, [ex])
             seconds[name] += s
             scores[name].append(cs)
     rule = SelectionRule(top_k=3, span="question")
@@ -80,14 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ex in examples[: args.clicks]:
         attrs = {}
         for name, loaded in models.items():
-            s, attrs[name] = timed(lambda loaded=loaded, ex=ex: attribute(loaded, ex, method="saliency"))
+            s, attrs[name] = anchors.timed(saliency_click, loaded, ex)
             clicks[name].append(s)
         ref, low = set(select_rationale(attrs["fp32"], rule)), set(select_rationale(attrs["bf16"], rule))
         kept.append(len(ref & low) / len(ref) if ref else 1.0)
     threads = {}
     for n_threads in (1, 2):
         torch.set_num_threads(n_threads)
-        threads[n_threads] = [timed(lambda ex=ex: attribute(fp32, ex, method="saliency"))[0]
+        threads[n_threads] = [anchors.timed(saliency_click, fp32, ex)[0]
                               for ex in examples[: args.clicks]]  # fmt: skip
 
     gold = [ex.answer for ex in examples[: args.n]]

@@ -64,18 +64,18 @@ def attribute_letter_decisions(
         logits, _ = target_logits(loaded, batch, inputs_embeds=x)
         next_logits = logits[:, 0].float()  # [B, V]: the distribution the letter is read off
         next_logprobs = torch.log_softmax(next_logits, dim=-1)
-        decided, terms = [], []  # per example: (prediction, target letter, contrast letter); [J] signed values
+        # Per example: its prediction and the indices of the choices attributed and contrasted (or None); [J] terms
+        decided, terms = [], []
         for b, ex in enumerate(examples):
             scores = letter_scores(loaded, rendered[b].text, choices[b], next_logprobs[b], letter_ids[b])
             prediction, answer, foil = decide(ex, modes[b], scores)
-            letter = {c: LETTERS[i] for i, c in enumerate(choices[b])}
-            decided.append((prediction, letter[answer], foil and letter[foil]))
+            target, contrast = choices[b].index(answer), None if foil is None else choices[b].index(foil)
+            decided.append((prediction, target, contrast))
             # AttnLRP starts from logits (see kdviz.attribution.lrp); the other methods from log-probabilities.
             read = next_logits[b] if lrp else next_logprobs[b]
-            ids = letter_ids[b]
-            own = [read[ids[choices[b].index(answer)]]]
-            if foil is not None:
-                own.append(-read[ids[choices[b].index(foil)]])
+            own = [read[letter_ids[b][target]]]
+            if contrast is not None:
+                own.append(-read[letter_ids[b][contrast]])
             terms.append(own)
         n_terms = len(terms[0])
         values = torch.stack([torch.stack(own) for own in terms])  # [B, J]
@@ -86,13 +86,12 @@ def attribute_letter_decisions(
     for b, (prep, (prediction, target, foil)) in enumerate(zip(preps, decided, strict=True)):
         request = prep.request
         final = AttributionRequest(
-            request.prompt, target, request.target_mode, request.template_spans, request.example_id, prediction,
-            foil, first_token_only=True,
+            request.prompt, LETTERS[target], request.target_mode, request.template_spans, request.example_id,
+            prediction, None if foil is None else LETTERS[foil], first_token_only=True,
         )  # fmt: skip
         ids = letter_ids[b]
-        target_ids = (ids[LETTERS.index(target)],)
-        contrast_ids = (ids[LETTERS.index(foil)],) if foil else ()
-        done = Prepared(final, prep.encoded, target_ids, contrast_ids, prep.word_spans, prep.owners)
+        contrast_ids = () if foil is None else (ids[foil],)
+        done = Prepared(final, prep.encoded, (ids[target],), contrast_ids, prep.word_spans, prep.owners)
         content = list(prep.encoded.content_positions)
         results.append(_record(loaded, method, done, matrix[:, b, content], seq[b, content]))
     tracker.advance("examples", len(examples))

@@ -408,13 +408,14 @@ def test_api_build_accept_then_restart_sees_the_saved_state(workspace, monkeypat
         assert sorted(Path(f).name for f in files) == ["rationales.jsonl", "rationales.parquet"]
         jsonl = next(f for f in files if f.endswith(".jsonl"))
         assert [json.loads(line)["id"] for line in Path(jsonl).read_text().splitlines()] == ["demo-002"]
-        attribute = kdviz.rationales.build.attribute_requests
+        attribute = kdviz.rationales.build._attribute_shrinking
 
         def slowly(*args, **kwargs):  # the tiny teacher would finish 40 examples before the test could cancel
-            time.sleep(0.2)
+            time.sleep(0.3)
             return attribute(*args, **kwargs)
 
-        monkeypatch.setattr(kdviz.rationales.build, "attribute_requests", slowly)
+        # Every batch goes through here, whichever path attributes it (one pass in letter mode, or scored first).
+        monkeypatch.setattr(kdviz.rationales.build, "_attribute_shrinking", slowly)
         job = two.submit(limit=40, batch_size=1, name="cancelled", api_name="/build")
         while not job.status().progress_data:  # the build has started: the cached examples are reported
             time.sleep(0.05)

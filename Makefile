@@ -106,6 +106,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/attribution.py
 	HF_HUB_OFFLINE=1 $(PY) bench/train.py
 
-# The seed paper's experiment on CommonsenseQA at CPU sizes (about 100 minutes here; see docs/results.md).
+# The seed paper's experiment, one dataset at CPU size (DATASET=cqa|anli1|esnli|svamp|all, SIZE=smoke|cpu|paper;
+# about 90-100 minutes a dataset on 2 cores; see docs/results.md).
 reproduce: install
-	HF_HUB_OFFLINE=1 $(PY) bench/reproduce_cqa.py
+	HF_HUB_OFFLINE=1 $(PY) bench/reproduce.py --dataset $(or $(DATASET),cqa) --size $(or $(SIZE),cpu)

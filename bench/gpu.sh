@@ -2,7 +2,7 @@
 # The GPU subset of kdviz's benchmarks and tests, in under 8 minutes on one H100/H200 (the steps' limits add to 470 s):
 #   1. bench/train.py       kdviz's loop vs a plain Trainer on the embedded student's and teacher's architectures
 #   2. bench/attribution.py kdviz's batched attribution vs Captum on the teacher's architecture (needs captum)
-#      bench/click.py       one Teacher click per method on the teacher's architecture vs the floor and Captum
+#      bench/click_cost.py       one Teacher click per method on the teacher's architecture vs the floor and Captum
 #   3. pytest -m gpu        the tiny models attribute and train on CUDA as on the CPU (tests/test_gpu.py)
 #   4. bench/reproduce.py   the reproduction's smoke size (tiny models) on CUDA, CommonsenseQA and ANLI
 #
@@ -37,7 +37,7 @@ step() {
 if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     torch_line=$("$PY" -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch")
     say "no CUDA device ($PY: $torch_line): skipped every GPU step (bench/train.py, bench/attribution.py and"
-    say "bench/click.py on cuda, pytest -m gpu, bench/reproduce.py --size smoke on cuda). Nothing else needs a GPU: run the CPU"
+    say "bench/click_cost.py on cuda, pytest -m gpu, bench/reproduce.py --size smoke on cuda). Nothing else needs a GPU: run the CPU"
     say "benchmarks and tests as bench/README.md says."
     exit 0
 fi
@@ -61,9 +61,9 @@ fi
 if [ -n "$core_ok" ] && has captum; then
     step attribution 90 "$PY" bench/attribution.py --model random:embedded-teacher --n 64 --ig-n 16 \
         --captum-limit 8 --batch-size 16
-    step click 50 "$PY" bench/click.py --model random:embedded-teacher --n 8 --slow-n 2
+    step click 50 "$PY" bench/click_cost.py --model random:embedded-teacher --n 8 --slow-n 2
 else
-    say "skipped bench/attribution.py and bench/click.py: they time kdviz against Captum, which is not installed here"
+    say "skipped bench/attribution.py and bench/click_cost.py: they time kdviz against Captum, which is not installed here"
 fi
 
 if has pytest && [ -n "$core_ok" ]; then

@@ -24,7 +24,10 @@ run resumes where it was:
             every run trains on the same examples of rationales.jsonl;
 4. compare  `kdviz compare`: the teacher, every run and the untrained student on the test split;
 5. results  results.json / results.md (`kdviz.compare.results`: accuracy mean ± sd over seeds, paired bootstrap
-            and permutation tests against `standard`), accuracy_by_method.html (.png with chromium).
+            and permutation tests against `standard` and against `multitask-cot`, the teacher's accuracy and the
+            statistics of its training rationales: overlap, plausibility, faithfulness), accuracy_by_method.html
+            (.png with chromium); then <out>/summary.md and accuracy_by_dataset.html/.png over every dataset with
+            results (`--summary-only` writes just these).
 
 What the teacher attributes, per task (`kdviz rationales --target-mode`):
 - cqa (5 choices), anli1 and esnli (3 labels: entailment, neutral, contradiction): "choice", the teacher's
@@ -94,6 +97,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "teacher_label-540b": ("--method", "teacher_label", "--label-source", "data"),
 }
 UNTRAINED = "untrained (zero-shot)"
+ANCHOR = "multitask-cot"  # every method is also tested against Distilling step-by-step, the paper's bar to clear
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,9 @@ SIZES = {
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=[*DATASETS, "all"], help="the dataset, or all four")
+    p.add_argument("--dataset", choices=[*DATASETS, "all"], help="the dataset, or all four")
+    p.add_argument("--summary-only", action="store_true",
+                   help="run nothing: only write <out>/summary.md and its chart from the datasets' results.json")  # fmt: skip
     p.add_argument("--size", default="cpu", choices=list(SIZES), help="smoke, cpu or paper (default cpu)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reproduce",
                    help="results root: each dataset goes to <out>/<dataset> (default bench/results/reproduce)")  # fmt: skip
@@ -139,6 +145,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--cache-dir", help="attribution cache (default kdviz's)")
     args = p.parse_args(argv)
+    if not args.dataset and not args.summary_only:
+        p.error("choose --dataset (or --summary-only)")
     size = SIZES[args.size]
     overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "teacher": args.teacher, "student": args.student,
                  "n_train": args.n_train, "n_test": args.n_test, "steps": args.steps}  # fmt: skip
@@ -295,16 +303,23 @@ def hardware() -> str:
 
 def write_figure(table: ResultsTable, stem: Path) -> list[Path]:
     """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
-    from figures import write_plotly
-
     from kdviz.compare.viz import method_accuracy_figure
 
-    return write_plotly(method_accuracy_figure(table), stem)
+    return write_figure_of(method_accuracy_figure(table), stem)
+
+
+def write_figure_of(fig, stem: Path) -> list[Path]:
+    from figures import write_plotly
+
+    return write_plotly(fig, stem, width=int(fig.layout.width or 740), height=int(fig.layout.height or 400))
 
 
 def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     """Runs (or resumes) every stage of one dataset into <out>/<dataset>; returns its stages (run and skipped)."""
     from kdviz.compare.results import method_table, results_markdown
+    from kdviz.data import load_records
+    from kdviz.rationales.stats import rationale_stats
+    from kdviz.records import RationaleRecord
 
     out = args.out / dataset
     out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +334,9 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
         comparison = compare_stage(args, out, stages, test, list(method_of), DATASETS[dataset])
     finally:
         stages.write_commands()
-    table = method_table(comparison, method_of, baseline="standard")
+    anchor = ANCHOR if ANCHOR in args.methods else None
+    training = rationale_stats(load_records(rationales, RationaleRecord))  # what the students learned from
+    table = method_table(comparison, method_of, "standard", anchor, training)
     setup = {"dataset": dataset, "size": args.size, "data": str(data), **asdict(args.sizes), "split_seed": args.split_seed,
              "alpha": args.alpha, "attribution": RATIONALE_METHOD, "top_k": DEFAULT_TOP_K, "span": DEFAULT_SPAN,
              "target_mode": DATASETS[dataset], "methods": args.methods, "hardware": hardware()}  # fmt: skip
@@ -333,10 +350,30 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     return stages
 
 
+def summarize_datasets(root: Path) -> list[Path]:
+    """Writes <root>/summary.md and the accuracy_by_dataset chart from every <root>/<dataset>/results.json there
+    (in DATASETS order); returns the paths written, none when no dataset has results yet."""
+    from kdviz.compare.results import ResultsTable, datasets_markdown
+    from kdviz.compare.viz import datasets_accuracy_figure
+
+    found = {d: json.loads((root / d / "results.json").read_text()) for d in DATASETS if (root / d / "results.json").exists()}  # fmt: skip
+    if not found:
+        return []
+    tables = {d: ResultsTable.from_dict(r) for d, r in found.items()}
+    setups = [f"- {d}: size {r['setup']['size']}, teacher {r['setup']['teacher']}, student {r['setup']['student']}, "
+              f"{r['setup']['n_train'] or 'all'} training examples, {r['setup']['steps']} steps x {r['setup']['batch_size']}, "
+              f"seeds {r['setup']['seeds']} ({r['setup']['hardware']})" for d, r in found.items()]  # fmt: skip
+    summary = "# Reproduction summary\n\n" + "\n".join(setups) + "\n\n" + datasets_markdown(tables)
+    write_atomic(root / "summary.md", summary)
+    return [root / "summary.md", *write_figure_of(datasets_accuracy_figure(tables), root / "accuracy_by_dataset")]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for dataset in DATASETS if args.dataset == "all" else [args.dataset]:
+    for dataset in [] if args.summary_only else DATASETS if args.dataset == "all" else [args.dataset]:
         reproduce(args, dataset)
+    written = summarize_datasets(args.out)
+    print(f"wrote {', '.join(map(str, written))}" if written else f"no dataset under {args.out} has results yet")
     return 0
 
 

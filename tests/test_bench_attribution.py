@@ -47,7 +47,7 @@ def test_the_method_study_measures_every_setting_resumes_and_rebuilds_its_table(
 
 
 def test_the_click_benchmark_prints_a_row_per_method_with_its_floor_units(capsys):
-    click = _bench("click")
+    click = _bench("click_cost")
     argv = ["--model", "tiny", "--data", str(demo_path()), "--n", "2", "--slow-n", "1", "--steps", "4", "--methods",
             "saliency", "feature_ablation"]  # fmt: skip
     assert click.main(argv) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -69,6 +70,17 @@ def test_nli_smoke_trains_on_the_540b_chain_of_thought_and_opens_in_the_app(tmp_
     assert "--method multitask --rationale-source data" in commands[2]
     test = (tmp_path / "out" / "anli1" / "data" / "test.jsonl").read_text().splitlines()
     assert {json.loads(line)["answer"] for line in test} <= {"entailment", "neutral", "contradiction"}
+    results = json.loads((tmp_path / "out" / "anli1" / "results.json").read_text())
+    cot, standard = results["methods"]["multitask-cot"], results["methods"]["standard"]
+    assert results["anchor"] == "multitask-cot" and cot["vs_anchor"] is None  # each run tested against the anchor
+    assert standard["vs_anchor"]["difference"] == pytest.approx(-cot["vs_baseline"]["difference"])
+    training = results["training_rationales"]  # the 12 rationales the students trained on, as the teacher made them
+    rationales = [json.loads(line) for line in (tmp_path / "out" / "anli1" / "rationales.jsonl").open()]
+    assert training["n"] == 12 and training["accuracy"] == pytest.approx(sum(r["correct"] for r in rationales) / 12)
+    assert training["gold_overlap"] is None and training["faithfulness"]["n"] == 12  # NLI labels are not words
+    summary = (tmp_path / "out" / "summary.md").read_text()  # every dataset with results, side by side
+    assert "- anli1: size smoke, teacher tiny, student tiny-student, 12 training examples, 2 steps x 4" in summary
+    assert "| anli1 | 6 |" in summary and (tmp_path / "out" / "accuracy_by_dataset.html").exists()
     _check_reproduction_view(tmp_path)
 
 
@@ -101,6 +113,12 @@ def _check_reproduction_view(tmp_path: Path) -> None:
         rv.results_view(root, "svamp")
     with pytest.raises(InputError, match="not a valid name"):
         rv.results_view(root, "../anli1")
+    shutil.copytree(tmp_path / "out" / "anli1", tmp_path / "out" / "esnli")  # a second dataset's results
+    assert rv.list_results(root) == ["anli1", "esnli", rv.ALL]
+    markdown, fig = rv.results_view(root, rv.ALL)
+    assert markdown.startswith("### all datasets\n\nTest accuracy") and "| esnli | 6 |" in markdown
+    assert [t.name for t in fig.data] == ["standard", "multitask-cot", "untrained (zero-shot)", "teacher"]
+    assert list(fig.data[0].x) == ["anli1", "esnli"]
 
 
 @pytest.mark.slow  # every method of the driver on tiny models: about 65 s on 2 cores

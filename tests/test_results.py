@@ -1,23 +1,26 @@
-"""The results table of the CommonsenseQA reproduction: paired tests across seeds on hand-made predictions with known
-answers, the table by method, its Markdown and chart, and bench/reproduce_cqa.py end to end on tiny models
-(commands.sh written, a second invocation resumes without rerunning anything)."""
+"""The results tables of the reproduction: paired tests across seeds on hand-made predictions with known answers,
+the table by method (against the baseline and an anchor), its Markdown and chart, and several datasets side by side
+(bench/reproduce.py end to end is tests/test_reproduce.py)."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from itertools import product
 
 import pytest
 
 from kdviz.compare.records import ComparisonSettings
-from kdviz.compare.results import PairedDifference, ResultsTable, method_table, paired_difference, results_markdown
+from kdviz.compare.results import (
+    PairedDifference,
+    ResultsTable,
+    datasets_markdown,
+    method_table,
+    paired_difference,
+    results_markdown,
+)
 from kdviz.compare.run import Comparison, ModelAnswers, summarize_models
-from kdviz.compare.viz import SUMMARY_COLUMNS, method_accuracy_figure, summary_rows
-from kdviz.rationales.stats import FaithfulnessMeans
+from kdviz.compare.viz import SUMMARY_COLUMNS, datasets_accuracy_figure, method_accuracy_figure, summary_rows
+from kdviz.rationales.stats import FaithfulnessMeans, summarize
 from kdviz.records import Example, RationaleRecord
-
-from .conftest import REPO
 
 EXAMPLES = [
     Example(
@@ -122,7 +125,7 @@ def test_method_table_means_seeds_and_tests_against_standard():
     assert ResultsTable.from_dict(json.loads(json.dumps(table.to_dict()))) == table  # results.json round trip
     markdown = results_markdown(table)
     assert "| `multitask` | 85.0% ± 5.0 | 80.0, 90.0, 85.0 | +35.0" in markdown
-    assert "teacher `teacher` | 75.0%" in markdown
+    assert "| teacher `teacher` | 75.0% (95% CI 55.0%–90.0%) | | | | | |\n" in markdown
     fig = method_accuracy_figure(table)
     assert list(fig.data[0].x) == ["standard", "multitask"] and list(fig.data[0].error_y.array) == [std.sd, mt.sd]
     assert len(fig.data[1].y) == 6  # every seed drawn as a dot
@@ -132,35 +135,35 @@ def test_method_table_means_seeds_and_tests_against_standard():
         method_table(comparison, {})
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_reproduce_cqa", REPO / "bench" / "reproduce_cqa.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_reproduction_runs_every_stage_and_resumes(tmp_path, capsys):
-    bench = _bench_module()
-    data = REPO.parent / "shared" / "data" / "cqa" / "train.jsonl"
-    if not data.exists():
-        pytest.skip("shared CommonsenseQA data not present")
-    out = tmp_path / "cqa"
-    argv = ["--data", str(data), "--teacher", "tiny", "--student", "tiny-student", "--n-train", "8", "--n-test", "4",
-            "--methods", "standard", "rationale_input", "--seeds", "0", "--steps", "1", "--batch-size", "2",
-            "--eval-size", "2", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]  # fmt: skip
-    assert bench.main(argv) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["methods"]) == {"standard", "rationale_input", "untrained (zero-shot)"}
-    assert results["n_test"] == 4 and len(results["methods"]["untrained (zero-shot)"]["accuracies"]) == 1
-    assert set(results["timings_s"]) == {"teacher", "train", "compare"}
-    commands = (out / "commands.sh").read_text().splitlines()
-    assert [c.split()[1] for c in commands if c.startswith("kdviz ")] == ["rationales", "train", "train", "compare"]
-    assert "| `rationale_input` (teacher at test time) |" in (out / "results.md").read_text()
-    assert (out / "accuracy_by_method.html").exists()
-    timings = (out / "timings.json").read_text()
-    capsys.readouterr()
-    assert bench.main(argv) == 0  # everything is complete: nothing runs again
-    assert "[teacher]" not in capsys.readouterr().out and (out / "timings.json").read_text() == timings
-    with pytest.raises(SystemExit, match="another split"):
-        bench.main([*argv, "--n-test", "5"])
+def test_every_method_is_also_tested_against_the_anchor_and_tables_sit_side_by_side():
+    standard = [[i < 10 for i in range(20)]] * 2
+    cot = [[i < 14 for i in range(20)]] * 2  # 4 examples better than standard on both seeds
+    multitask = [[i < 12 for i in range(20)], [i < 16 for i in range(20)]]
+    comparison = _comparison({"standard": standard, "multitask": multitask, "multitask-cot": cot})
+    method_of = {m.name: m.method for m in comparison.models[1:]}
+    training = summarize([(("thing", "box"), EXAMPLES[0], True), (("where",), EXAMPLES[1], False)])
+    table = method_table(comparison, method_of, anchor="multitask-cot", training_rationales=training)
+    mt, std, anchor = table.methods["multitask"], table.methods["standard"], table.methods["multitask-cot"]
+    assert mt.vs_baseline.difference == pytest.approx(0.2) and mt.vs_anchor.difference == pytest.approx(0.0)
+    assert std.vs_anchor.difference == pytest.approx(-0.2) and anchor.vs_anchor is None
+    assert anchor.vs_baseline.mcnemar_p_by_seed == pytest.approx([2 / 2**4] * 2)
+    assert ResultsTable.from_dict(json.loads(json.dumps(table.to_dict()))) == table
+    markdown = results_markdown(table)
+    assert "| Δ vs standard (95% CI) | p | McNemar p by seed | Δ vs multitask-cot (95% CI) | p |" in markdown
+    assert "| `standard` | 50.0% ± 0.0 | 50.0, 50.0 | — | — | — | -20.0 (" in markdown
+    assert "| `multitask-cot` | 70.0% ± 0.0 | 70.0, 70.0 | +20.0 (" in markdown and "| — | — | 55.0% |" in markdown
+    assert "training split (2 examples; the teacher is right on 50.0%)" in markdown
+    assert "contain a word of the gold answer in 50.0%" in markdown
+    with pytest.raises(ValueError, match="no 'cot' runs"):
+        method_table(comparison, method_of, anchor="cot")
+    alone = method_table(_comparison({"standard": standard[:1], "multitask": multitask[:1]}), {
+        "standard-seed0": "standard", "multitask-seed0": "multitask"})  # fmt: skip
+    side = datasets_markdown({"cqa": table, "anli1": alone})
+    assert "| dataset | test n | teacher | `standard` | `multitask` | `multitask-cot` |" in side
+    assert "| anli1 | 20 | 75.0% | 50.0% ± 0.0 | 60.0% ± 0.0 | — |" in side
+    assert (
+        "| cqa (vs `standard` / `multitask-cot`) | +20.0 (p " in side and "| anli1 (vs `standard`) | +10.0 (p " in side
+    )
+    fig = datasets_accuracy_figure({"cqa": table, "anli1": alone})
+    assert [t.name for t in fig.data] == ["standard", "multitask", "multitask-cot", "teacher"]
+    assert list(fig.data[1].y) == pytest.approx([0.7, 0.6]) and list(fig.data[2].y) == [0.7, None]

@@ -92,6 +92,22 @@ def test_question_overlap_counts_rationales_with_a_question_or_context_word():
     assert overlap_of(["oven"], CAKE).question_overlap is False
 
 
+def test_nli_labels_are_not_words_a_rationale_could_overlap():
+    # "neutral" is in the hypothesis, so a word-level overlap would count a hit that says nothing of the answer.
+    pair = Example("4", "nli", "The neutral party wins.", ("entailment", "neutral", "contradiction"), "neutral",
+                   "A party wins.", human_rationale="party wins")  # fmt: skip
+    row = overlap_of(["neutral", "party"], pair)
+    assert (row.gold_overlap, row.gold_word_fraction, row.choice_overlap, row.distractor_overlap) == (
+        None,
+        None,
+        (),
+        None,
+    )
+    assert row.question_overlap is True and row.plausibility.precision == 0.5
+    s = summarize([(["neutral", "party"], pair, True)])
+    assert s.gold_overlap is None and s.distractor_overlap is None and s.choice_overlap_by_position == (None,) * 3
+
+
 def test_faithfulness_means_over_the_measured_records_by_correctness():
     f = [Faithfulness(0.9, 0.5, 0.1, 0.2, 0.3), None, Faithfulness(0.7, 0.3, 0.3, 0.0, 0.5), None]
     s = summarize(ITEMS, f)

@@ -4,7 +4,7 @@ matrix) and one example's answers and attribution maps, model above model. Plotl
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kdviz.format import MISSING, number
@@ -203,4 +203,24 @@ def method_accuracy_figure(table: ResultsTable):
     fig.update_layout(title=f"test accuracy by distillation method ({table.n_test} questions, mean ± sd)",
                       yaxis=dict(range=[0, min(1.0, top + 0.15)], title="accuracy", tickformat=".0%"),
                       height=380, width=720, margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h"))  # fmt: skip
+    return fig
+
+
+def datasets_accuracy_figure(tables: Mapping[str, ResultsTable]):
+    """Returns a grouped bar chart of test accuracy by method on each dataset (mean over seeds ± one standard
+    deviation), the teacher's accuracy on each as a red dash."""
+    import plotly.graph_objects as go
+
+    names = list(tables)
+    methods = list(dict.fromkeys(m for t in tables.values() for m in t.methods))
+    fig = go.Figure()
+    for method in methods:
+        rows = [tables[d].methods.get(method) for d in names]
+        fig.add_trace(go.Bar(x=names, y=[r.mean if r else None for r in rows], name=method,
+                             error_y=dict(type="data", array=[r.sd if r else 0.0 for r in rows])))  # fmt: skip
+    fig.add_trace(go.Scatter(x=names, y=[tables[d].teacher.accuracy for d in names], mode="markers", name="teacher",
+                             marker=dict(symbol="line-ew", size=40, line=dict(width=3, color="#dc2626"))))  # fmt: skip
+    fig.update_layout(barmode="group", title="test accuracy by distillation method and dataset (mean ± sd over seeds)",
+                      yaxis=dict(range=[0, 1], title="accuracy", tickformat=".0%"), height=420, width=900,
+                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.12))  # fmt: skip
     return fig

@@ -32,10 +32,12 @@ class ExampleOverlap:
 
 def overlap_of(words: Sequence[str], example: Example, faithfulness: Faithfulness | None = None) -> ExampleOverlap:
     """Returns one example's overlap figures: with the gold answer, with each choice, with the question, and with
-    the human rationale; `faithfulness` is carried along (it needs the model, see `kdviz.rationales.faithfulness`)."""
-    hit, fraction = gold_overlap(words, example.answer) if example.answer else (None, None)
-    choices = tuple(gold_overlap(words, c)[0] for c in example.choices)
-    wrong = [h for c, h in zip(example.choices, choices, strict=True) if c != example.answer]
+    the human rationale; `faithfulness` is carried along (it needs the model, see `kdviz.rationales.faithfulness`).
+    NLI choices are labels ("entailment", ...), not words a rationale could pick: no gold or choice overlap there."""
+    words_are_choices = example.task != "nli"
+    hit, fraction = gold_overlap(words, example.answer) if example.answer and words_are_choices else (None, None)
+    choices = tuple(gold_overlap(words, c)[0] for c in example.choices) if words_are_choices else ()
+    wrong = [h for c, h in zip(example.choices, choices, strict=False) if c != example.answer]
     distractor = sum(wrong) / len(wrong) if example.answer in example.choices and wrong else None
     plaus = plausibility(words, example.human_rationale) if example.human_rationale else None
     asked = words_of(f"{example.context or ''} {example.question}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from kdviz.compare.results import ResultsTable, results_markdown
-from kdviz.compare.viz import method_accuracy_figure
+from kdviz.compare.results import ResultsTable, datasets_markdown, results_markdown
+from kdviz.compare.viz import datasets_accuracy_figure, method_accuracy_figure
 from kdviz.errors import InputError
 from kdviz.workspace import check_readable, safe_child
 
@@ -17,14 +17,17 @@ from .errors import ui_errors
 
 DEFAULT_ROOT = Path("bench") / "results" / "reproduce"  # bench/reproduce.py's default --out, from the repo root
 SETUP_KEYS = ("size", "teacher", "student", "n_train", "n_test", "steps", "batch_size", "seeds", "target_mode")
+ALL = "all datasets"  # the entry that shows every dataset side by side (listed when there are two or more)
 
 
 def list_results(root: str) -> list[str]:
-    """Returns the dataset folders under `root` that hold a finished results.json, sorted."""
+    """Returns the dataset folders under `root` that hold a finished results.json, sorted, then ALL when there are
+    two or more."""
     folder = check_readable(root or ".", "the results folder")
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / "results.json").is_file())
+    found = sorted(p.name for p in folder.iterdir() if (p / "results.json").is_file())
+    return [*found, ALL] if len(found) > 1 else found
 
 
 def load_results(root: str, dataset: str) -> tuple[dict, ResultsTable]:
@@ -46,7 +49,11 @@ def load_results(root: str, dataset: str) -> tuple[dict, ResultsTable]:
 
 
 def results_view(root: str, dataset: str) -> tuple[str, object]:
-    """Returns (Markdown: the setup line and the results table, the accuracy-by-method figure) of one dataset."""
+    """Returns (Markdown: the setup line and the results table, the accuracy-by-method figure) of one dataset, or
+    (the datasets side by side, accuracy by method and dataset) for ALL."""
+    if dataset == ALL:
+        tables = {name: load_results(root, name)[1] for name in list_results(root) if name != ALL}
+        return f"### {ALL}\n\n" + datasets_markdown(tables), datasets_accuracy_figure(tables)
     setup, table = load_results(root, dataset)
     facts = ", ".join(f"{k.replace('_', ' ')} {setup[k]}" for k in SETUP_KEYS if setup.get(k) is not None)
     header = f"### {setup.get('dataset', dataset)}\n\n{facts}\n\n" if facts else f"### {dataset}\n\n"

@@ -18,9 +18,9 @@ panel and `kdviz attribute` do. For each method and each of the first N question
 
 and the panel's own estimate before the click (kdviz.attribution.cost, in saliency clicks) beside the measurement.
 
-    python bench/click.py                                   # embedded teacher, all methods
-    /work/inseq-venv/bin/python bench/click.py --n 4        # with the inseq column
-    python bench/click.py --model tiny --n 2                # smoke run, seconds
+    python bench/click_cost.py                                   # embedded teacher, all methods
+    /work/inseq-venv/bin/python bench/click_cost.py --n 4        # with the inseq column
+    python bench/click_cost.py --model tiny --n 2                # smoke run, seconds
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ batch 8, compare about 1 s per student and question) and, for the teacher, from 
 18 runs x 30 steps x 6 s = 54 min, compare (teacher + 19 students on 80) = 25-30 min: about 90-95 min. NLI
 prompts are longer and SVAMP's teacher generates, so those take somewhat more. The paper size trains on every
 example outside the test split; on a GPU the teacher loads in bf16 (`--dtype bf16`) and training runs in bf16
-mixed precision; `--student` takes any hub id. Any size's numbers can be overridden (--n-train, --steps, ...).
+mixed precision; `--student` takes any hub id, and `--lora` trains LoRA adapters instead of all its weights. Any size's numbers can be overridden (--n-train, --steps, ...).
 """
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--alpha", type=float, default=0.5, help="multitask answer-loss weight (default 0.5)")
     p.add_argument("--attr-batch-size", type=int, default=4, help="examples per attribution batch (default 4)")
+    p.add_argument("--lora", action="store_true",
+                   help="train LoRA adapters instead of all weights (a larger student; use its own --out)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--cache-dir", help="attribution cache (default kdviz's)")
     args = p.parse_args(argv)
@@ -248,7 +250,8 @@ def train_stage(args: argparse.Namespace, out: Path, stages: Stages, rationales:
             argv = ["train", "--student", size.student, "--data", str(rationales), *METHODS[label],
                     "--max-steps", str(size.steps), "--batch-size", str(size.batch_size), "--lr",
                     str(size.lr), "--alpha", str(args.alpha), "--seed", str(seed), "--eval-every", "0",
-                    "--eval-size", str(size.eval_size), "--device", args.device, "--out", str(folder)]  # fmt: skip
+                    "--eval-size", str(size.eval_size), *(["--lora"] if args.lora else []), "--device", args.device,
+                    "--out", str(folder)]  # fmt: skip
             runs.append(train_once(stages, folder, argv))
     return runs
 
@@ -338,7 +341,7 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     training = rationale_stats(load_records(rationales, RationaleRecord))  # what the students learned from
     table = method_table(comparison, method_of, "standard", anchor, training)
     setup = {"dataset": dataset, "size": args.size, "data": str(data), **asdict(args.sizes), "split_seed": args.split_seed,
-             "alpha": args.alpha, "attribution": RATIONALE_METHOD, "top_k": DEFAULT_TOP_K, "span": DEFAULT_SPAN,
+             "alpha": args.alpha, "lora": args.lora, "attribution": RATIONALE_METHOD, "top_k": DEFAULT_TOP_K, "span": DEFAULT_SPAN,
              "target_mode": DATASETS[dataset], "methods": args.methods, "hardware": hardware()}  # fmt: skip
     results = {"setup": setup, "timings_s": stages.timings, **table.to_dict()}
     write_atomic(out / "results.json", json.dumps(results, indent=1))

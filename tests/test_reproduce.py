@@ -25,11 +25,11 @@ def _bench():
     return module
 
 
-def _run(tmp_path: Path, dataset: str, methods: list[str], capsys) -> tuple[list[str], str]:
+def _run(tmp_path: Path, dataset: str, methods: list[str], capsys, *extra: str) -> tuple[list[str], str]:
     if not (DATA / dataset / "train.jsonl").exists():
         pytest.skip(f"shared {dataset} data not present")
     argv = ["--dataset", dataset, "--size", "smoke", "--methods", *methods, "--device", "cpu", "--cache-dir",
-            str(tmp_path / "cache"), "--out", str(tmp_path / "out")]  # fmt: skip
+            str(tmp_path / "cache"), "--out", str(tmp_path / "out"), *extra]  # fmt: skip
     assert _bench().main(argv) == 0
     out = tmp_path / "out" / dataset
     commands = [c for c in (out / "commands.sh").read_text().splitlines() if c.startswith("kdviz ")]
@@ -54,11 +54,13 @@ def _run(tmp_path: Path, dataset: str, methods: list[str], capsys) -> tuple[list
 
 
 def test_cqa_smoke_runs_every_stage_records_it_and_resumes(tmp_path, capsys):
-    commands, _ = _run(tmp_path, "cqa", ["standard", "rationale_input", "teacher_label-540b"], capsys)
+    commands, _ = _run(tmp_path, "cqa", ["standard", "rationale_input", "teacher_label-540b"], capsys, "--lora")
     teacher = commands[0]  # the rationale study's defaults, passed explicitly so commands.sh records them
     assert "--method saliency" in teacher and "--top-k 3" in teacher and "--span question" in teacher
     assert "--target-mode choice" in teacher
     assert "--method teacher_label --label-source data" in commands[3]
+    assert all(" --lora " in c for c in commands[1:4])  # the students train LoRA adapters when asked
+    assert json.loads((tmp_path / "out" / "cqa" / "results.json").read_text())["setup"]["lora"] is True
     split = tmp_path / "out" / "cqa" / "data"
     assert [len(split.joinpath(f).read_text().splitlines()) for f in ("train.jsonl", "test.jsonl")] == [12, 6]
     with pytest.raises(SystemExit, match="another split"):  # a folder is never silently reused with other sizes

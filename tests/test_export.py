@@ -96,3 +96,19 @@ def test_the_card_shows_faithfulness_beside_random_words(store):
     assert "| question overlap (≥1 rationale word in the question) |" in card
     unmeasured = [dataclasses.replace(r, faithfulness=None) for r in records]
     assert "## Faithfulness" not in dataset_card(unmeasured, True)
+
+
+def test_an_export_keeps_the_datasets_own_teacher_for_training_with_data_sources(store, tmp_path):
+    from kdviz.distill.data import load_train_examples
+
+    accepted = [r for r in store.records() if r.status == "accepted"]
+    cot = [r.example.teacher_rationale for r in accepted]
+    assert all(cot) and cot[0].startswith("The answer must be")  # the demo data ships a chain of thought
+    for fmt in ("jsonl", "parquet", "hf"):
+        folder = tmp_path / fmt
+        export_records(store.records(), folder, [fmt])
+        built = load_train_examples(folder)  # the build's attribution rationale and teacher answer
+        assert [t.rationale for t in built] == [r.rationale_text for r in accepted], fmt
+        shipped = load_train_examples(folder, rationale_source="data", label_source="data")
+        assert [t.rationale for t in shipped] == cot, fmt
+        assert [t.teacher_answer for t in shipped] == [r.example.teacher_answer for r in accepted], fmt

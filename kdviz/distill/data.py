@@ -66,6 +66,9 @@ def _from_row(row: dict, index: int) -> TrainExample | None:
             row.get("answer"),
             row.get("context"),
             row.get("human_rationale"),
+            teacher_rationale=row.get("data_teacher_rationale"),  # absent from exports made before they were kept
+            teacher_answer=row.get("data_teacher_answer"),
+            answer_value=row.get("answer_value"),
         )
         return TrainExample(example, row.get("teacher_answer"), row.get("rationale") or None)
     # A plain dataset may carry its own teacher's outputs (the CommonsenseQA file has a 540B model's answer and

@@ -23,7 +23,8 @@ EXPORT_FILES = ("README.md", "rationales.jsonl", "rationales.parquet", "hf_datas
 
 
 def training_rows(records: Sequence[RationaleRecord], with_status: bool) -> list[dict]:
-    """Returns flat rows (one per record) with the example, the teacher's answer and the rationale."""
+    """Returns flat rows (one per record) with the example, the teacher's answer and the rationale, and the
+    dataset's own teacher outputs and answer value (`data_teacher_*`, `answer_value`: None where it has none)."""
     rows = []
     for r in records:
         row = {
@@ -39,6 +40,11 @@ def training_rows(records: Sequence[RationaleRecord], with_status: bool) -> list
             "rationale": r.rationale_text,
             "rationale_words": [r.words[i] for i in r.rationale],
             "human_rationale": r.example.human_rationale,
+            # what the dataset itself shipped (e.g. a 540B teacher's chain of thought), kept so that an export
+            # trains with `--rationale-source data` / `--label-source data` as its build did
+            "data_teacher_rationale": r.example.teacher_rationale,
+            "data_teacher_answer": r.example.teacher_answer,
+            "answer_value": r.example.answer_value,
         }
         if with_status:
             row["status"] = r.status

@@ -373,11 +373,38 @@ STATUSES: tuple[CurationStatus, ...] = get_args(CurationStatus)
 
 
 @dataclass(frozen=True)
+class Provenance(Record):
+    """How a rationale record was made: by a rationale build (`kdviz.rationales.build`) or a comparison run
+    (`kdviz.compare.run`). Every field is optional, since each writer sets only some and older files hold fewer."""
+
+    teacher: str | None = None  # the model that answered and was attributed (a comparison's student, too)
+    method: str | None = None  # the attribution method's name
+    target_mode: TargetMode | None = None  # the build's attributed target (None: its default, or not a build)
+    predict: PredictMode | None = None  # the prediction mode; None for records made before modes
+    steps: int | None = None  # integrated gradients' steps (None for other methods)
+    rule: str | None = None  # the selection rule, described for people (`SelectionRule.describe()`)
+    # The selection rule's fields (`dataclasses.asdict(SelectionRule)`): a plain dict, as kdviz.records must not
+    # import kdviz.rationales; None where the writer kept none (comparisons: their rule is given when measured).
+    rule_config: dict[str, Any] | None = None
+    trained_as: str | None = None  # the prompt format a comparison's student was trained with
+    kdviz_version: str | None = None  # the kdviz version that built the record
+    created: str | None = None  # when it was built, UTC ("%Y-%m-%dT%H:%M:%SZ")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        """Rebuilds the provenance; reads a comparison's old "model" key as `teacher`, and drops unknown keys."""
+        if "model" in data and data.get("teacher") is None:  # comparisons wrote the answering model as "model"
+            data = {**data, "teacher": data["model"]}
+        return super().from_dict(data)
+
+
+@dataclass(frozen=True)
 class RationaleRecord(Record):
     """One example with the teacher's answer, its word attribution and the selected rationale, ready to curate.
 
     `rationale` holds indices into `words` (input order); `rationale_text` is what training uses, the selected
-    words joined unless a curator edited it. `provenance` says how it was made (teacher, method, rule, version).
+    words joined unless a curator edited it. `provenance` says how it was made (`Provenance`: teacher, method, rule,
+    version).
     """
 
     example: Example
@@ -393,7 +420,7 @@ class RationaleRecord(Record):
     rationale: tuple[int, ...]
     rationale_text: str
     status: CurationStatus = "pending"
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
     faithfulness: Faithfulness | None = None  # measured on the model that answered (issue #12); None: not measured
 
     def __post_init__(self) -> None:
@@ -403,6 +430,10 @@ class RationaleRecord(Record):
             raise TypeError(f"example must be an object of the example's fields, not {self.example!r:.60}")
         if isinstance(self.faithfulness, dict):
             object.__setattr__(self, "faithfulness", Faithfulness.from_dict(self.faithfulness))
+        if isinstance(self.provenance, dict) or self.provenance is None:  # a file's, or one from before the record
+            object.__setattr__(self, "provenance", Provenance.from_dict(self.provenance or {}))
+        if not isinstance(self.provenance, Provenance):
+            raise TypeError(f"provenance must be an object of the provenance's fields, not {self.provenance!r:.60}")
         for name in ("words", "word_offsets", "word_scores", "word_is_template", "rationale"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         if not len(self.words) == len(self.word_offsets) == len(self.word_scores) == len(self.word_is_template):

@@ -24,13 +24,14 @@ def test_build_keeps_everything_a_record_needs(tiny, examples, tmp_path):
     assert not result.cancelled and result.from_cache == 0
     assert [r.id for r in result.records] == [e.id for e in examples]
     for rec, ex in zip(result.records, examples, strict=True):
-        assert rec.example == ex and rec.predicted in ex.choices and rec.provenance["predict"] == "letter"
+        assert rec.example == ex and rec.predicted in ex.choices and rec.provenance.predict == "letter"
         assert rec.target == "ABCDE"[ex.choices.index(rec.predicted)]  # the tiny teacher has a chat template
         assert rec.correct == (rec.predicted == ex.answer)
         assert len(rec.rationale) == 3 and list(rec.rationale) == sorted(rec.rationale)  # input order
         assert rec.rationale_text == " ".join(rec.words[i] for i in rec.rationale)
-        assert rec.provenance["teacher"] == "tiny" and rec.provenance["rule"].startswith("top-3")
-        assert {"method", "kdviz_version", "created", "rule_config"} <= set(rec.provenance)
+        assert rec.provenance.teacher == "tiny" and rec.provenance.rule.startswith("top-3")
+        prov = rec.provenance
+        assert None not in (prov.method, prov.kdviz_version, prov.created, prov.rule_config)
     assert result.stats.n == 6 and result.stats == rationale_stats(result.records)
 
 

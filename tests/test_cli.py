@@ -150,7 +150,7 @@ def test_predict_flag_reaches_rationales_and_is_offered_by_compare(tmp_path, cap
     from kdviz.records import RationaleRecord
 
     records = load_jsonl(out, RationaleRecord)
-    assert all(r.provenance["predict"] == "choice-text" and r.target == r.predicted for r in records)
+    assert all(r.provenance.predict == "choice-text" and r.target == r.predicted for r in records)
     assert all("A) " in r.prompt for r in records)
     for command in ("attribute", "rationales", "compare"):
         try:

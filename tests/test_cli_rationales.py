@@ -73,7 +73,7 @@ def test_the_json_reports_faithfulness_beside_random_words_unless_skipped(tmp_pa
     }  # fmt: skip
     assert stats["question_overlap"] == 1.0  # question words only
     records = load_jsonl(out, RationaleRecord)
-    assert all(r.faithfulness is not None and "question words only" in r.provenance["rule"] for r in records)
+    assert all(r.faithfulness is not None and "question words only" in r.provenance.rule for r in records)
     assert main([*BASE, *cache, "--no-faithfulness", "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faithfulness"] is None
     assert main([*BASE, "--span", "choices", "--out", str(out)]) == 2  # argparse refuses it

@@ -207,7 +207,7 @@ def test_cancel_keeps_finished_models_and_a_rerun_resumes(tmp_path, stop_at):
     assert first == {"teacher": finished, "faithfulness": 8 if measured else 0}
 
     def comparable(records):  # "created" is when each run made its records; unmeasured faithfulness is not compared
-        return [dataclasses.replace(r, provenance={**r.provenance, "created": None},
+        return [dataclasses.replace(r, provenance=dataclasses.replace(r.provenance, created=None),
                                     faithfulness=r.faithfulness if measured else None) for r in records]  # fmt: skip
 
     assert comparable(full.models[0].records[:finished]) == comparable(partial.models[0].records)

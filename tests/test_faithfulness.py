@@ -20,7 +20,7 @@ from kdviz.rationales.faithfulness import (
 )
 from kdviz.rationales.select import SelectionRule, candidate_words
 from kdviz.rationales.stats import current_faithfulness, rationale_stats
-from kdviz.records import ChoiceScores, Example, Faithfulness, RationaleRecord
+from kdviz.records import ChoiceScores, Example, Faithfulness, Provenance, RationaleRecord
 
 PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
 #         0         1     2     3   4    5    6      7        8  9        10 11           12
@@ -53,7 +53,7 @@ def record(rationale=(5,), predicted="refrigerator", span="all", **provenance) -
         word_is_template=tuple(i in TEMPLATE for i in range(len(words))),
         rationale=tuple(rationale),
         rationale_text=" ".join(words[i] for i in rationale),
-        provenance={"rule_config": rule, **provenance},
+        provenance=Provenance(rule_config=rule, **provenance),
     )
 
 
@@ -194,7 +194,7 @@ def test_the_tiny_teacher_scores_the_edited_prompts_and_a_rerun_reads_the_cache(
     assert only.split() == [w for i, w in enumerate(rec.words) if i in template or i in rec.rationale]
     assert only.startswith("Question:") and only.endswith("Answer:")  # the format stays
     assert ("\nA)" in only) == ("\nA)" in rec.prompt)  # with the choice letters where they are listed
-    letters = rec.provenance["predict"] == "letter"  # scored as the prediction was made
+    letters = rec.provenance.predict == "letter"  # scored as the prediction was made
     full, less, kept = score_prompts(tiny, [rec.prompt, without, only], [rec.example.choices] * 3, letters)
     index = rec.example.choices.index(rec.predicted)
     assert f.p_full == pytest.approx(probability(full, index), abs=1e-5)

@@ -206,11 +206,11 @@ def test_a_build_records_the_mode_and_the_scored_prompt(tiny, tmp_path):
 
     built = build_rationales(tiny, [MCQ, NLI], "saliency", cache_dir=tmp_path, predict="cloze")
     mcq, nli = built.records
-    assert mcq.provenance["predict"] == "cloze" and mcq.prompt == render(MCQ, "qa").text
+    assert mcq.provenance.predict == "cloze" and mcq.prompt == render(MCQ, "qa").text
     assert mcq.target == mcq.predicted and nli.prompt == render(NLI).text
     letters = build_rationales(tiny, [MCQ], "saliency", cache_dir=tmp_path)  # the default: letter, its own cache
     (rec,) = letters.records
-    assert rec.provenance["predict"] == "letter" and rec.target in "ABC" and "A) cupboard" in rec.prompt
+    assert rec.provenance.predict == "letter" and rec.target in "ABC" and "A) cupboard" in rec.prompt
     assert rec.predicted == MCQ.choices["ABC".index(rec.target)]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
 from kdviz.files import write_atomic
-from kdviz.records import DATA_EXTRAS, Prediction
+from kdviz.records import DATA_EXTRAS, Prediction, Provenance, RationaleRecord
 
 
 def test_every_record_round_trips_through_jsonl(tmp_path, tiny):
@@ -108,3 +108,24 @@ def test_examples_keep_the_datas_teacher_outputs_and_old_files_still_load(tmp_pa
     # caches key examples on their task alone: reading the teacher fields never invalidates an attribution
     assert ex.task_dict() == {k: v for k, v in ex.to_dict().items() if k not in DATA_EXTRAS}
     assert Example.from_dict(old).task_dict() == old
+
+
+def test_rationale_records_with_an_old_provenance_dict_load_typed_and_round_trip(tmp_path):
+    ex = Example("e1", "mcqa", "Where is milk kept?", ("fridge", "shelf"), "fridge")
+    data = {
+        "example": ex.to_dict(), "prompt": "Where is milk kept?", "target": "A", "target_mode": "choice",
+        "predicted": "fridge", "correct": True, "words": ["Where", "is", "milk", "kept?"],
+        "word_offsets": [[0, 5], [6, 8], [9, 13], [14, 19]], "word_scores": [0.1, 0.0, 0.9, 0.2],
+        "word_is_template": [False] * 4, "rationale": [2], "rationale_text": "milk",
+        # a comparison's record before the Provenance record: "model" is the answering model; "seed" is unknown
+        "provenance": {"model": "student-1", "method": "saliency", "rule": "top-1 words", "trained_as": "qa",
+                       "rule_config": {"top_k": 1}, "steps": 16, "seed": 3},
+    }  # fmt: skip
+    rec = RationaleRecord.from_dict(data)
+    assert rec.provenance == Provenance(teacher="student-1", method="saliency", rule="top-1 words",
+                                        rule_config={"top_k": 1}, steps=16, trained_as="qa")  # fmt: skip
+    assert RationaleRecord.from_dict(rec.to_dict()) == rec
+    assert load_jsonl(save_jsonl([rec], tmp_path / "r.jsonl"), RationaleRecord) == [rec]
+    assert rec.to_dict()["provenance"]["teacher"] == "student-1" and rec.to_dict()["provenance"]["created"] is None
+    assert RationaleRecord.from_dict({**data, "provenance": {}}).provenance == Provenance()  # an empty one too
+    assert RationaleRecord.from_dict({k: v for k, v in data.items() if k != "provenance"}).provenance == Provenance()

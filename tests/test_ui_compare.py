@@ -146,7 +146,7 @@ def test_the_cli_command_reproduces_the_comparison(workspace, first, capsys):
     assert (cli.examples, cli.summary, cli.pairwise) == (ui.examples, ui.summary, ui.pairwise)
 
     def answers(comparison):  # every model's records, less when they were made
-        return [(m.name, [dataclasses.replace(r, provenance={**r.provenance, "created": None}) for r in m.records])
+        return [(m.name, [dataclasses.replace(r, provenance=dataclasses.replace(r.provenance, created=None)) for r in m.records])
                 for m in comparison.models]  # fmt: skip
 
     assert answers(cli) == answers(ui)

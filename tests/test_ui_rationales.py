@@ -130,14 +130,14 @@ def test_span_and_faithfulness_settings_and_what_the_panel_shows_of_them(workspa
     assert {"comprehensiveness", "comprehensiveness (random)", "sufficiency", "sufficiency (random)"} <= set(table)
     store = CurationStore(folder(workspace, "q"))
     rec = store.records()[0]
-    assert "question words only" in rec.provenance["rule"]
+    assert "question words only" in rec.provenance.rule
     summary = cv.record_view(workspace, "q", rec.id).summary
     assert f"Faithfulness: comprehensiveness **{rec.faithfulness.comprehensiveness:.3f}** (random " in summary
     assert "edited since" not in summary
     assert "edited since" in ch.toggle_word(workspace, "q", rec.id, rec.rationale[0]).summary
     name, _, command, *_ = build(workspace, "plain", limit=2, faithfulness=False, predict="cloze")
     assert "--predict cloze" in command
-    assert CurationStore(folder(workspace, name)).get("demo-001").provenance["predict"] == "cloze"
+    assert CurationStore(folder(workspace, name)).get("demo-001").provenance.predict == "cloze"
     assert "--no-faithfulness" in command and "comprehensiveness" not in {
         r[0] for r in cv.curation_view(workspace, name).stats
     }

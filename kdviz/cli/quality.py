@@ -54,7 +54,7 @@ def run_quality(args) -> int:
         if not args.no_faithfulness:
             from kdviz.lm.models import load_model
 
-            teacher = args.teacher or records[0].provenance.get("teacher") or store.info.teacher
+            teacher = args.teacher or records[0].provenance.teacher or store.info.teacher
             if not teacher:
                 raise InputError(f"build {args.name} does not name its teacher: give --teacher, or --no-faithfulness")
             args.teacher = teacher

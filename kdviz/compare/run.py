@@ -45,6 +45,7 @@ from kdviz.records import (
     Example,
     Prediction,
     ProgressEvent,
+    Provenance,
     RationaleRecord,
     TargetMode,
     TrainExample,
@@ -163,7 +164,7 @@ def _student(
     )  # fmt: skip
     if cancelled:
         return None
-    provenance = {"model": loaded.name, "method": method, "rule": rule.describe(), "trained_as": trained_as.name}
+    provenance = Provenance(teacher=loaded.name, method=method, rule=rule.describe(), trained_as=trained_as.name)
     records = tuple(to_record(done[example_key(ex)], ex, rule, provenance) for ex in examples)
     # How faithful the student's own rationales are to its own answers, scored as it answered (issue #12).
     measured = measure_faithfulness(loaded, records, rule=rule, batch_size=batch_size, model_id=_identity(loaded),

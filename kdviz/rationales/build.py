@@ -25,7 +25,7 @@ from kdviz.errors import is_out_of_memory, resource_errors
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, load_model
 from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Example, RationaleRecord, Record, RecordLog, TokenAttribution
+from kdviz.records import Example, Provenance, RationaleRecord, Record, RecordLog, TokenAttribution
 
 from .faithfulness import measure_faithfulness
 from .parallel import Shard, current_shard, gather_counts, rank_spec
@@ -106,7 +106,9 @@ class BuildResult(Record):
             object.__setattr__(self, "stats", RationaleStats.from_dict(self.stats))
 
 
-def to_record(attr: TokenAttribution, example: Example, rule: SelectionRule, provenance: dict) -> RationaleRecord:
+def to_record(
+    attr: TokenAttribution, example: Example, rule: SelectionRule, provenance: Provenance
+) -> RationaleRecord:
     """Returns the rationale record for one example's attribution, with the rule's words selected."""
     chosen = select_rationale(attr, rule)
     return RationaleRecord(
@@ -284,17 +286,17 @@ def build_rationales(
     keys = [example_key(ex) for ex in examples]
     from kdviz._version import __version__
 
-    provenance = {
-        "teacher": loaded.name,
-        "method": method,
-        "target_mode": target_mode,
-        "predict": mode,
-        "steps": settings["steps"],
-        "rule": rule.describe(),
-        "rule_config": dataclasses.asdict(rule),
-        "kdviz_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    provenance = Provenance(
+        teacher=loaded.name,
+        method=method,
+        target_mode=target_mode,
+        predict=mode,
+        steps=settings["steps"],
+        rule=rule.describe(),
+        rule_config=dataclasses.asdict(rule),
+        kdviz_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
 
     def measure(records: list[RationaleRecord], stop: Callable[[], bool] | None) -> list[RationaleRecord]:
         measured = measure_faithfulness(
@@ -336,7 +338,9 @@ def reselect(records: Sequence[RationaleRecord], rule: SelectionRule) -> list[Ra
                 rationale=tuple(chosen),
                 rationale_text=" ".join(rec.words[i] for i in chosen),
                 status="pending",
-                provenance={**rec.provenance, "rule": rule.describe(), "rule_config": dataclasses.asdict(rule)},
+                provenance=dataclasses.replace(
+                    rec.provenance, rule=rule.describe(), rule_config=dataclasses.asdict(rule)
+                ),
             )
         )
     return out

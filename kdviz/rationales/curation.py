@@ -127,7 +127,7 @@ class CurationStore:
         """Puts records back as built: the rule's selection, pending."""
 
         def change(r: RationaleRecord) -> RationaleRecord:
-            rule = SelectionRule(**r.provenance.get("rule_config", {}))
+            rule = SelectionRule(**(r.provenance.rule_config or {}))
             chosen = select_rationale(r, rule)
             return dataclasses.replace(
                 r, rationale=tuple(chosen), rationale_text=" ".join(r.words[i] for i in chosen), status="pending"

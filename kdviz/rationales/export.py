@@ -12,7 +12,7 @@ from pathlib import Path
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.files import replacing_folder, write_atomic
 from kdviz.format import number
-from kdviz.records import RationaleRecord
+from kdviz.records import Provenance, RationaleRecord
 from kdviz.workspace import Workspace
 
 from .curation import open_build
@@ -57,7 +57,7 @@ def dataset_card(
 ) -> str:
     """Returns the README.md of an exported dataset: what it is, how it was made, and its statistics."""
     stats = rationale_stats(records)
-    prov = records[0].provenance if records else {}
+    prov = records[0].provenance if records else Provenance()
     lines = [
         "---",
         "tags: [kdviz, rationales, knowledge-distillation]",
@@ -71,10 +71,10 @@ def dataset_card(
         "## Provenance",
         "",
         f"- source data: {source or 'n/a'}",
-        f"- teacher: {prov.get('teacher', 'n/a')}; attribution: {prov.get('method', 'n/a')}; "
-        f"attributed target: {prov.get('target_mode', 'n/a')}",
-        f"- selection rule: {prov.get('rule', 'n/a')}",
-        f"- kdviz {prov.get('kdviz_version', '?')}, built {prov.get('created', '?')}",
+        f"- teacher: {prov.teacher or 'n/a'}; attribution: {prov.method or 'n/a'}; "
+        f"attributed target: {prov.target_mode or 'n/a'}",
+        f"- selection rule: {prov.rule or 'n/a'}",
+        f"- kdviz {prov.kdviz_version or '?'}, built {prov.created or '?'}",
         f"- records: {len(records)} ({'accepted only' if accepted_only else 'all, with a status column'})",
         "",
         "## Statistics",

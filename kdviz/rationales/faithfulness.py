@@ -71,12 +71,12 @@ def edit_prompt(prompt: str, word_offsets: Sequence[tuple[int, int]], keep: Coll
 
 def rule_of(rec: RationaleRecord) -> SelectionRule:
     """Returns the selection rule the record was built with (its provenance), or the default rule."""
-    return SelectionRule(**rec.provenance.get("rule_config", {}))
+    return SelectionRule(**(rec.provenance.rule_config or {}))
 
 
 def predict_mode_of(rec: RationaleRecord) -> PredictMode | None:
     """Returns the prediction mode recorded in the record's provenance (None for records made before modes)."""
-    return rec.provenance.get("predict")
+    return rec.provenance.predict
 
 
 def random_words(rec: RationaleRecord, rule: SelectionRule, seed: int = 0) -> tuple[int, ...]:
@@ -196,7 +196,7 @@ class FaithfulnessCache(RecordLog[Faithfulness]):
         )
 
     def key(self, rec: RationaleRecord, seed: int, predict: PredictMode | None, rule: SelectionRule | None) -> str:
-        rule_config = rec.provenance.get("rule_config") if rule is None else dataclasses.asdict(rule)
+        rule_config = rec.provenance.rule_config if rule is None else dataclasses.asdict(rule)
         content = [self.model, rec.prompt, rec.example.task_dict(), rec.predicted, rec.words, rec.word_offsets]
         parts = [
             *content,

@@ -152,7 +152,7 @@ def quality_table(
     """
     if not records:
         raise InputError("no rationale records to measure")
-    name = method or str(records[0].provenance.get("method", "?"))
+    name = method or str(records[0].provenance.method or "?")
     cells = []
     for n, rule in enumerate(rules):
         chosen = reselect(records, rule)

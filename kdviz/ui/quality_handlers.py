@@ -74,7 +74,7 @@ def measure(
     rules = settings(rule_of(records[0]) if records else None, ks, spans)  # checked before the model loads
     measure_faith = None
     if faithfulness and records:
-        teacher = records[0].provenance.get("teacher") or store.info.teacher
+        teacher = records[0].provenance.teacher or store.info.teacher
         if not teacher:
             raise InputError(f"build {build} does not name its teacher: measure it without faithfulness")
         measure_faith = faithfulness_measure(kdviz.load_model(teacher), should_stop=should_stop)

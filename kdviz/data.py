@@ -25,7 +25,8 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 # The kdviz fields a column mapping may name (the record shapes `example_from_row` and training data read).
 MAPPABLE_FIELDS = (
     "id", "question", "choices", "answer", "answerKey", "premise", "hypothesis", "label", "context",
-    "human_rationale_extractive", "rationale", "teacher_answer", "teacher_rationale", "answer_value",
+    "human_rationale_extractive", "human_rationale_abstractive", "rationale", "teacher_answer", "teacher_rationale",
+    "answer_value",
 )  # fmt: skip
 
 
@@ -74,6 +75,15 @@ def _data_extras(row: dict, where: str) -> dict:
     }
 
 
+def _human_rationale(row: dict, where: str) -> str | None:
+    """Returns the human rationale: the marked words (CoS-E's extractive rationale) where the data has them, else
+    the human explanation (e-SNLI's and ANLI's free-text one), whose words plausibility is then measured against."""
+    for key in ("human_rationale_extractive", "rationale", "human_rationale_abstractive"):
+        if row.get(key) is not None:
+            return _optional_text(row[key], where, repr(key))
+    return None
+
+
 def _nli_label(label, where: str) -> str | None:
     if label is None or label == -1:  # SNLI and MNLI mark examples without a gold label with -1
         return None
@@ -88,7 +98,8 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
 
     Multiple choice: `question`, `choices` (a list, or CommonsenseQA's {"label": [...], "text": [...]}),
     `answer` (a choice's text or letter), optional `human_rationale_extractive`. NLI: `premise`, `hypothesis`,
-    `label` or `answer` (name or 0/1/2; -1 or none: no gold label). Free-form QA: `question`, `answer`, optional
+    `label` or `answer` (name or 0/1/2; -1 or none: no gold label), optional `human_rationale_abstractive` (a human
+    explanation, the human rationale where no extractive one is given). Free-form QA: `question`, `answer`, optional
     `answer_value` (an arithmetic answer's value). Any of them may carry `teacher_rationale` and `teacher_answer`
     (a teacher's outputs shipped with the data).
 
@@ -104,7 +115,8 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
     if "premise" in row and "hypothesis" in row:
         premise, hypothesis = (_text(row[k], where, repr(k)) for k in ("premise", "hypothesis"))
         label = _nli_label(row.get("label", row.get("answer")), where)  # the shared ANLI/e-SNLI files say "answer"
-        return Example(ex_id, "nli", hypothesis, NLI_LABEL_NAMES_TUPLE, label, premise, **_data_extras(row, where))
+        return Example(ex_id, "nli", hypothesis, NLI_LABEL_NAMES_TUPLE, label, premise, _human_rationale(row, where),
+                       **_data_extras(row, where))  # fmt: skip
     if "question" not in row:
         raise InputError(
             f"{where} has no 'question' field (nor 'premise' and 'hypothesis'); it has: "
@@ -121,7 +133,7 @@ def example_from_row(row: dict, index: int, where: str | None = None) -> Example
         answer = choices[pos] if 0 <= pos < len(choices) else answer
     if choices and answer is not None and answer not in choices:
         raise InputError(f"{where}: answer {answer!r} is not one of its choices ({', '.join(choices)})")
-    rationale = row.get("human_rationale_extractive") or row.get("rationale")
+    rationale = _human_rationale(row, where)
     return Example(
         ex_id,
         "mcqa" if choices else "qa",

@@ -44,7 +44,8 @@ class Example(Record):
     """One task instance: multiple-choice QA, NLI or free-form QA.
 
     `task` is "mcqa" (question + choices), "nli" (`context` = premise, `question` = hypothesis, choices = labels)
-    or "qa" (question, free-text answer). `human_rationale` is a human-marked evidence span, where the data has one.
+    or "qa" (question, free-text answer). `human_rationale` is a human-marked evidence span, or a human explanation
+    where the data has only that (e-SNLI, ANLI).
     `teacher_rationale` and `teacher_answer` are what a teacher outside kdviz said, where the data ships it (the
     540B model's chain of thought and answer of "Distilling step-by-step"); `answer_value` is the value of an
     arithmetic gold answer (SVAMP's "( 84.0 / 2.0 )" is 42.0).

@@ -147,6 +147,10 @@ def test_each_shared_dataset_loads_with_its_teacher_fields(name):
     assert first.teacher_rationale.startswith(rationale)
     if task == "nli":  # the shared NLI files name the gold label "answer", not "label"
         assert first.context and first.choices == ("entailment", "neutral", "contradiction")
+    human = {"cqa": '"there are 10 apples', "anli1": "Linguistics in", "esnli": "The to go packages may not be from"}
+    assert (first.human_rationale or "").startswith(human.get(name, "")) and bool(first.human_rationale) == (
+        name in human
+    )
 
 
 def test_teacher_fields_of_a_row_a_missing_teacher_answer_and_bad_values():

@@ -10,7 +10,8 @@ Definitions (used by the Rationales and Compare panels, and in docs):
 - *distractor overlap*: the same as gold overlap, against each wrong choice (a chance baseline for the statistic);
 - *question overlap*: at least one rationale word occurs among the question's (and context's) words;
 - *plausibility* (ERASER-style): word-set precision, recall, F1 and IoU of the rationale against the human
-  rationale span (CoS-E's `human_rationale_extractive`);
+  rationale span (CoS-E's `human_rationale_extractive`), or the words of a human explanation where the data has
+  only that (e-SNLI's and ANLI's `human_rationale_abstractive`: a looser measure, as explanations add words);
 - *comprehensiveness* and *sufficiency* (ERASER, DeYoung et al. 2020; `kdviz.rationales.faithfulness`): how much
   the model's probability of its prediction drops when the rationale words are removed from the prompt, and when
   only they are kept; each beside the same figure for as many random candidate words.

@@ -320,7 +320,7 @@ def write_figure_of(fig, stem: Path) -> list[Path]:
 def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     """Runs (or resumes) every stage of one dataset into <out>/<dataset>; returns its stages (run and skipped)."""
     from kdviz.compare.results import method_table, results_markdown
-    from kdviz.data import load_records
+    from kdviz.data import load_examples, load_records
     from kdviz.rationales.stats import rationale_stats
     from kdviz.records import RationaleRecord
 
@@ -338,7 +338,11 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     finally:
         stages.write_commands()
     anchor = ANCHOR if ANCHOR in args.methods else None
-    training = rationale_stats(load_records(rationales, RationaleRecord))  # what the students learned from
+    # What the students learned from, measured against the data as kdviz reads it now (a build stores its
+    # examples; a human rationale kdviz learned to read since, such as NLI's explanations, still counts).
+    fresh = {ex.id: ex for ex in load_examples(train)}
+    built = load_records(rationales, RationaleRecord)
+    training = rationale_stats([replace(r, example=fresh.get(r.id, r.example)) for r in built])
     table = method_table(comparison, method_of, "standard", anchor, training)
     setup = {"dataset": dataset, "size": args.size, "data": str(data), **asdict(args.sizes), "split_seed": args.split_seed,
              "alpha": args.alpha, "lora": args.lora, "attribution": RATIONALE_METHOD, "top_k": DEFAULT_TOP_K, "span": DEFAULT_SPAN,

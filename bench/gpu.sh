@@ -2,7 +2,7 @@
 # The GPU subset of kdviz's benchmarks and tests, in under 8 minutes on one H100/H200 (the steps' limits add to 470 s):
 #   1. bench/train.py       kdviz's loop vs a plain Trainer on the embedded student's and teacher's architectures
 #   2. bench/attribution.py kdviz's batched attribution vs Captum on the teacher's architecture (needs captum)
-#      bench/click_cost.py       one Teacher click per method on the teacher's architecture vs the floor and Captum
+#      bench/click_cost.py  one Teacher click per method on the teacher's architecture vs the floor and Captum
 #   3. pytest -m gpu        the tiny models attribute and train on CUDA as on the CPU (tests/test_gpu.py)
 #   4. bench/reproduce.py   the reproduction's smoke size (tiny models) on CUDA, CommonsenseQA and ANLI
 #

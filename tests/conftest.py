@@ -83,3 +83,12 @@ def fresh_click_cache(monkeypatch):
     clicks = sys.modules.get("kdviz.ui.teacher_click")
     if clicks is not None:
         monkeypatch.setattr(clicks, "CLICKS", clicks.ClickCache())
+
+
+def train_config(export, out, **kw):
+    """A three-step TrainConfig of the tiny student on `export` into `out`, with `kw` overriding any field."""
+    from kdviz.config import TrainConfig
+
+    base = dict(data=str(export), out=str(out), student="tiny-student", teacher="tiny", max_steps=3, batch_size=4,
+                eval_every=2, eval_size=8)  # fmt: skip
+    return TrainConfig(**{**base, **kw})

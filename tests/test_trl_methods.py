@@ -27,11 +27,11 @@ from kdviz.distill.runs import read_config, read_rows, read_status  # noqa: E402
 from kdviz.distill.trl_data import check_gkd_teacher, dpo_rows, gkd_rows, preference_pairs  # noqa: E402
 from kdviz.lm.tiny import build_tiny  # noqa: E402
 
+from .conftest import train_config
+
 
 def _config(export, out, **kw) -> TrainConfig:
-    base = dict(data=str(export), out=str(out), student="tiny-student", teacher="tiny", max_steps=3, batch_size=4,
-                eval_every=2, eval_size=8, lr=1e-3)  # fmt: skip
-    return TrainConfig(**{**base, **kw})
+    return train_config(export, out, **{"lr": 1e-3, **kw})  # three steps must move the tiny student measurably
 
 
 def _losses(run) -> list[tuple[int, float]]:

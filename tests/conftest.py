@@ -1,5 +1,6 @@
 """Shared test setup: every test runs offline, without telemetry, on the in-process tiny models."""
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -92,3 +93,24 @@ def train_config(export, out, **kw):
     base = dict(data=str(export), out=str(out), student="tiny-student", teacher="tiny", max_steps=3, batch_size=4,
                 eval_every=2, eval_size=8)  # fmt: skip
     return TrainConfig(**{**base, **kw})
+
+
+@contextlib.contextmanager
+def app_client(workspace):
+    """A gradio Client of the app (tiny teacher, 127.0.0.1, a free port) over `workspace`; app and client are
+    closed after."""
+    from gradio_client import Client
+
+    from kdviz.ui import launch
+
+    demo = launch(
+        teacher="tiny", host="127.0.0.1", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(demo.local_url, verbose=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        demo.close()

@@ -9,8 +9,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import kdviz
-from kdviz.ui import launch
 from kdviz.ui import train_settings as ts
+
+from .conftest import app_client
 
 FIELDS = dict(
     model="tiny",
@@ -27,18 +28,8 @@ FIELDS = dict(
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    workspace = tmp_path_factory.mktemp("workspace")
-    demo = launch(
-        teacher="tiny", host="127.0.0.1", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True
-    )
-    try:
-        client = Client(demo.local_url, verbose=False)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        demo.close()
+    with app_client(tmp_path_factory.mktemp("workspace")) as client:
+        yield client
 
 
 def attribute(client, **fields):

@@ -7,7 +7,6 @@ import logging
 
 import gradio as gr
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from kdviz.attribution import methods
@@ -17,9 +16,10 @@ from kdviz.lm.models import load_model
 from kdviz.lm.prompts import MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, MAX_TARGET_CHARS, MAX_TARGET_TOKENS
 from kdviz.rationales.build import build_rationales
 from kdviz.records import Example
-from kdviz.ui import launch
 from kdviz.ui import saved_comparisons as sc
 from kdviz.ui.errors import ui_errors
+
+from .conftest import app_client
 
 CPU_OOM = (
     "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
@@ -152,18 +152,8 @@ def test_ui_errors_shows_resource_messages_and_one_line_of_a_bug(caplog):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    demo = launch(
-        teacher="tiny", host="127.0.0.1", port=None, workspace=tmp_path_factory.mktemp("workspace"),
-        prevent_thread_lock=True, quiet=True,
-    )  # fmt: skip
-    try:
-        client = Client(demo.local_url, verbose=False)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        demo.close()
+    with app_client(tmp_path_factory.mktemp("workspace")) as client:
+        yield client
 
 
 def attribute(client, **fields):

@@ -174,3 +174,26 @@ def test_out_of_range_values_get_a_message_naming_the_field(client, endpoint, fi
     # gradio's own range check ("Value 0 is less than minimum value 1.") would run first and name no field
     with pytest.raises(AppError, match=f"^{re.escape(message)}$"):
         client.predict(**fields, api_name=endpoint)
+
+
+def test_the_compare_panel_opens_reproduction_results_one_dataset_or_all(client, tmp_path):
+    from kdviz.compare.results import method_table
+
+    from .test_results import _comparison
+
+    runs = {"standard": [[i < 10 for i in range(20)]], "multitask": [[i < 15 for i in range(20)]]}
+    table = method_table(_comparison(runs), {"standard-seed0": "standard", "multitask-seed0": "multitask"})
+    for dataset in ("cqa", "esnli"):  # what bench/reproduce.py writes: the setup and the table
+        (tmp_path / dataset).mkdir()
+        setup = {"dataset": dataset, "size": "cpu", "teacher": "embedded-teacher", "seeds": [0]}
+        (tmp_path / dataset / "results.json").write_text(json.dumps({"setup": setup, **table.to_dict()}))
+    listed = client.predict(str(tmp_path), api_name="/list_reproductions")
+    assert [c[0] for c in listed["choices"]] == ["cqa", "esnli", "all datasets"] and listed["value"] == "cqa"
+    markdown, plot = client.predict(str(tmp_path), "esnli", api_name="/open_reproduction")
+    assert markdown.startswith("### esnli\n\nsize cpu, teacher embedded-teacher, seeds [0]")
+    assert "| `multitask` | 75.0% ± 0.0 | 75.0 | +25.0 (" in markdown
+    markdown, plot = client.predict(str(tmp_path), "all datasets", api_name="/open_reproduction")
+    assert "| cqa | 20 | 75.0% | 50.0% ± 0.0 | 75.0% ± 0.0 |" in markdown and "| esnli | 20 |" in markdown
+    assert [t["name"] for t in json.loads(plot["plot"])["data"]] == ["standard", "multitask", "teacher"]
+    with pytest.raises(AppError, match="svamp is not in the list of choices"):  # only what the folder holds
+        client.predict(str(tmp_path), "svamp", api_name="/open_reproduction")

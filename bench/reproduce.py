@@ -321,8 +321,8 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     """Runs (or resumes) every stage of one dataset into <out>/<dataset>; returns its stages (run and skipped)."""
     from kdviz.compare.results import method_table, results_markdown
     from kdviz.data import load_examples, load_records
+    from kdviz.rationale_records import RationaleRecord
     from kdviz.rationales.stats import rationale_stats
-    from kdviz.records import RationaleRecord
 
     out = args.out / dataset
     out.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,13 @@ import pytest
 from kdviz.config import ModelSpec
 from kdviz.data import demo_path, load_examples
 from kdviz.errors import InputError, KdvizError
+from kdviz.rationale_records import RationaleRecord
 from kdviz.rationales.build import AttributionCache, BuildResult, build_rationales, example_key, reselect
 from kdviz.rationales.curation import CurationStore
 from kdviz.rationales.select import SelectionRule
 from kdviz.rationales.stats import RationaleStats, rationale_stats
 from kdviz.rationales.workspace_build import build_into_workspace, rationales_command
-from kdviz.records import RationaleRecord, load_jsonl, save_jsonl
+from kdviz.records import load_jsonl, save_jsonl
 from kdviz.workspace import BuildInfo, Workspace
 
 

@@ -79,7 +79,7 @@ def test_rationales_then_export(tmp_path, capsys):
     assert main(args + ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["n"] == 4 and 0 <= stats["gold_overlap"] <= 1 and stats["plausibility"]["n"] == 4
-    from kdviz.records import RationaleRecord
+    from kdviz.rationale_records import RationaleRecord
 
     records = load_jsonl(out, RationaleRecord)
     assert len(records) == 4 and all(len(r.rationale) == 3 for r in records)
@@ -147,7 +147,7 @@ def test_predict_flag_reaches_rationales_and_is_offered_by_compare(tmp_path, cap
     out = tmp_path / "r.jsonl"
     args = ["rationales", "--teacher", "tiny", "--data", str(demo_path()), "--limit", "2", "--predict", "choice-text"]
     assert main(args + ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
-    from kdviz.records import RationaleRecord
+    from kdviz.rationale_records import RationaleRecord
 
     records = load_jsonl(out, RationaleRecord)
     assert all(r.provenance.predict == "choice-text" and r.target == r.predicted for r in records)

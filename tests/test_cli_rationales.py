@@ -7,8 +7,9 @@ import pytest
 from kdviz.cli.main import main
 from kdviz.data import demo_path, format_columns, parse_columns
 from kdviz.errors import InputError
+from kdviz.rationale_records import RationaleRecord
 from kdviz.rationales.curation import open_build
-from kdviz.records import RationaleRecord, load_jsonl
+from kdviz.records import load_jsonl
 from kdviz.workspace import Workspace
 
 BASE = ["rationales", "--teacher", "tiny", "--data", str(demo_path()), "--limit", "3", "--top-k", "2"]

@@ -5,11 +5,11 @@ import pytest
 
 from kdviz import InputError, UnknownNameError
 from kdviz.data import demo_path, load_examples
+from kdviz.rationale_records import Faithfulness
 from kdviz.rationales.build import build_rationales
 from kdviz.rationales.curation import CurationStore
 from kdviz.rationales.export import dataset_card, export_build, export_records, push_to_hub
 from kdviz.rationales.stats import rationale_stats
-from kdviz.records import Faithfulness
 from kdviz.workspace import BuildInfo, Workspace
 
 

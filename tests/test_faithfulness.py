@@ -9,6 +9,7 @@ import pytest
 import kdviz.lm.inference
 from kdviz.data import demo_path, load_examples
 from kdviz.lm.inference import score_prompts
+from kdviz.rationale_records import Faithfulness, Provenance, RationaleRecord
 from kdviz.rationales.build import build_rationales
 from kdviz.rationales.faithfulness import (
     FaithfulnessCache,
@@ -20,7 +21,7 @@ from kdviz.rationales.faithfulness import (
 )
 from kdviz.rationales.select import SelectionRule, candidate_words
 from kdviz.rationales.stats import current_faithfulness, rationale_stats
-from kdviz.records import ChoiceScores, Example, Faithfulness, Provenance, RationaleRecord
+from kdviz.records import ChoiceScores, Example
 
 PROMPT = "Question: Where would you keep milk cold?\nChoices:\nA) cupboard\nB) refrigerator\nAnswer:"
 #         0         1     2     3   4    5    6      7        8  9        10 11           12

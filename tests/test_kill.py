@@ -13,8 +13,9 @@ from kdviz.cli.main import main
 from kdviz.data import demo_path, load_examples
 from kdviz.distill.metrics import EvalRow, StepRow
 from kdviz.distill.runs import read_rows, read_status, run_info
+from kdviz.rationale_records import RationaleRecord
 from kdviz.rationales.build import example_key
-from kdviz.records import RationaleRecord, load_jsonl
+from kdviz.records import load_jsonl
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:

@@ -13,11 +13,11 @@ from kdviz.cli.main import main
 from kdviz.data import demo_path
 from kdviz.errors import InputError
 from kdviz.lm.models import load_model
+from kdviz.rationale_records import Faithfulness
 from kdviz.rationales.curation import open_build
 from kdviz.rationales.faithfulness import edit_prompt, rule_of
 from kdviz.rationales.quality import QualityCell, ScoreMemo, faithfulness_measure, quality_table, settings
 from kdviz.rationales.select import SelectionRule
-from kdviz.records import Faithfulness
 from kdviz.viz.quality import QUALITY_COLUMNS, quality_markdown
 
 from .test_faithfulness import EXAMPLE, PROMPT, FakeScorer, record

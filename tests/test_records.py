@@ -5,7 +5,8 @@ import pytest
 
 from kdviz import ChoiceScores, Example, Generation, TokenAttribution, attribute, load_jsonl, save_jsonl
 from kdviz.files import write_atomic
-from kdviz.records import DATA_EXTRAS, Prediction, Provenance, RationaleRecord
+from kdviz.rationale_records import Provenance, RationaleRecord
+from kdviz.records import DATA_EXTRAS, Prediction
 
 
 def test_every_record_round_trips_through_jsonl(tmp_path, tiny):

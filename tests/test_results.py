@@ -19,8 +19,9 @@ from kdviz.compare.results import (
 )
 from kdviz.compare.run import Comparison, ModelAnswers, summarize_models
 from kdviz.compare.viz import SUMMARY_COLUMNS, datasets_accuracy_figure, method_accuracy_figure, summary_rows
+from kdviz.rationale_records import RationaleRecord
 from kdviz.rationales.stats import FaithfulnessMeans, summarize
-from kdviz.records import Example, RationaleRecord
+from kdviz.records import Example
 
 EXAMPLES = [
     Example(

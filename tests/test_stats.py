@@ -3,6 +3,7 @@ import json
 import pytest
 
 from kdviz import Example
+from kdviz.rationale_records import Faithfulness
 from kdviz.rationales.stats import (
     ByCorrectness,
     FaithfulnessMeans,
@@ -12,7 +13,6 @@ from kdviz.rationales.stats import (
     overlap_of,
     summarize,
 )
-from kdviz.records import Faithfulness
 
 CAKE = Example(
     "1",

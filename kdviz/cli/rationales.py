@@ -154,8 +154,8 @@ def _progress(total: int | None, faithfulness: bool, shown: bool = True):
 
 def run_export(args) -> int:
     from kdviz.data import load_records
+    from kdviz.rationale_records import RationaleRecord
     from kdviz.rationales.export import EXPORT_FILES, export_records
-    from kdviz.records import RationaleRecord
 
     checks.output_folder("--out", args.out, inputs=[args.records], writes=EXPORT_FILES)
     records = load_records(args.records, RationaleRecord)  # one line per problem, naming the file and the line

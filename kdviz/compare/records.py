@@ -8,16 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from kdviz.rationale_records import RationaleRecord
 from kdviz.rationales.stats import RationaleStats
-from kdviz.records import (
-    PREDICT_MODES,
-    SELECTABLE_TARGET_MODES,
-    Example,
-    PredictMode,
-    RationaleRecord,
-    Record,
-    TargetMode,
-)
+from kdviz.records import PREDICT_MODES, SELECTABLE_TARGET_MODES, Example, PredictMode, Record, TargetMode
 
 Role = Literal["teacher", "student"]
 ROLES: tuple[Role, ...] = get_args(Role)

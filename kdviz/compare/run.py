@@ -29,6 +29,7 @@ from kdviz.lm.embedded import cache_root
 from kdviz.lm.inference import generate_batch
 from kdviz.lm.models import LoadedModel, checkpoint_meta, load_model
 from kdviz.lm.prompts import answer_choices, render
+from kdviz.rationale_records import Provenance, RationaleRecord
 from kdviz.rationales.build import (
     AttributionCache,
     attribute_cached,
@@ -40,16 +41,7 @@ from kdviz.rationales.build import (
 from kdviz.rationales.faithfulness import measure_faithfulness
 from kdviz.rationales.select import DEFAULT_TOP_K, SelectionRule
 from kdviz.rationales.stats import current_faithfulness, summarize
-from kdviz.records import (
-    SELECTABLE_TARGET_MODES,
-    Example,
-    Prediction,
-    ProgressEvent,
-    Provenance,
-    RationaleRecord,
-    TargetMode,
-    TrainExample,
-)
+from kdviz.records import SELECTABLE_TARGET_MODES, Example, Prediction, ProgressEvent, TargetMode, TrainExample
 from kdviz.workspace import Workspace
 
 from .records import (

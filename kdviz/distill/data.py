@@ -21,7 +21,8 @@ from pathlib import Path
 from kdviz.config import TrainConfig
 from kdviz.data import example_from_row, rows_of
 from kdviz.errors import InputError
-from kdviz.records import Example, RationaleRecord, TrainExample
+from kdviz.rationale_records import RationaleRecord
+from kdviz.records import Example, TrainExample
 from kdviz.workspace import check_readable
 
 from .methods import Method

@@ -25,7 +25,8 @@ from kdviz.errors import is_out_of_memory, resource_errors
 from kdviz.lm.embedded import cache_root
 from kdviz.lm.models import LoadedModel, load_model
 from kdviz.lm.prompts import encode, encode_target
-from kdviz.records import Example, Provenance, RationaleRecord, Record, RecordLog, TokenAttribution
+from kdviz.rationale_records import Provenance, RationaleRecord
+from kdviz.records import Example, Record, RecordLog, TokenAttribution
 
 from .faithfulness import measure_faithfulness
 from .parallel import Shard, current_shard, gather_counts, rank_spec

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from kdviz.errors import InputError
 from kdviz.files import write_atomic
-from kdviz.records import STATUSES, RationaleRecord, load_jsonl, save_jsonl
+from kdviz.rationale_records import STATUSES, RationaleRecord
+from kdviz.records import load_jsonl, save_jsonl
 from kdviz.workspace import (
     BUILD_INFO,
     BUILD_RECORDS,

@@ -12,7 +12,7 @@ from pathlib import Path
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.files import replacing_folder, write_atomic
 from kdviz.format import number
-from kdviz.records import Provenance, RationaleRecord
+from kdviz.rationale_records import Provenance, RationaleRecord
 from kdviz.workspace import Workspace
 
 from .curation import open_build

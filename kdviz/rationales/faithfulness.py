@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kdviz.lm.prompts import answer_choices
-from kdviz.records import ChoiceScores, Faithfulness, PredictMode, RationaleRecord, RecordLog
+from kdviz.rationale_records import Faithfulness, RationaleRecord
+from kdviz.records import ChoiceScores, PredictMode, RecordLog
 
 from .select import SelectionRule, candidate_words, word_roles
 

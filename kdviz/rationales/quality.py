@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdviz.errors import InputError
-from kdviz.records import ChoiceScores, Faithfulness, RationaleRecord, Record
+from kdviz.rationale_records import Faithfulness, RationaleRecord
+from kdviz.records import ChoiceScores, Record
 from kdviz.resampling import bootstrap_ci
 
 from .build import reselect

@@ -27,7 +27,8 @@ from typing import Literal, get_args
 from kdviz.attribution.words import normalize_word
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.lm.prompts import LETTERS
-from kdviz.records import RationaleRecord, TokenAttribution
+from kdviz.rationale_records import RationaleRecord
+from kdviz.records import TokenAttribution
 
 RuleKind = Literal["top_k", "mass", "z"]  # the SelectionRule field that holds the threshold
 RULE_KINDS: tuple[RuleKind, ...] = get_args(RuleKind)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kdviz.records import Example, Faithfulness, RationaleRecord, Record
+from kdviz.rationale_records import Faithfulness, RationaleRecord
+from kdviz.records import Example, Record
 
 from .select import Plausibility, gold_overlap, plausibility, words_of
 

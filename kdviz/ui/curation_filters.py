@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kdviz.errors import InputError, UnknownNameError
+from kdviz.rationale_records import STATUSES, RationaleRecord
 from kdviz.rationales.curation import filter_records
-from kdviz.records import STATUSES, RationaleRecord
 
 from .fields import number
 

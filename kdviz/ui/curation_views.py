@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from kdviz.rationale_records import STATUSES, RationaleRecord
 from kdviz.rationales.curation import open_build, rationale_share
 from kdviz.rationales.select import gold_overlap
 from kdviz.rationales.stats import current_faithfulness, rationale_stats
-from kdviz.records import STATUSES, RationaleRecord
 from kdviz.viz.attribution import rationale_html
 from kdviz.viz.rationales import faithfulness_markdown, rationale_stats_figure, rationale_stats_table
 from kdviz.workspace import Workspace

@@ -6,7 +6,8 @@ import html
 from collections.abc import Sequence
 
 from kdviz.lm.prompts import LETTERS
-from kdviz.records import RationaleRecord, TokenAttribution
+from kdviz.rationale_records import RationaleRecord
+from kdviz.records import TokenAttribution
 
 
 def _color(score: float, scale: float) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from kdviz.format import number
 
 if TYPE_CHECKING:
+    from kdviz.rationale_records import Faithfulness
     from kdviz.rationales.stats import OverlapStats, RationaleStats
-    from kdviz.records import Faithfulness
 
 STATS_COLUMNS = ["statistic", "all", "teacher correct", "teacher wrong", "accepted"]
 # What the rows mean, shown under the table.

@@ -240,7 +240,7 @@ def _shared_rows(name: str, n: int, path):
     return path, [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_the_rationale_and_label_sources_of_a_build(rationale_export, tmp_path):
+def test_the_rationale_and_label_sources_of_a_build(tmp_path):
     cqa, rows = _shared_rows("cqa", 6, tmp_path / "cqa.jsonl")
     built = build_rationales("tiny", load_examples(cqa), cache_dir=tmp_path / "cache")
     records = save_jsonl(built.records, tmp_path / "records.jsonl")
@@ -254,10 +254,12 @@ def test_the_rationale_and_label_sources_of_a_build(rationale_export, tmp_path):
     assert pairs["rationale"][1] == rows[0]["teacher_rationale"] and pairs["answer"][1] == "math problem"
     # row 2: the teacher answered "train station" where the gold answer is "bridge"
     assert get_method("teacher_label").pairs(from_data[1])["answer"][1] == "train station"
-    with pytest.raises(
-        InputError, match="--rationale-source data needs a 'teacher_rationale' field; rationales.jsonl"
-    ):
-        load_train_examples(rationale_export, rationale_source="data")  # an export keeps only the build's
+    plain = tmp_path / "plain.jsonl"  # data that ships no teacher of its own
+    plain.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if not k.startswith("teacher")}) + "\n" for r in rows)
+    )
+    with pytest.raises(InputError, match="--rationale-source data needs a 'teacher_rationale' field; plain.jsonl"):
+        load_train_examples(plain, rationale_source="data")
     with pytest.raises(InputError, match="--label-source must be build or data, not 'teacher'"):
         load_train_examples(records, label_source="teacher")
 

@@ -260,7 +260,7 @@ def _training_sentence(stats: RationaleStats) -> str:
     parts = [f"The teacher's rationales on the training split ({stats.n} examples; the teacher is right on "
              f"{percent(stats.accuracy)})"]  # fmt: skip
     if stats.gold_overlap is not None:
-        parts.append(f"contain a word of the gold answer in {percent(stats.gold_overlap)} (a wrong choice "
+        parts.append(f"they contain a word of the gold answer in {percent(stats.gold_overlap)} (a wrong choice "
                      f"{percent(stats.distractor_overlap)})")  # fmt: skip
     parts.append(_plausibility(stats.plausibility))
     f = stats.faithfulness
@@ -271,7 +271,7 @@ def _training_sentence(stats: RationaleStats) -> str:
             f"{f.random_sufficiency:.3f}, lower is more faithful), the teacher's probability of its answer "
             f"{f.p_full:.3f}"
         )
-    return "; ".join(parts) + "."
+    return parts[0] + ": " + "; ".join(parts[1:]) + "."
 
 
 def datasets_markdown(tables: Mapping[str, ResultsTable]) -> str:

@@ -1,6 +1,6 @@
 """Reproduce Ballout et al. (2024) on CommonsenseQA, ANLI (round 1), e-SNLI and SVAMP with kdviz's own commands.
 
-    python bench/reproduce.py --dataset cqa --size cpu           # one dataset in about 90 min on 2 CPU cores
+    python bench/reproduce.py --dataset cqa --size cpu           # one dataset in about two hours on 2 CPU cores
     python bench/reproduce.py --dataset all --size paper         # the full-scale recipe, on a GPU
     python bench/reproduce.py --dataset anli1 --size smoke --out /tmp/smoke    # tiny models, seconds
 
@@ -45,14 +45,15 @@ SIZES (per dataset; the test split is also capped at a fifth of the file):
 | cpu   | embedded-teacher / embedded-student | 150   | 80   | 30 x 8        | 0 1 2 | 18                   |
 | paper | embedded-teacher / Qwen/Qwen2.5-0.5B| all   | 1000 | 1000 x 16     | 0 1 2 | 18                   |
 
-The cpu size is an estimate from the CommonsenseQA run of docs/results.md (2 cores: about 6 s a training step at
-batch 8, compare about 1 s per student and question) and, for the teacher, from the start of the first cpu-size run
-(2026-11-30, quiet CPU: letter-mode saliency in one pass 1.45 s a question, its faithfulness 3.4 s): teacher 150 x
-4.9 s = 12 min,
-18 runs x 30 steps x 6 s = 54 min, compare (teacher + 19 students on 80) = 25-30 min: about 90-95 min. NLI
-prompts are longer and SVAMP's teacher generates, so those take somewhat more. The paper size trains on every
-example outside the test split; on a GPU the teacher loads in bf16 (`--dtype bf16`) and training runs in bf16
-mixed precision; `--student` takes any hub id, and `--lora` trains LoRA adapters instead of all its weights. Any size's numbers can be overridden (--n-train, --steps, ...).
+The cpu size, measured (docs/results.md, 2026-11-30, 2 cores, two datasets' pipelines at once, one thread each):
+CommonsenseQA took 142 min: the teacher 14 min; 18 runs 71 min (2.5-3.1 min per single-target run, 4.9-7.5 min per
+multitask run); compare 57 min (the teacher and 19 students, each answering, attributing and measuring
+faithfulness on 80 questions). Alone on the machine it should take less (2 threads run 1.2x faster than 1,
+bench/precision.py). ANLI's premises are about three times as long as CommonsenseQA's questions, and SVAMP's
+teacher generates, so those take longer. The paper size trains on every example outside the test split; on a GPU
+the teacher loads in bf16 (`--dtype bf16`) and training runs in bf16 mixed precision; `--student` takes any hub
+id, and `--lora` trains LoRA adapters instead of all its weights. Any size's numbers can be overridden
+(--n-train, --steps, ...).
 """
 
 from __future__ import annotations

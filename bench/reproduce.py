@@ -84,7 +84,6 @@ from kdviz.rationales.select import DEFAULT_SPAN, DEFAULT_TOP_K  # noqa: E402
 
 if TYPE_CHECKING:
     from kdviz.compare.records import Comparison
-    from kdviz.compare.results import ResultsTable
 
 DATA_ROOT = REPO.parent / "shared" / "data"
 DATASETS = {"cqa": "choice", "anli1": "choice", "esnli": "choice", "svamp": "generate"}  # -> teacher's target mode
@@ -305,14 +304,9 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, torch {torch.__version__}"
 
 
-def write_figure(table: ResultsTable, stem: Path) -> list[Path]:
-    """Writes kdviz's accuracy-by-method chart as HTML, and as PNG when playwright and chromium are installed."""
-    from kdviz.compare.viz import method_accuracy_figure
-
-    return write_figure_of(method_accuracy_figure(table), stem)
-
-
-def write_figure_of(fig, stem: Path) -> list[Path]:
+def write_figure(fig, stem: Path) -> list[Path]:
+    """Writes a kdviz chart as HTML, and as PNG (at the chart's own size) when playwright and chromium are
+    installed."""
     from figures import write_plotly
 
     return write_plotly(fig, stem, width=int(fig.layout.width or 740), height=int(fig.layout.height or 400))
@@ -321,6 +315,7 @@ def write_figure_of(fig, stem: Path) -> list[Path]:
 def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     """Runs (or resumes) every stage of one dataset into <out>/<dataset>; returns its stages (run and skipped)."""
     from kdviz.compare.results import method_table, results_markdown
+    from kdviz.compare.viz import method_accuracy_figure
     from kdviz.data import load_examples, load_records
     from kdviz.rationale_records import RationaleRecord
     from kdviz.rationales.stats import rationale_stats
@@ -352,7 +347,7 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
     write_atomic(out / "results.json", json.dumps(results, indent=1))
     markdown = results_markdown(table)
     write_atomic(out / "results.md", markdown)
-    figure = write_figure(table, out / "accuracy_by_method")
+    figure = write_figure(method_accuracy_figure(table), out / "accuracy_by_method")
     print(f"\n## {dataset}\n\n{markdown}")
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {', '.join(map(str, figure))}")
     return stages
@@ -361,19 +356,17 @@ def reproduce(args: argparse.Namespace, dataset: str) -> Stages:
 def summarize_datasets(root: Path) -> list[Path]:
     """Writes <root>/summary.md and the accuracy_by_dataset chart from every <root>/<dataset>/results.json there
     (in DATASETS order); returns the paths written, none when no dataset has results yet."""
-    from kdviz.compare.results import ResultsTable, datasets_markdown
+    from kdviz.compare.results import datasets_markdown, read_results, setup_line
     from kdviz.compare.viz import datasets_accuracy_figure
 
-    found = {d: json.loads((root / d / "results.json").read_text()) for d in DATASETS if (root / d / "results.json").exists()}  # fmt: skip
+    found = {d: read_results(root / d / "results.json") for d in DATASETS if (root / d / "results.json").exists()}
     if not found:
         return []
-    tables = {d: ResultsTable.from_dict(r) for d, r in found.items()}
-    setups = [f"- {d}: size {r['setup']['size']}, teacher {r['setup']['teacher']}, student {r['setup']['student']}, "
-              f"{r['setup']['n_train'] or 'all'} training examples, {r['setup']['steps']} steps x {r['setup']['batch_size']}, "
-              f"seeds {r['setup']['seeds']} ({r['setup']['hardware']})" for d, r in found.items()]  # fmt: skip
+    tables = {d: table for d, (_, table) in found.items()}
+    setups = [f"- {d}: {setup_line(setup)} ({setup.get('hardware')})" for d, (setup, _) in found.items()]
     summary = "# Reproduction summary\n\n" + "\n".join(setups) + "\n\n" + datasets_markdown(tables)
     write_atomic(root / "summary.md", summary)
-    return [root / "summary.md", *write_figure_of(datasets_accuracy_figure(tables), root / "accuracy_by_dataset")]
+    return [root / "summary.md", *write_figure(datasets_accuracy_figure(tables), root / "accuracy_by_dataset")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,7 +82,10 @@ def test_nli_smoke_trains_on_the_540b_chain_of_thought_and_opens_in_the_app(tmp_
     assert training["gold_overlap"] is None and training["faithfulness"]["n"] == 12  # NLI labels are not words
     assert training["plausibility"]["n"] == 12  # against ANLI's human explanations
     summary = (tmp_path / "out" / "summary.md").read_text()  # every dataset with results, side by side
-    assert "- anli1: size smoke, teacher tiny, student tiny-student, 12 training examples, 2 steps x 4" in summary
+    assert (
+        "- anli1: size smoke, teacher tiny, student tiny-student, n train 12, n test 6, steps 2, batch size 4"
+        in summary
+    )
     assert "| anli1 | 6 |" in summary and (tmp_path / "out" / "accuracy_by_dataset.html").exists()
     _check_reproduction_view(tmp_path)
 

@@ -6,10 +6,13 @@ functions of a `Comparison`; the reproduction of the seed paper (`bench/reproduc
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from kdviz.errors import InputError
 from kdviz.format import MISSING, percent
 from kdviz.rationales.stats import PlausibilityMeans, RationaleStats
 from kdviz.records import Record
@@ -102,6 +105,27 @@ class ResultsTable(Record):
             object.__setattr__(self, "training_rationales", RationaleStats.from_dict(self.training_rationales))
         rows = {k: v if isinstance(v, MethodRow) else MethodRow.from_dict(v) for k, v in self.methods.items()}
         object.__setattr__(self, "methods", rows)
+
+
+SETUP_KEYS = ("size", "teacher", "student", "n_train", "n_test", "steps", "batch_size", "seeds", "target_mode")
+
+
+def read_results(path: str | Path) -> tuple[dict, ResultsTable]:
+    """Returns (the run's setup, the results table) of a results.json that bench/reproduce.py wrote.
+
+    Raises:
+        InputError: the file is not JSON, or not such a results.json.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return data.get("setup", {}), ResultsTable.from_dict(data)
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(f"{path} is not a results.json of bench/reproduce.py ({exc})") from exc
+
+
+def setup_line(setup: Mapping) -> str:
+    """Returns the setup of a results.json in one line ("size cpu, teacher ..., seeds [0, 1, 2]")."""
+    return ", ".join(f"{k.replace('_', ' ')} {setup[k]}" for k in SETUP_KEYS if setup.get(k) is not None)
 
 
 def paired_difference(

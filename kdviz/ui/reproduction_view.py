@@ -3,12 +3,11 @@ its results.json) and shows the same table and chart the script wrote, so "does 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
 
-from kdviz.compare.results import ResultsTable, datasets_markdown, results_markdown
+from kdviz.compare.results import ResultsTable, datasets_markdown, read_results, results_markdown, setup_line
 from kdviz.compare.viz import datasets_accuracy_figure, method_accuracy_figure
 from kdviz.errors import InputError
 from kdviz.workspace import check_readable, safe_child
@@ -16,7 +15,6 @@ from kdviz.workspace import check_readable, safe_child
 from .errors import ui_errors
 
 DEFAULT_ROOT = Path("bench") / "results" / "reproduce"  # bench/reproduce.py's default --out, from the repo root
-SETUP_KEYS = ("size", "teacher", "student", "n_train", "n_test", "steps", "batch_size", "seeds", "target_mode")
 ALL = "all datasets"  # the entry that shows every dataset side by side (listed when there are two or more)
 
 
@@ -41,11 +39,7 @@ def load_results(root: str, dataset: str) -> tuple[dict, ResultsTable]:
     path = safe_child(check_readable(root or ".", "the results folder"), dataset) / "results.json"
     if not path.is_file():
         raise InputError(f"{path} does not exist: run bench/reproduce.py --out {root} first")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data.get("setup", {}), ResultsTable.from_dict(data)
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-        raise InputError(f"{path} is not a results.json of bench/reproduce.py ({exc})") from exc
+    return read_results(path)
 
 
 def results_view(root: str, dataset: str) -> tuple[str, object]:
@@ -55,7 +49,7 @@ def results_view(root: str, dataset: str) -> tuple[str, object]:
         tables = {name: load_results(root, name)[1] for name in list_results(root) if name != ALL}
         return f"### {ALL}\n\n" + datasets_markdown(tables), datasets_accuracy_figure(tables)
     setup, table = load_results(root, dataset)
-    facts = ", ".join(f"{k.replace('_', ' ')} {setup[k]}" for k in SETUP_KEYS if setup.get(k) is not None)
+    facts = setup_line(setup)
     header = f"### {setup.get('dataset', dataset)}\n\n{facts}\n\n" if facts else f"### {dataset}\n\n"
     return header + results_markdown(table), method_accuracy_figure(table)
 

@@ -79,8 +79,9 @@ def _human_rationale(row: dict, where: str) -> str | None:
     """Returns the human rationale: the marked words (CoS-E's extractive rationale) where the data has them, else
     the human explanation (e-SNLI's and ANLI's free-text one), whose words plausibility is then measured against."""
     for key in ("human_rationale_extractive", "rationale", "human_rationale_abstractive"):
-        if row.get(key) is not None:
-            return _optional_text(row[key], where, repr(key))
+        text = _optional_text(row.get(key), where, repr(key))
+        if text:  # an empty or invisible rationale falls through to the next field
+            return text
     return None
 
 

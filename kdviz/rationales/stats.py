@@ -35,11 +35,12 @@ def overlap_of(words: Sequence[str], example: Example, faithfulness: Faithfulnes
     """Returns one example's overlap figures: with the gold answer, with each choice, with the question, and with
     the human rationale; `faithfulness` is carried along (it needs the model, see `kdviz.rationales.faithfulness`).
     NLI choices are labels ("entailment", ...), not words a rationale could pick: no gold or choice overlap there."""
-    words_are_choices = example.task != "nli"
-    hit, fraction = gold_overlap(words, example.answer) if example.answer and words_are_choices else (None, None)
-    choices = tuple(gold_overlap(words, c)[0] for c in example.choices) if words_are_choices else ()
-    wrong = [h for c, h in zip(example.choices, choices, strict=False) if c != example.answer]
-    distractor = sum(wrong) / len(wrong) if example.answer in example.choices and wrong else None
+    candidates = () if example.task == "nli" else example.choices  # the choices a rationale word could name
+    answer = example.answer if example.task != "nli" else None
+    hit, fraction = gold_overlap(words, answer) if answer else (None, None)
+    choices = tuple(gold_overlap(words, c)[0] for c in candidates)
+    wrong = [h for c, h in zip(candidates, choices, strict=True) if c != answer]
+    distractor = sum(wrong) / len(wrong) if answer in candidates and wrong else None
     plaus = plausibility(words, example.human_rationale) if example.human_rationale else None
     asked = words_of(f"{example.context or ''} {example.question}")
     in_question = any(w in asked for w in words_of(" ".join(words)))

@@ -96,21 +96,23 @@ def train_config(export, out, **kw):
 
 
 @contextlib.contextmanager
-def app_client(workspace):
-    """A gradio Client of the app (tiny teacher, 127.0.0.1, a free port) over `workspace`; app and client are
-    closed after."""
+def client_of(demo, **client_options):
+    """A gradio Client of a launched app; app and client are closed after."""
     from gradio_client import Client
 
-    from kdviz.ui import launch
-
-    demo = launch(
-        teacher="tiny", host="127.0.0.1", port=None, workspace=workspace, prevent_thread_lock=True, quiet=True
-    )
     try:
-        client = Client(demo.local_url, verbose=False)
+        client = Client(demo.local_url, verbose=False, **client_options)
         try:
             yield client
         finally:
             client.close()
     finally:
         demo.close()
+
+
+def app_client(workspace):
+    """A gradio Client of the app (tiny teacher, 127.0.0.1, a free port) over `workspace` (see `client_of`)."""
+    from kdviz.ui import launch
+
+    return client_of(launch(teacher="tiny", host="127.0.0.1", port=None, workspace=workspace, prevent_thread_lock=True,
+                            quiet=True))  # fmt: skip

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 import kdviz.ui
@@ -17,6 +16,8 @@ from kdviz.data import demo_path, load_examples
 from kdviz.errors import InputError
 from kdviz.lm.models import load_model
 from kdviz.workspace import Workspace, check_readable, confined_to
+
+from .conftest import client_of
 
 OUTSIDE = "is outside the folders this app may read"
 
@@ -37,15 +38,9 @@ def save_tiny(folder: Path) -> Path:
 
 
 def served(demo):
-    try:
-        demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-        client = Client(demo.local_url, verbose=False, download_files=False)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        demo.close()
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    with client_of(demo, download_files=False) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

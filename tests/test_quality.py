@@ -15,9 +15,9 @@ from kdviz.errors import InputError
 from kdviz.lm.models import load_model
 from kdviz.rationale_records import Faithfulness
 from kdviz.rationales.curation import open_build
-from kdviz.rationales.faithfulness import edit_prompt, rule_of
+from kdviz.rationales.faithfulness import edit_prompt
 from kdviz.rationales.quality import QualityCell, ScoreMemo, faithfulness_measure, quality_table, settings
-from kdviz.rationales.select import SelectionRule
+from kdviz.rationales.select import SelectionRule, rule_of
 from kdviz.viz.quality import QUALITY_COLUMNS, quality_markdown
 
 from .test_faithfulness import EXAMPLE, PROMPT, FakeScorer, record

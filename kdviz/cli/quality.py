@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
 
 def run_quality(args) -> int:
     from kdviz.rationales.curation import open_build
-    from kdviz.rationales.faithfulness import rule_of
     from kdviz.rationales.quality import faithfulness_measure, quality_table, settings
+    from kdviz.rationales.select import rule_of
     from kdviz.viz.quality import quality_markdown
 
     store = open_build(args.workspace, args.name)

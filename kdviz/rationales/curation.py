@@ -30,7 +30,7 @@ from kdviz.workspace import (
     safe_child,  # noqa: F401  (re-exported for callers)
 )
 
-from .select import SelectionRule, gold_overlap, select_rationale
+from .select import gold_overlap, rule_of, select_rationale
 from .stats import RationaleStats, rationale_stats
 
 LOCK_FILE = ".records.lock"  # beside records.jsonl; never replaced, so every process locks the same file
@@ -128,7 +128,7 @@ class CurationStore:
         """Puts records back as built: the rule's selection, pending."""
 
         def change(r: RationaleRecord) -> RationaleRecord:
-            rule = SelectionRule(**(r.provenance.rule_config or {}))
+            rule = rule_of(r)
             chosen = select_rationale(r, rule)
             return dataclasses.replace(
                 r, rationale=tuple(chosen), rationale_text=" ".join(r.words[i] for i in chosen), status="pending"

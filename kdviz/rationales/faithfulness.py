@@ -37,7 +37,7 @@ from kdviz.lm.prompts import answer_choices
 from kdviz.rationale_records import Faithfulness, RationaleRecord
 from kdviz.records import ChoiceScores, PredictMode, RecordLog
 
-from .select import SelectionRule, candidate_words, word_roles
+from .select import SelectionRule, candidate_words, rule_of, word_roles
 
 # Scores already-rendered prompts as `kdviz.lm.inference.score_prompts` does: (prompts, choices, letters).
 Scorer = Callable[[list[str], list[tuple[str, ...]], bool], list[ChoiceScores]]
@@ -68,11 +68,6 @@ def edit_prompt(prompt: str, word_offsets: Sequence[tuple[int, int]], keep: Coll
     tail = prompt[end:]
     pieces += [] if drop_next_gap and "\n" not in tail else [tail]
     return "".join(pieces)
-
-
-def rule_of(rec: RationaleRecord) -> SelectionRule:
-    """Returns the selection rule the record was built with (its provenance), or the default rule."""
-    return SelectionRule(**(rec.provenance.rule_config or {}))
 
 
 def predict_mode_of(rec: RationaleRecord) -> PredictMode | None:

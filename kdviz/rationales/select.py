@@ -127,6 +127,11 @@ class SelectionRule:
         return rule + scope + (f", excluding {', '.join(off)}" if off else "")
 
 
+def rule_of(rec: RationaleRecord) -> SelectionRule:
+    """Returns the selection rule the record was built with (its provenance), or the default rule."""
+    return SelectionRule(**(rec.provenance.rule_config or {}))
+
+
 def word_roles(attr: TokenAttribution | RationaleRecord) -> tuple[WordRole, ...]:
     """Returns the role of each word of the prompt: the format's own ("template"), a listed choice's ("choice"), or
     the question's and context's ("question").

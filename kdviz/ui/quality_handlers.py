@@ -16,9 +16,8 @@ from typing import Any, NamedTuple
 import kdviz
 from kdviz.errors import InputError, UnknownNameError
 from kdviz.rationales.curation import open_build
-from kdviz.rationales.faithfulness import rule_of
 from kdviz.rationales.quality import DEFAULT_KS, faithfulness_measure, quality_table, settings
-from kdviz.rationales.select import SPANS
+from kdviz.rationales.select import SPANS, rule_of
 from kdviz.records import ProgressEvent
 from kdviz.viz.quality import quality_figure, quality_rows
 from kdviz.workspace import Workspace, command_line
